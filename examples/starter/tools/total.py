@@ -1,0 +1,5 @@
+"""Add up the per-paragraph counts."""
+
+
+def run(inputs):
+    return {"state_delta": {"total": sum(c["words"] for c in inputs["_state"]["counts"])}}

@@ -1,0 +1,3 @@
+from evolve.cli import app
+
+app(prog_name="evolve")

@@ -1,0 +1,1 @@
+"""Rendering experiences and runs for people: Mermaid graphs, trees, tables, HTML."""

@@ -1,0 +1,479 @@
+"""Semantic checks of an experience, and the build of its typed form.
+
+The JSON Schema settles shapes; this module settles meaning: unique ids, references that resolve,
+no cycles, declared reads and writes, parsed expressions, files that exist inside the experience
+directory, prompt placeholders that name something readable, and valid output schemas. It reads the
+raw data defensively (a part with the wrong shape was already reported by the schema and is skipped
+here), so all problems are reported together.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from evolve.errors import Problem, did_you_mean
+from evolve.spec import model
+from evolve.spec.expressions import Expression, ExpressionError, parse_expression
+from evolve.spec.source import JsonPath, Locations
+from evolve.spec.templates import line_col, placeholders
+
+_FIELD_KEYS = {"merge", "default", "description"}
+_DATA_FORMATS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
+
+
+@dataclass
+class _Item:
+    """A list entry that is a mapping, with its JSON path."""
+
+    path: JsonPath
+    data: dict[str, Any]
+
+    def get(self, key: str, kind: type | tuple[type, ...] = object) -> Any:
+        value = self.data.get(key)
+        if isinstance(value, bool) and kind in (int, float, (int, float)):
+            return None
+        return value if isinstance(value, kind) else None
+
+
+def _items(data: Any, *path: str) -> list[_Item]:
+    for key in path:
+        data = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(data, list):
+        return []
+    return [_Item((*path, i), x) for i, x in enumerate(data) if isinstance(x, dict)]
+
+
+def _mapping(data: Any, *path: str) -> dict[str, Any]:
+    for key in path:
+        data = data.get(key) if isinstance(data, dict) else None
+    return data if isinstance(data, dict) else {}
+
+
+class Checker:
+    def __init__(self, data: dict[str, Any], loc: Locations, root: Path):
+        self.data = data
+        self.loc = loc
+        self.root = root
+        self.problems: list[Problem] = []
+        self.referenced_files: list[Path] = []
+        self.fields = {k: v for k, v in _mapping(data, "state", "schema").items()
+                       if isinstance(v, dict)}
+        self.nodes = _items(data, "graph", "nodes")
+        self.edges = _items(data, "graph", "edges")
+        self.pipelines = _items(data, "graph", "pipelines")
+        self.loops = _items(data, "graph", "loops")
+        self.expressions: dict[JsonPath, Expression] = {}
+        self.paths: dict[JsonPath, Path] = {}
+        self.node_ids: dict[str, _Item] = {}
+        self.owner: dict[str, str] = {}  # node id -> pipeline/loop id that runs it
+
+    def report(self, path: JsonPath, message: str, *, at_key: bool = False) -> None:
+        self.problems.append(self.loc.problem(path, message, at_key=at_key))
+
+    def run(self) -> list[Problem]:
+        self._check_fields()
+        self._check_ids()
+        self._check_groups()
+        self._check_edges()
+        self._check_cycles()
+        for node in self.nodes:
+            self._check_node(node)
+        return self.problems
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def _check_fields(self) -> None:
+        import jsonschema
+
+        for name, spec in self.fields.items():
+            path: JsonPath = ("state", "schema", name)
+            schema = {k: v for k, v in spec.items() if k not in _FIELD_KEYS}
+            try:
+                jsonschema.Draft202012Validator.check_schema(schema)
+            except jsonschema.SchemaError as exc:
+                where = (*path, *exc.path) if exc.path else path
+                self.report(where, f"state field '{name}' has an invalid schema: {exc.message}")
+                continue
+            if spec.get("merge") == "array_append" and spec.get("type") != "array":
+                self.report((*path, "merge"), f"state field '{name}': merge array_append "
+                                              "needs type: array")
+            if "default" in spec:
+                error = jsonschema.exceptions.best_match(
+                    jsonschema.Draft202012Validator(schema).iter_errors(spec["default"]))
+                if error is not None:
+                    self.report((*path, "default"), f"default of state field '{name}' does not "
+                                                    f"match its schema: {error.message}")
+
+    def _field_ref(self, path: JsonPath, name: Any, verb: str) -> bool:
+        if not isinstance(name, str):
+            return False
+        if name in self.fields:
+            return True
+        self.report(path, f"{verb} undeclared state field '{name}'"
+                          f"{did_you_mean(name, self.fields)} (declare it under state.schema)")
+        return False
+
+    # -- ids and references ----------------------------------------------------------------------
+
+    def _check_ids(self) -> None:
+        phases = {p.get("id", str) for p in _items(self.data, "phases")} - {None}
+        seen: dict[str, JsonPath] = {}
+        for item in [*self.nodes, *self.pipelines, *self.loops]:
+            ident = item.get("id", str)
+            if ident is None:
+                continue
+            if ident in seen:
+                line, _ = self.loc.value((*seen[ident], "id"))
+                self.report((*item.path, "id"), f"duplicate id '{ident}' (first used on line "
+                                                f"{line})")
+                continue
+            seen[ident] = item.path
+            if item.path[1] == "nodes":
+                self.node_ids[ident] = item
+        if "phases" in self.data:
+            for node in self.nodes:
+                phase = node.get("phase", str)
+                if phase is not None and phase not in phases:
+                    self.report((*node.path, "phase"), f"unknown phase '{phase}'"
+                                                       f"{did_you_mean(phase, phases)}")
+        self.steps = set(seen)
+
+    def _node_ref(self, path: JsonPath, name: Any, role: str) -> bool:
+        if not isinstance(name, str):
+            return False
+        if name in self.node_ids:
+            return True
+        hint = did_you_mean(name, self.node_ids)
+        self.report(path, f"{role} names unknown node '{name}'{hint}")
+        return False
+
+    def _check_groups(self) -> None:
+        for pipe in self.pipelines:
+            stages = pipe.get("stages", list) or []
+            for i, stage in enumerate(stages):
+                if self._node_ref((*pipe.path, "stages", i), stage, "pipeline stage"):
+                    self._own(stage, pipe, (*pipe.path, "stages", i))
+            self._array_path(pipe, "items")
+        for loop in self.loops:
+            body = loop.get("body", str)
+            if self._node_ref((*loop.path, "body"), body, "loop body"):
+                self._own(body, loop, (*loop.path, "body"))
+            self._expression((*loop.path, "until"), loop.get("until", str), item_allowed=False)
+
+    def _own(self, node: str, group: _Item, path: JsonPath) -> None:
+        ident = group.get("id", str)
+        if node in self.owner:
+            self.report(path, f"node '{node}' already runs inside '{self.owner[node]}'")
+        elif ident:
+            self.owner[node] = ident
+
+    def _check_edges(self) -> None:
+        for edge in self.edges:
+            for end in ("from", "to"):
+                name = edge.get(end, str)
+                if name is None:
+                    continue
+                path = (*edge.path, end)
+                if name in self.owner:
+                    self.report(path, f"node '{name}' runs inside '{self.owner[name]}'; "
+                                      f"connect the edge to '{self.owner[name]}' instead")
+                elif name not in self.steps:
+                    hint = did_you_mean(name, self.steps)
+                    self.report(path, f"edge '{end}' names unknown node '{name}'{hint}")
+            self._expression((*edge.path, "when"), edge.get("when", str), item_allowed=False)
+
+    def _check_cycles(self) -> None:
+        graph: dict[str, list[tuple[str, JsonPath]]] = {}
+        for edge in self.edges:
+            source, target = edge.get("from", str), edge.get("to", str)
+            if source in self.steps and target in self.steps:
+                graph.setdefault(source, []).append((target, edge.path))
+        state: dict[str, int] = {}  # 1: on the stack, 2: done
+        stack: list[str] = []
+
+        def visit(step: str) -> None:
+            state[step] = 1
+            stack.append(step)
+            for target, path in graph.get(step, []):
+                if state.get(target) == 1:
+                    cycle = [*stack[stack.index(target):], target]
+                    self.report(path, "cycle in the graph: " + " -> ".join(cycle)
+                                + " (use a loop to repeat a node)")
+                elif target not in state:
+                    visit(target)
+            stack.pop()
+            state[step] = 2
+
+        for step in sorted(graph):
+            if step not in state:
+                visit(step)
+
+    # -- expressions ---------------------------------------------------------------------------
+
+    def _expression(self, path: JsonPath, source: str | None, *, item_allowed: bool) -> None:
+        if source is None:
+            return
+        try:
+            expression = parse_expression(source)
+        except ExpressionError as exc:
+            self.problems.append(self.loc.expression_problem(path, exc.offset,
+                                                             f"invalid expression: {exc}"))
+            return
+        for ref in expression.paths:
+            if ref.root != "$" and not item_allowed:
+                self.problems.append(self.loc.expression_problem(
+                    path, ref.offset, f"{ref.root} is only available inside for_each"))
+            elif ref.root == "$" and ref.parts[0] not in self.fields:
+                hint = did_you_mean(ref.parts[0], self.fields)
+                self.problems.append(self.loc.expression_problem(
+                    path, ref.offset, f"'{ref.text}' reads undeclared state field "
+                                      f"'{ref.parts[0]}'{hint}"))
+        self.expressions[path] = expression
+
+    def _array_path(self, item: _Item, key: str) -> None:
+        source = item.get(key, str)
+        path = (*item.path, key)
+        self._expression(path, source, item_allowed=False)
+        expression = self.expressions.get(path)
+        if expression is None:
+            return
+        tree = expression.tree
+        if not (hasattr(tree, "root") and tree.root == "$"):
+            self.report(path, f"'{source}' must be a state path such as $.items")
+            return
+        field = self.fields.get(tree.parts[0])
+        if field is not None and len(tree.parts) == 1 and field.get("type") != "array":
+            self.report(path, f"'{source}' must name an array field; '{tree.parts[0]}' is "
+                              f"{field.get('type')}")
+
+    # -- nodes ---------------------------------------------------------------------------------
+
+    def _check_node(self, node: _Item) -> None:
+        for verb in ("reads", "writes"):
+            for i, name in enumerate(node.get(verb, list) or []):
+                self._field_ref((*node.path, verb, i), name, verb)
+        if isinstance(node.get("for_each", dict), dict):
+            self._array_path(_Item((*node.path, "for_each"), node.data["for_each"]), "source")
+        for key, value in (node.get("args", dict) or {}).items():
+            if isinstance(value, str) and value.startswith("$."):
+                self._expression((*node.path, "args", key), value, item_allowed=False)
+        kind = node.get("kind", str)
+        check = {"tool": self._tool, "agent": self._agent, "dataset": self._dataset,
+                 "experience": self._child}.get(kind or "")
+        if check:
+            check(node)
+
+    def _file(self, path: JsonPath, value: str | None, what: str) -> Path | None:
+        """Resolve `value` inside the experience directory, reporting a missing or escaping file."""
+        if not value:
+            return None
+        resolved = (self.root / value).resolve()
+        if not resolved.is_relative_to(self.root):
+            self.report(path, f"{what} '{value}' is outside the experience directory")
+            return None
+        if not resolved.exists():
+            self.report(path, f"{what} '{value}' does not exist")
+            return None
+        self.paths[path] = resolved
+        if resolved.is_file():
+            self.referenced_files.append(resolved)
+        return resolved
+
+    def _tool(self, node: _Item) -> None:
+        impl = node.get("impl", str)
+        if impl is None:
+            return
+        file, _, function = impl.partition(":") if ".py:" in impl else (impl, "", "")
+        path = self._file((*node.path, "impl"), file, "tool file")
+        if path is None:
+            return
+        if not path.is_file():
+            self.report((*node.path, "impl"), f"tool '{file}' is not a file")
+        elif path.suffix == ".py":
+            self._python_function((*node.path, "impl"), path, function or "run")
+        elif path.suffix not in (".js", ".mjs") and not os.access(path, os.X_OK):
+            self.report((*node.path, "impl"), f"tool '{file}' is not executable "
+                                              f"(chmod +x {file})")
+
+    def _python_function(self, path: JsonPath, file: Path, function: str) -> None:
+        try:
+            tree = ast.parse(file.read_bytes(), filename=str(file))
+        except (SyntaxError, ValueError) as exc:
+            line = getattr(exc, "lineno", None)
+            self.report(path, f"tool '{file.name}' has a syntax error"
+                              + (f" on line {line}" if line else "") + f": {exc.msg}"
+                        if isinstance(exc, SyntaxError) else f"tool '{file.name}' is unreadable")
+            return
+        defined = {n.name for n in tree.body
+                   if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
+        defined |= {t.id for n in tree.body if isinstance(n, ast.Assign)
+                    for t in n.targets if isinstance(t, ast.Name)}
+        defined |= {a.asname or a.name for n in tree.body if isinstance(n, ast.ImportFrom)
+                    for a in n.names}
+        if function not in defined:
+            self.report(path, f"tool '{file.name}' defines no function '{function}'"
+                              f"{did_you_mean(function, defined)}")
+
+    def _agent(self, node: _Item) -> None:
+        prompt = self._file((*node.path, "prompt"), node.get("prompt", str), "prompt file")
+        self._file((*node.path, "system"), node.get("system", str), "system prompt file")
+        writes = node.get("writes", list) or []
+        schema = node.get("schema", dict)
+        if schema is None:
+            if len(writes) != 1:
+                self.report(node.path, f"{self._label(node)} has no output schema, so it needs "
+                                       f"exactly one writes field (it has {len(writes)})",
+                            at_key=False)
+        else:
+            self._output_schema(node, schema, writes)
+        if prompt is not None and prompt.is_file():
+            self._placeholders(node, prompt)
+
+    def _output_schema(self, node: _Item, schema: dict[str, Any], writes: list[Any]) -> None:
+        import jsonschema
+
+        path = (*node.path, "schema")
+        try:
+            jsonschema.Draft202012Validator.check_schema(schema)
+        except jsonschema.SchemaError as exc:
+            self.report((*path, *exc.path), f"invalid output schema of {self._label(node)}: "
+                                            f"{exc.message}")
+            return
+        if schema.get("type", "object") != "object":
+            self.report(path, f"output schema of {self._label(node)} must describe an object "
+                              "(its keys are state fields)")
+        for key in schema.get("properties", {}) if isinstance(schema.get("properties"),
+                                                                dict) else {}:
+            if key not in writes:
+                self.report((*path, "properties", key),
+                            f"output schema property '{key}' is not in the writes of "
+                            f"{self._label(node)}", at_key=True)
+
+    def _placeholders(self, node: _Item, prompt: Path) -> None:
+        try:
+            text = prompt.read_text("utf-8")
+        except UnicodeDecodeError:
+            self.report((*node.path, "prompt"), f"prompt file '{prompt.name}' is not UTF-8 text")
+            return
+        readable = {x for x in node.get("reads", list) or [] if isinstance(x, str)}
+        readable |= set(node.get("args", dict) or {})
+        item_ok = "for_each" in node.data or node.get("id", str) in self.owner
+        display = os.path.relpath(prompt, Path.cwd()) if prompt.is_absolute() else str(prompt)
+        for ph in placeholders(text):
+            line, col = line_col(text, ph.offset)
+            if not ph.valid:
+                message = f"malformed placeholder '{{{{ {ph.text} }}}}'"
+            elif ph.root in ("$item", "$index"):
+                if item_ok:
+                    continue
+                message = f"placeholder '{{{{ {ph.text} }}}}' needs for_each on the node"
+            elif ph.root in readable:
+                continue
+            else:
+                message = (f"placeholder '{{{{ {ph.text} }}}}' names no readable field"
+                           f"{did_you_mean(ph.root, readable)} (add it to reads or args)")
+            self.problems.append(Problem(display, line, col, message,
+                                         self.loc.problem((*node.path, "prompt"), "").json_path))
+
+    def _dataset(self, node: _Item) -> None:
+        source = node.get("source", dict)
+        writes = node.get("writes", list) or []
+        if len(writes) != 1:
+            self.report(node.path, f"{self._label(node)} must write exactly one field "
+                                   f"(it writes {len(writes)})")
+        if source is None:
+            return
+        spath = (*node.path, "source")
+        path = self._file((*spath, "uri"), source.get("uri") if isinstance(source.get("uri"),
+                                                                          str) else None,
+                          "data file")
+        if path and source.get("type") == "file" and "format" not in source \
+                and path.suffix.lower() not in _DATA_FORMATS:
+            self.report((*spath, "uri"), f"cannot tell the format of '{source['uri']}'; "
+                                         "set source.format to json, jsonl or csv")
+
+    def _child(self, node: _Item) -> None:
+        path = self._file((*node.path, "impl"), node.get("impl", str), "child experience")
+        if path is not None and not (path / "experience.yaml").is_file():
+            self.report((*node.path, "impl"), f"child experience '{node.data['impl']}' has no "
+                                              "experience.yaml")
+
+    @staticmethod
+    def _label(node: _Item) -> str:
+        ident = node.get("id", str)
+        return f"node '{ident}'" if ident else f"node #{node.path[-1] + 1}"
+
+    # -- build ---------------------------------------------------------------------------------
+
+    def build(self, spec_path: Path, spec_hash: str) -> model.Experience:
+        data = self.data
+        runtime = _mapping(data, "runtime")
+        return model.Experience(
+            name=data["name"], version=data["version"],
+            description=data.get("description", ""),
+            directory=self.root, spec_path=spec_path.resolve(), spec_hash=spec_hash,
+            runtime=model.Runtime(
+                model=runtime.get("model"),
+                concurrency=runtime.get("concurrency", model.DEFAULT_CONCURRENCY),
+                timeout_ms=runtime.get("timeout_ms", model.DEFAULT_TIMEOUT_MS)),
+            state={name: _field(name, spec) for name, spec in self.fields.items()},
+            phases=tuple(model.Phase(p.data["id"], p.data.get("description", ""))
+                         for p in _items(data, "phases")),
+            nodes={n.data["id"]: self._build_node(n) for n in self.nodes},
+            edges=tuple(model.Edge(e.data["from"], e.data["to"],
+                                   self.expressions.get((*e.path, "when")))
+                        for e in self.edges),
+            pipelines={p.data["id"]: model.Pipeline(
+                p.data["id"], self.expressions[(*p.path, "items")], tuple(p.data["stages"]),
+                p.data.get("concurrency")) for p in self.pipelines},
+            loops={lp.data["id"]: model.Loop(
+                lp.data["id"], lp.data["body"], self.expressions[(*lp.path, "until")],
+                lp.data["max_iters"]) for lp in self.loops},
+        )
+
+    def _build_node(self, node: _Item) -> model.Node:
+        d = node.data
+        on_error = d.get("on_error", {})
+        policy = on_error.get("policy", "fail_run")
+        for_each = d.get("for_each")
+        source = d.get("source")
+        impl = d.get("impl")
+        function = impl.partition(":")[2] if impl and ".py:" in impl else None
+        return model.Node(
+            id=d["id"], kind=d["kind"], phase=d.get("phase"),
+            description=d.get("description", ""),
+            reads=tuple(d.get("reads", ())), writes=tuple(d.get("writes", ())),
+            on_error=model.OnError(
+                policy=policy,
+                attempts=on_error.get("attempts", 3 if policy == "retry" else 1),
+                backoff=on_error.get("backoff", "exponential"),
+                base_ms=on_error.get("base_ms", 100), then=on_error.get("then", "fail_run")),
+            for_each=model.ForEach(self.expressions[(*node.path, "for_each", "source")],
+                                   for_each.get("concurrency")) if for_each else None,
+            timeout_ms=d.get("timeout_ms"), frozen=d.get("frozen", False),
+            impl=self.paths.get((*node.path, "impl")), impl_text=impl,
+            function=function or ("run" if d["kind"] == "tool" else None),
+            args=d.get("args", {}),
+            prompt=self.paths.get((*node.path, "prompt")),
+            system=self.paths.get((*node.path, "system")),
+            model=d.get("model"), schema=d.get("schema"),
+            temperature=d.get("temperature"), max_tokens=d.get("max_tokens"),
+            source=model.DatasetSource(
+                type=source["type"], path=self.paths[(*node.path, "source", "uri")],
+                uri=source["uri"],
+                format=source.get("format") or _DATA_FORMATS.get(
+                    Path(source["uri"]).suffix.lower()),
+                query=source.get("query")) if source else None,
+        )
+
+
+def _field(name: str, spec: dict[str, Any]) -> model.StateField:
+    return model.StateField(
+        name=name, type=spec["type"], merge=spec.get("merge", "last_wins"),
+        default=spec.get("default"), has_default="default" in spec,
+        description=spec.get("description", ""),
+        schema={k: v for k, v in spec.items() if k not in _FIELD_KEYS})

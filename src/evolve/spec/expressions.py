@@ -1,0 +1,284 @@
+"""The `when`/`until` expression language of experience.yaml, parsed once and evaluated safely.
+
+Grammar (lowest precedence first)::
+
+    expr    := or
+    or      := and ('||' and)*
+    and     := not ('&&' not)*
+    not     := '!' not | compare
+    compare := primary (('=='|'!='|'>'|'<'|'>='|'<=') primary)?
+    primary := NUMBER | STRING | true | false | null | PATH | 'length' '(' expr ')' | '(' expr ')'
+    PATH    := '$' ('.' NAME | '.' INDEX)*  |  '$item' ('.' NAME)*  |  '$index'
+
+Paths read state (`$.a.b`), the current item (`$item.key`) or its index (`$index`). A path that
+does not resolve is MISSING: every comparison with it is false except `!=`, and it is falsy.
+Nothing is ever passed to `eval`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from evolve.errors import EvolveError
+
+
+class ExpressionError(EvolveError):
+    """A syntax error, with the 0-based character offset where it was found."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, offset: int):
+        super().__init__(message)
+        self.offset = offset
+
+
+class _Missing:
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+_TOKEN = re.compile(
+    r"""\s*(?:
+      (?P<number>-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)
+    | (?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
+    | (?P<path>\$(?:item|index)?(?:\.[A-Za-z0-9_\-]+)*)
+    | (?P<op>==|!=|>=|<=|&&|\|\||[><!()])
+    | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
+    )""",
+    re.VERBOSE,
+)
+_KEYWORDS = {"true": True, "false": False, "null": None}
+_COMPARE = {"==", "!=", ">", "<", ">=", "<="}
+
+
+@dataclass(frozen=True)
+class Path:
+    root: str  # "$", "$item" or "$index"
+    parts: tuple[str, ...]
+    offset: int
+
+    @property
+    def text(self) -> str:
+        return ".".join((self.root, *self.parts))
+
+
+@dataclass(frozen=True)
+class Literal:
+    value: Any
+
+
+@dataclass(frozen=True)
+class Not:
+    operand: Any
+
+
+@dataclass(frozen=True)
+class Binary:
+    op: str
+    left: Any
+    right: Any
+
+
+@dataclass(frozen=True)
+class Length:
+    operand: Any
+
+
+@dataclass(frozen=True)
+class Expression:
+    """A parsed expression: its source, its tree and the paths it reads."""
+
+    source: str
+    tree: Any
+    paths: tuple[Path, ...]
+
+    def evaluate(self, state: dict[str, Any], item: Any = MISSING, index: Any = MISSING) -> Any:
+        return _evaluate(self.tree, state, item, index)
+
+    def holds(self, state: dict[str, Any], item: Any = MISSING, index: Any = MISSING) -> bool:
+        return bool(self.evaluate(state, item, index))
+
+
+def _tokenize(source: str) -> list[tuple[str, str, int]]:
+    tokens: list[tuple[str, str, int]] = []
+    pos = 0
+    while pos < len(source):
+        if source[pos:].strip() == "":
+            break
+        match = _TOKEN.match(source, pos)
+        if not match or match.end() == pos:
+            offset = len(source) - len(source[pos:].lstrip())
+            raise ExpressionError(f"unexpected character {source[offset]!r}", offset)
+        kind = match.lastgroup or ""
+        tokens.append((kind, match.group(kind), match.start(kind)))
+        pos = match.end()
+    tokens.append(("end", "", len(source)))
+    return tokens
+
+
+class _Parser:
+    def __init__(self, source: str):
+        self.tokens = _tokenize(source)
+        self.i = 0
+        self.paths: list[Path] = []
+
+    def peek(self) -> tuple[str, str, int]:
+        return self.tokens[self.i]
+
+    def take(self) -> tuple[str, str, int]:
+        token = self.tokens[self.i]
+        self.i += 1
+        return token
+
+    def expect(self, text: str) -> None:
+        kind, value, offset = self.take()
+        if value != text or kind != "op":
+            found = "end of expression" if kind == "end" else repr(value)
+            raise ExpressionError(f"expected '{text}' but found {found}", offset)
+
+    def parse(self) -> Any:
+        tree = self.or_()
+        kind, value, offset = self.peek()
+        if kind != "end":
+            raise ExpressionError(f"unexpected {value!r} after a complete expression", offset)
+        return tree
+
+    def or_(self) -> Any:
+        left = self.and_()
+        while self.peek()[1] == "||" and self.peek()[0] == "op":
+            self.take()
+            left = Binary("||", left, self.and_())
+        return left
+
+    def and_(self) -> Any:
+        left = self.not_()
+        while self.peek()[1] == "&&" and self.peek()[0] == "op":
+            self.take()
+            left = Binary("&&", left, self.not_())
+        return left
+
+    def not_(self) -> Any:
+        if self.peek()[1] == "!" and self.peek()[0] == "op":
+            self.take()
+            return Not(self.not_())
+        return self.compare()
+
+    def compare(self) -> Any:
+        left = self.primary()
+        kind, value, _ = self.peek()
+        if kind == "op" and value in _COMPARE:
+            self.take()
+            return Binary(value, left, self.primary())
+        return left
+
+    def primary(self) -> Any:
+        kind, value, offset = self.take()
+        if kind == "number":
+            return Literal(float(value) if any(c in value for c in ".eE") else int(value))
+        if kind == "string":
+            return Literal(_unquote(value))
+        if kind == "path":
+            return self._path(value, offset)
+        if kind == "name":
+            if value in _KEYWORDS:
+                return Literal(_KEYWORDS[value])
+            if value == "length":
+                self.expect("(")
+                inner = self.or_()
+                self.expect(")")
+                return Length(inner)
+            raise ExpressionError(
+                f"unknown name '{value}' (use $.field for state, or true/false/null)", offset
+            )
+        if kind == "op" and value == "(":
+            inner = self.or_()
+            self.expect(")")
+            return inner
+        found = "end of expression" if kind == "end" else repr(value)
+        raise ExpressionError(f"expected a value but found {found}", offset)
+
+    def _path(self, text: str, offset: int) -> Path:
+        root, *parts = text.split(".")
+        if root == "$" and not parts:
+            raise ExpressionError("a state path needs a field: write $.field", offset)
+        if root == "$index" and parts:
+            raise ExpressionError("$index has no fields", offset)
+        path = Path(root, tuple(parts), offset)
+        self.paths.append(path)
+        return path
+
+
+def _unquote(text: str) -> str:
+    return re.sub(r"\\(.)", r"\1", text[1:-1])
+
+
+def parse_expression(source: str) -> Expression:
+    """Parse `source`; raises ExpressionError with the offset of the first problem."""
+    if not source.strip():
+        raise ExpressionError("the expression is empty", 0)
+    parser = _Parser(source)
+    tree = parser.parse()
+    return Expression(source, tree, tuple(parser.paths))
+
+
+def resolve_path(value: Any, parts: tuple[str, ...] | list[str]) -> Any:
+    """Follow dotted `parts` through dicts and lists; MISSING where any step does not exist."""
+    for part in parts:
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return MISSING
+    return value
+
+
+def _evaluate(node: Any, state: dict[str, Any], item: Any, index: Any) -> Any:
+    if isinstance(node, Literal):
+        return node.value
+    if isinstance(node, Path):
+        base = {"$": state, "$item": item, "$index": index}[node.root]
+        return MISSING if base is MISSING else resolve_path(base, node.parts)
+    if isinstance(node, Not):
+        return not _evaluate(node.operand, state, item, index)
+    if isinstance(node, Length):
+        value = _evaluate(node.operand, state, item, index)
+        return len(value) if isinstance(value, str | list | dict) else MISSING
+    if node.op == "&&":
+        return bool(_evaluate(node.left, state, item, index)) and bool(
+            _evaluate(node.right, state, item, index)
+        )
+    if node.op == "||":
+        return bool(_evaluate(node.left, state, item, index)) or bool(
+            _evaluate(node.right, state, item, index)
+        )
+    return _compare(node.op, _evaluate(node.left, state, item, index),
+                    _evaluate(node.right, state, item, index))
+
+
+def _compare(op: str, left: Any, right: Any) -> bool:
+    if left is MISSING or right is MISSING:
+        return op == "!="
+    if op == "==":
+        return _same(left, right)
+    if op == "!=":
+        return not _same(left, right)
+    numeric = (int, float)
+    both_numbers = isinstance(left, numeric) and isinstance(right, numeric)
+    both_numbers = both_numbers and not isinstance(left, bool) and not isinstance(right, bool)
+    if not (both_numbers or (isinstance(left, str) and isinstance(right, str))):
+        return False
+    return {">": left > right, "<": left < right, ">=": left >= right, "<=": left <= right}[op]
+
+
+def _same(left: Any, right: Any) -> bool:
+    if isinstance(left, bool) or isinstance(right, bool):
+        return left is right
+    return left == right

@@ -1,0 +1,147 @@
+"""The typed, immutable form of an experience that the runtime consumes.
+
+Built only by `evolve.spec.loader.load_experience`, after every check has passed, so code that holds
+an `Experience` may rely on it: ids are unique, every reference resolves, every file exists inside the
+experience directory, and every expression is already parsed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from evolve.spec.expressions import Expression
+
+NodeKind = Literal["tool", "agent", "dataset", "experience"]
+MergeRule = Literal["last_wins", "array_append", "set_once"]
+
+DEFAULT_CONCURRENCY = 4
+DEFAULT_TIMEOUT_MS = 300_000
+
+
+@dataclass(frozen=True)
+class StateField:
+    name: str
+    type: str
+    merge: MergeRule = "last_wins"
+    default: Any = None
+    has_default: bool = False
+    description: str = ""
+    schema: dict[str, Any] = field(default_factory=dict)  # the JSON Schema every write must meet
+
+
+@dataclass(frozen=True)
+class OnError:
+    policy: Literal["fail_run", "skip", "retry"] = "fail_run"
+    attempts: int = 1
+    backoff: Literal["linear", "exponential"] = "exponential"
+    base_ms: int = 100
+    then: Literal["fail_run", "skip"] = "fail_run"
+
+
+@dataclass(frozen=True)
+class ForEach:
+    source: Expression  # a `$.path` to an array in state
+    concurrency: int | None = None
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    type: Literal["file", "sqlite"]
+    path: Path  # resolved, inside the experience directory
+    uri: str  # as written
+    format: str | None = None
+    query: str | None = None
+
+
+@dataclass(frozen=True)
+class Node:
+    id: str
+    kind: NodeKind
+    phase: str | None = None
+    description: str = ""
+    reads: tuple[str, ...] = ()
+    writes: tuple[str, ...] = ()
+    on_error: OnError = OnError()
+    for_each: ForEach | None = None
+    timeout_ms: int | None = None  # None: the runtime default
+    frozen: bool = False
+    impl: Path | None = None  # tool file / child experience dir, resolved
+    impl_text: str | None = None  # as written
+    function: str | None = None  # for `file.py:function`
+    args: dict[str, Any] = field(default_factory=dict)
+    prompt: Path | None = None
+    system: Path | None = None
+    model: str | None = None
+    schema: dict[str, Any] | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    source: DatasetSource | None = None
+
+
+@dataclass(frozen=True)
+class Edge:
+    source: str
+    target: str
+    when: Expression | None = None
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    id: str
+    items: Expression
+    stages: tuple[str, ...]
+    concurrency: int | None = None
+
+
+@dataclass(frozen=True)
+class Loop:
+    id: str
+    body: str
+    until: Expression
+    max_iters: int
+
+
+@dataclass(frozen=True)
+class Phase:
+    id: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Runtime:
+    model: str | None = None
+    concurrency: int = DEFAULT_CONCURRENCY
+    timeout_ms: int = DEFAULT_TIMEOUT_MS
+
+
+@dataclass(frozen=True)
+class Experience:
+    name: str
+    version: str
+    description: str
+    directory: Path
+    spec_path: Path
+    spec_hash: str  # sha256 of experience.yaml and every file it references
+    runtime: Runtime
+    state: dict[str, StateField]
+    phases: tuple[Phase, ...]
+    nodes: dict[str, Node]
+    edges: tuple[Edge, ...]
+    pipelines: dict[str, Pipeline]
+    loops: dict[str, Loop]
+
+    @property
+    def steps(self) -> tuple[str, ...]:
+        """Ids of the graph's steps: top-level nodes, pipelines and loops (edges join these)."""
+        owned = {s for p in self.pipelines.values() for s in p.stages}
+        owned |= {loop.body for loop in self.loops.values()}
+        top = tuple(n for n in self.nodes if n not in owned)
+        return top + tuple(self.pipelines) + tuple(self.loops)
+
+    def predecessors(self, step: str) -> tuple[Edge, ...]:
+        return tuple(e for e in self.edges if e.target == step)
+
+    def successors(self, step: str) -> tuple[Edge, ...]:
+        return tuple(e for e in self.edges if e.source == step)
