@@ -125,7 +125,7 @@ def _describe(error: Any, loc: Locations, data: Any) -> list[Problem]:
         return [loc.problem(path, f"{where} is {error.instance!r}; expected one of: {options}{hint}")]
     if kind == "pattern":
         hint = _PATTERN_HINTS.get(str(path[-1]) if path else "", f"must match {error.validator_value}")
-        return [loc.problem(path, f"{where} {error.instance!r} {hint}")]
+        return [loc.problem(path, f"{where} is {error.instance!r}; it {hint}")]
     if kind == "propertyNames":
         return [loc.problem((*path, error.instance), f"state field name {error.instance!r} "
                             f"{_PATTERN_HINTS['id']}", at_key=True)]
