@@ -1,0 +1,33 @@
+"""Dataset nodes: rows from a JSON, JSONL or CSV file, or from a read-only SQLite query."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+from typing import Any
+
+from evolve.errors import EvolveError
+from evolve.spec.model import DatasetSource
+
+
+class DatasetError(EvolveError):
+    error_type = "dataset_error"
+
+
+def load_rows(source: DatasetSource) -> list[Any]:
+    try:
+        if source.type == "sqlite":
+            uri = source.path.as_uri() + "?mode=ro"
+            with sqlite3.connect(uri, uri=True) as conn:
+                conn.row_factory = sqlite3.Row
+                return [dict(row) for row in conn.execute(source.query or "")]
+        text = source.path.read_text("utf-8")
+        if source.format == "csv":
+            return list(csv.DictReader(text.splitlines()))
+        if source.format == "jsonl":
+            return [json.loads(line) for line in text.splitlines() if line.strip()]
+        data = json.loads(text)
+        return data if isinstance(data, list) else [data]
+    except (OSError, ValueError, sqlite3.Error, csv.Error) as exc:
+        raise DatasetError(f"reading {source.uri} failed: {exc}") from exc

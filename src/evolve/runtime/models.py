@@ -1,0 +1,51 @@
+"""The one small interface between agent nodes and whatever answers them.
+
+An agent node builds a `ModelRequest` and awaits `Model.complete`; a `ModelReply` comes back with
+the text and what the call cost. The real implementation (litellm, record/replay) lives in
+`evolve.llm`; tests use a scripted fake. A provider failure is raised as `ModelError` with an
+`error_type` (rate_limit, server_error, timeout, connection, bad_response, ...) so the node's
+`on_error` policy can decide what follows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from evolve.errors import EvolveError
+
+
+class ModelError(EvolveError):
+    def __init__(self, message: str, error_type: str = "model_error"):
+        super().__init__(message)
+        self.error_type = error_type
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    node_id: str
+    model: str
+    messages: list[dict[str, str]]
+    schema: dict[str, Any] | None = None  # ask for a JSON object meeting this schema
+    temperature: float | None = None
+    max_tokens: int | None = None
+    item: int | None = None
+    attempt: int = 1
+    turn: int = 1  # 2 for the repair turn after a schema failure
+
+
+@dataclass(frozen=True)
+class ModelReply:
+    text: str
+    model: str
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    cost_usd: float | None = None
+    latency_ms: int = 0
+    replayed: bool = False
+    key: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+class Model(Protocol):
+    async def complete(self, request: ModelRequest) -> ModelReply: ...

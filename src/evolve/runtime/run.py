@@ -1,0 +1,193 @@
+"""One run of an experience, from start to `run.finished`.
+
+`start_run` checks everything that can be checked before anything is recorded (the spec, the
+arguments, a model for every agent node), then `Run.execute` records the run in the state store
+and the event log, runs the scheduler, and always writes `run.finished`: success, failed, partial
+or interrupted (Ctrl-C, SIGTERM, cancellation). Nested experiences run as child runs linked to
+their parent. A process killed outright leaves no `run.finished`; later commands show that run as
+interrupted (`StateStore.reconcile`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evolve.errors import UsageError
+from evolve.runtime.models import Model
+from evolve.runtime.scheduler import RunFailed, Scheduler
+from evolve.runtime.state import RunState, initial_values
+from evolve.spec import Experience, Node, load_experience
+from evolve.store.events import EventLog, Listener, utc_now
+from evolve.store.state import StateStore
+from evolve.store.workspace import Workspace, new_run_id
+
+EXIT_CODES = {"success": 0, "failed": 1, "partial": 1, "interrupted": 130}
+
+
+@dataclass
+class RunOptions:
+    args: dict[str, Any] = field(default_factory=dict)
+    model: str | None = None  # --model: overrides every node's model
+    concurrency: int | None = None  # --concurrency: overrides runtime.concurrency
+    listeners: list[Listener] = field(default_factory=list)
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    experience: str
+    status: str
+    reason: str | None
+    duration_ms: int
+    log_path: Path
+    state: dict[str, Any]
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.status]
+
+
+def model_resolver(experience: Experience, override: str | None):
+    """Model precedence: --model > node model > runtime.model > EVOLVE_MODEL."""
+    env = os.environ.get("EVOLVE_MODEL") or None
+
+    def model_for(node: Node) -> str | None:
+        return override or node.model or experience.runtime.model or env
+
+    return model_for
+
+
+def check_models(experience: Experience, override: str | None) -> None:
+    model_for = model_resolver(experience, override)
+    missing = [n.id for n in experience.nodes.values() if n.kind == "agent" and not model_for(n)]
+    if missing:
+        raise UsageError(
+            f"no model for agent node{'s' * (len(missing) > 1)} {', '.join(missing)}: pass "
+            "--model openai/gpt-4o-mini, set runtime.model in experience.yaml, or set "
+            "EVOLVE_MODEL")
+
+
+class Run:
+    """One execution of one experience (a child run is another `Run` in the same loop)."""
+
+    def __init__(self, experience: Experience, workspace: Workspace, store: StateStore,
+                 options: RunOptions, model: Model | None, *,
+                 parent: tuple[str, str] | None = None):
+        self.experience = experience
+        self.workspace = workspace
+        self.store = store
+        self.options = options
+        self.model = model
+        self.parent = parent
+        self.values = initial_values(experience, options.args)
+        check_models(experience, options.model)
+        self.run_id = new_run_id()
+
+    async def execute(self) -> RunResult:
+        experience, run_id = self.experience, self.run_id
+        log_path = self.workspace.log_path(run_id)
+        events = EventLog(log_path, run_id, self.options.listeners)
+        model_for = model_resolver(experience, self.options.model)
+        models = sorted({m for n in experience.nodes.values() if n.kind == "agent"
+                         for m in [model_for(n)] if m})
+        self.store.begin_run({
+            "id": run_id, "experience": experience.name,
+            "experience_dir": str(experience.directory), "spec_hash": experience.spec_hash,
+            "started_at": utc_now(), "args": self.options.args,
+            "model": ", ".join(models) or None, "log_path": str(log_path),
+            "parent_run_id": self.parent[0] if self.parent else None,
+            "parent_node": self.parent[1] if self.parent else None})
+        events.emit("run.started", experience=experience.name, version=experience.version,
+                    experience_dir=str(experience.directory), spec_hash=experience.spec_hash,
+                    args=self.options.args, model=", ".join(models) or None,
+                    parent_run_id=self.parent[0] if self.parent else None,
+                    parent_node=self.parent[1] if self.parent else None)
+        started = time.monotonic()
+        state = RunState(experience, run_id, self.values, self.store, events)
+        scheduler = Scheduler(
+            experience, run_id, state, self.store, events,
+            concurrency=self.options.concurrency or experience.runtime.concurrency,
+            model=self.model, model_for=model_for, child_runner=self._child)
+        status, reason = "success", None
+        try:
+            await scheduler.run()
+            status = "partial" if scheduler.partial else "success"
+        except RunFailed as exc:
+            status, reason = "failed", str(exc)
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            status, reason = "interrupted", "interrupted by the user"
+            raise
+        except BaseException as exc:
+            status, reason = "failed", f"internal error: {type(exc).__name__}: {exc}"
+            raise
+        finally:
+            duration = round((time.monotonic() - started) * 1000)
+            events.emit("run.finished", status=status, reason=reason, duration_ms=duration,
+                        tokens={"in": scheduler.tokens_in, "out": scheduler.tokens_out},
+                        cost_usd=scheduler.cost_usd)
+            events.close()
+            self.store.finish_run(run_id, status=status, reason=reason, finished_at=utc_now(),
+                                  duration_ms=duration, tokens_in=scheduler.tokens_in,
+                                  tokens_out=scheduler.tokens_out, cost_usd=scheduler.cost_usd)
+        return RunResult(run_id, experience.name, status, reason, duration, log_path,
+                         state.values, scheduler.tokens_in, scheduler.tokens_out,
+                         scheduler.cost_usd)
+
+    async def _child(self, node: Node, args: dict[str, Any]) -> dict[str, Any]:
+        from evolve.runtime.scheduler import NodeError
+
+        child_experience = load_experience(node.impl)
+        options = RunOptions(args=args, model=self.options.model,
+                             listeners=self.options.listeners)
+        child = Run(child_experience, self.workspace, self.store, options, self.model,
+                    parent=(self.run_id, node.id))
+        result = await child.execute()
+        if result.status not in ("success", "partial"):
+            raise NodeError(f"child run {result.run_id} ({child_experience.name}) "
+                            f"{result.status}: {result.reason}", "child_failed")
+        return result.state
+
+
+def start_run(path: str | Path, workspace: Workspace, options: RunOptions,
+              model: Model | None = None) -> RunResult:
+    """Load, check and run the experience at `path` to the end; Ctrl-C/SIGTERM interrupt it."""
+    experience = load_experience(path)
+    store = StateStore.open(workspace.create().database)
+    try:
+        store.reconcile()
+        run = Run(experience, workspace, store, options, model)
+        return asyncio.run(_interruptible(run))
+    finally:
+        store.close()
+
+
+async def _interruptible(run: Run) -> RunResult:
+    """Run to the end; on SIGINT/SIGTERM cancel the run so it records itself as interrupted."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(run.execute())
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, task.cancel)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass
+    try:
+        return await task
+    except asyncio.CancelledError:
+        row = run.store.run(run.run_id) or {}
+        return RunResult(run.run_id, run.experience.name, "interrupted", row.get("reason"),
+                         row.get("duration_ms") or 0, run.workspace.log_path(run.run_id), {})
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.remove_signal_handler(sig)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass

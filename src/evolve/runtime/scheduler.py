@@ -1,0 +1,444 @@
+"""The scheduler: runs an experience's graph on asyncio and records every step.
+
+Each step (a top-level node, a pipeline or a loop) starts the moment all its predecessors have
+finished, with no waves. A step runs when every predecessor succeeded and every incoming `when`
+holds; otherwise it is skipped with a reason, and its dependents after it. `runtime.concurrency`
+caps the attempts in flight across the run (a waiting retry or a fan-out parent holds no slot);
+`for_each.concurrency` caps one node's items. Every attempt is bounded by its `timeout_ms`.
+`for_each` and pipeline outputs merge into state in item order, whatever order items finish in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from evolve.errors import EvolveError
+from evolve.runtime import policies
+from evolve.runtime.models import Model, ModelReply, ModelRequest
+from evolve.runtime.state import RunState, StateWriteError
+from evolve.spec.expressions import MISSING, resolve_path
+from evolve.spec.model import Experience, Node
+from evolve.store.events import EventLog, utc_now
+from evolve.store.state import StateStore
+
+ChildRunner = Callable[[Node, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+class RunFailed(Exception):
+    """A failure under `fail_run`: the run stops."""
+
+    def __init__(self, node_id: str, message: str):
+        super().__init__(message)
+        self.node_id = node_id
+
+
+class NodeError(EvolveError):
+    def __init__(self, message: str, error_type: str):
+        super().__init__(message)
+        self.error_type = error_type
+
+
+@dataclass
+class Outcome:
+    """How a node (or one of its items) ended."""
+
+    status: str  # succeeded | failed (failed under `skip`; a fail_run raises RunFailed)
+    delta: dict[str, Any] = field(default_factory=dict)
+    edge_output: Any = None
+    error: str | None = None
+    items_failed: int = 0
+
+
+@dataclass
+class Attempt:
+    """One try of one node (and item): what it gets, and how it reports."""
+
+    scheduler: Scheduler
+    node: Node
+    number: int
+    inputs: dict[str, Any]
+    item: int | None
+
+    def emit(self, type: str, **fields: Any) -> None:
+        self.scheduler.events.emit(type, node_id=self.node.id, item=self.item,
+                                   attempt=self.number, **fields)
+
+    async def call_model(self, request: ModelRequest) -> ModelReply:
+        return await self.scheduler.call_model(request, self)
+
+
+class Scheduler:
+    def __init__(self, experience: Experience, run_id: str, state: RunState, store: StateStore,
+                 events: EventLog, *, concurrency: int, model: Model | None,
+                 model_for: Callable[[Node], str | None], child_runner: ChildRunner | None):
+        self.experience = experience
+        self.run_id = run_id
+        self.state = state
+        self.store = store
+        self.events = events
+        self.slots = asyncio.Semaphore(concurrency)
+        self.model = model
+        self.model_for = model_for
+        self.child_runner = child_runner
+        self.status: dict[str, str] = {}
+        self.outputs: dict[str, Any] = {}
+        self.partial = False  # some node or item failed under `skip`
+        self.tokens_in = 0
+        self.tokens_out = 0
+        self.cost_usd: float | None = None
+
+    # -- the graph -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run every step; raises RunFailed on a fail_run failure (the other steps are cancelled)."""
+        steps = self.experience.steps
+        waiting = {s: len(self.experience.predecessors(s)) for s in steps}
+        failure: list[BaseException] = []
+        done = asyncio.Event()
+        tasks: set[asyncio.Task[None]] = set()
+        finished = 0
+
+        def launch(step: str) -> None:
+            task = asyncio.create_task(self._step(step), name=step)
+            tasks.add(task)
+            task.add_done_callback(lambda t, s=step: settle(t, s))
+
+        def settle(task: asyncio.Task[None], step: str) -> None:
+            nonlocal finished
+            tasks.discard(task)
+            finished += 1
+            if task.cancelled():
+                return
+            if task.exception() is not None:
+                failure.append(task.exception())
+                done.set()
+                return
+            for edge in self.experience.successors(step):
+                waiting[edge.target] -= 1
+                if waiting[edge.target] == 0 and not failure:
+                    launch(edge.target)
+            if finished == len(steps):
+                done.set()
+
+        for step in steps:
+            if waiting[step] == 0:
+                launch(step)
+        if steps:
+            try:
+                await done.wait()
+            finally:
+                for task in list(tasks):
+                    task.cancel()
+                if tasks:
+                    await asyncio.gather(*tasks, return_exceptions=True)
+        if failure:
+            raise failure[0]
+
+    async def _step(self, step: str) -> None:
+        reason = self._blocked(step)
+        if reason:
+            self.status[step] = "skipped"
+            self.events.emit("node.skipped", node_id=step, reason=reason)
+            self.store.record_attempt({"run_id": self.run_id, "node_id": step, "attempt": 0,
+                                       "status": "skipped", "error": reason})
+            return
+        self.events.emit("node.ready", node_id=step)
+        if step in self.experience.pipelines:
+            outcome = await self._pipeline(step)
+        elif step in self.experience.loops:
+            outcome = await self._loop(step)
+        else:
+            outcome = await self._node(self.experience.nodes[step], self._edge_inputs(step))
+        self.status[step] = outcome.status
+        self.outputs[step] = outcome.edge_output
+
+    def _blocked(self, step: str) -> str | None:
+        for edge in self.experience.predecessors(step):
+            status = self.status.get(edge.source)
+            if status == "skipped":
+                return f"predecessor '{edge.source}' was skipped"
+            if status == "failed":
+                return f"predecessor '{edge.source}' failed"
+        for edge in self.experience.predecessors(step):
+            if edge.when is not None and not edge.when.holds(self.state.values):
+                return f"when '{edge.when.source}' on the edge from '{edge.source}' is false"
+        return None
+
+    def _edge_inputs(self, step: str) -> dict[str, Any]:
+        return {e.source: self.outputs.get(e.source) for e in self.experience.predecessors(step)}
+
+    # -- nodes -----------------------------------------------------------------------------------
+
+    async def _node(self, node: Node, edge_inputs: dict[str, Any]) -> Outcome:
+        """Run a node (every item of it, under for_each) and merge its output into state."""
+        started = time.monotonic()
+        if node.for_each is None:
+            outcome = await self._attempts(node, edge_inputs, None, None, apply=True)
+        else:
+            outcome = await self._fan_out(node, edge_inputs)
+        if node.for_each is not None:
+            # The node as a whole (item rows carry their own attempts): attempt 0, no item.
+            items = outcome.edge_output if isinstance(outcome.edge_output, list) else []
+            self.events.emit("node.finished", node_id=node.id, status=outcome.status,
+                             duration_ms=_ms_since(started), items=len(items),
+                             items_failed=outcome.items_failed)
+            self.store.record_attempt({
+                "run_id": self.run_id, "node_id": node.id, "attempt": 0,
+                "status": outcome.status, "duration_ms": _ms_since(started),
+                "error": outcome.error})
+        return outcome
+
+    async def _fan_out(self, node: Node, edge_inputs: dict[str, Any]) -> Outcome:
+        items = node.for_each.source.evaluate(self.state.values)
+        if not isinstance(items, list):
+            found = "nothing" if items is MISSING else type(items).__name__
+            return self._give_up(node, None, f"for_each source {node.for_each.source.source} "
+                                             f"is not a list (found {found})", "bad_source")
+        limit = asyncio.Semaphore(node.for_each.concurrency or len(items) or 1)
+
+        async def one(index: int, item: Any) -> Outcome:
+            return await self._attempts(node, edge_inputs, index, item, apply=False,
+                                        limit=limit)
+
+        outcomes = await _gather_all(one(i, x) for i, x in enumerate(items))
+        return self._merge(node, outcomes)
+
+    def _merge(self, node: Node, outcomes: list[Outcome]) -> Outcome:
+        """Apply the item deltas in item order; the node fails only if every item failed."""
+        good = [(i, o) for i, o in enumerate(outcomes) if o.status == "succeeded"]
+        if outcomes and not good:
+            return self._give_up(node, None, f"all {len(outcomes)} items failed", "all_failed",
+                                 emit=False)
+        try:
+            self.state.apply([(o.delta, i) for i, o in good], node.id)
+        except StateWriteError as exc:
+            return self._give_up(node, None, str(exc), exc.error_type)
+        if len(good) < len(outcomes):
+            self.partial = True
+        return Outcome("succeeded", edge_output=[o.edge_output for o in outcomes],
+                       items_failed=len(outcomes) - len(good))
+
+    def _give_up(self, node: Node, item: int | None, error: str, error_type: str,
+                 *, emit: bool = True) -> Outcome:
+        """A node-level failure that no retry can help: its final policy decides."""
+        if emit:
+            self.events.emit("node.failed", node_id=node.id, item=item, error_type=error_type,
+                             error=error)
+        if policies.final_policy(node.on_error) == "fail_run":
+            raise RunFailed(node.id, f"node '{node.id}' failed: {error}")
+        self.partial = True
+        self.events.emit("node.skipped", node_id=node.id, item=item,
+                         reason=f"failed (on_error skip): {error}")
+        return Outcome("failed", error=error)
+
+    async def _attempts(self, node: Node, edge_inputs: dict[str, Any], index: int | None,
+                        item: Any, *, apply: bool,
+                        limit: asyncio.Semaphore | None = None) -> Outcome:
+        """Try a node (or one item) as its on_error policy allows."""
+        allowed = policies.attempts_allowed(node.on_error)
+        error = ""
+        for number in range(1, allowed + 1):
+            inputs = self._inputs(node, edge_inputs, index, item)
+            attempt = Attempt(self, node, number, inputs, index)
+            if limit is not None:
+                async with limit, self.slots:
+                    outcome, error = await self._attempt(attempt, apply)
+            else:
+                async with self.slots:
+                    outcome, error = await self._attempt(attempt, apply)
+            if outcome is not None:
+                return outcome
+            if number < allowed:
+                delay = policies.retry_delay_ms(node.on_error, number)
+                attempt.emit("node.retry", delay_ms=delay, error=error)
+                await asyncio.sleep(delay / 1000)
+        if policies.final_policy(node.on_error) == "fail_run":
+            raise RunFailed(node.id, f"node '{node.id}'"
+                            + (f" item {index}" if index is not None else "")
+                            + f" failed after {allowed} attempt{'s' * (allowed > 1)}: {error}")
+        self.partial = True
+        self.events.emit("node.skipped", node_id=node.id, item=index,
+                         reason=f"failed (on_error skip): {error}")
+        return Outcome("failed", error=error)
+
+    async def _attempt(self, attempt: Attempt, apply: bool) -> tuple[Outcome | None, str]:
+        node = attempt.node
+        limit_ms = policies.timeout_ms(self.experience, node)
+        started_at, started = utc_now(), time.monotonic()
+        attempt.emit("node.started")
+        row = {"run_id": self.run_id, "node_id": node.id, "item": attempt.item,
+               "attempt": attempt.number, "started_at": started_at}
+        try:
+            result = await asyncio.wait_for(self._execute(attempt), limit_ms / 1000)
+            outcome = self._outcome(node, result)
+            if apply:
+                self.state.apply([(outcome.delta, None)], node.id)
+        except TimeoutError:
+            error = f"timed out after {limit_ms} ms"
+            attempt.emit("node.timeout", timeout_ms=limit_ms)
+            attempt.emit("node.failed", error_type="timeout", error=error)
+            self._record(row, started, "timeout", "timeout", error)
+            return None, error
+        except EvolveError as exc:
+            error_type = getattr(exc, "error_type", "error")
+            attempt.emit("node.failed", error_type=error_type, error=str(exc))
+            self._record(row, started, "failed", error_type, str(exc))
+            return None, str(exc)
+        metrics = result.get("metrics") if isinstance(result.get("metrics"), dict) else None
+        duration = _ms_since(started)
+        attempt.emit("node.finished", duration_ms=duration, metrics=metrics or {})
+        self._record(row, started, "succeeded", None, None, metrics)
+        return outcome, ""
+
+    def _record(self, row: dict[str, Any], started: float, status: str, error_type: str | None,
+                error: str | None, metrics: dict[str, Any] | None = None) -> None:
+        self.store.record_attempt({**row, "status": status, "finished_at": utc_now(),
+                                   "duration_ms": _ms_since(started), "error_type": error_type,
+                                   "error": error, "metrics": metrics})
+
+    def _outcome(self, node: Node, result: Any) -> Outcome:
+        if result is None:
+            result = {}
+        if not isinstance(result, dict):
+            raise NodeError(f"node '{node.id}' returned {type(result).__name__}; expected an "
+                            "object with state_delta, edge_output, metrics", "bad_output")
+        unknown = set(result) - {"state_delta", "edge_output", "metrics"}
+        if unknown:
+            raise NodeError(f"node '{node.id}' returned unknown keys {sorted(unknown)}; expected "
+                            "state_delta, edge_output, metrics", "bad_output")
+        delta = result.get("state_delta") or {}
+        self.state.check_delta(node.writes, delta, f"node '{node.id}'")
+        edge_output = result["edge_output"] if "edge_output" in result else delta
+        return Outcome("succeeded", delta=delta, edge_output=edge_output)
+
+    def _inputs(self, node: Node, edge_inputs: dict[str, Any], index: int | None,
+                item: Any) -> dict[str, Any]:
+        inputs = {key: self._arg(value) for key, value in node.args.items()}
+        inputs["_state"] = self.state.read(node.reads)
+        inputs["_edge_inputs"] = edge_inputs
+        if index is not None:
+            inputs["$item"] = item
+            inputs["$index"] = index
+        return inputs
+
+    def _arg(self, value: Any) -> Any:
+        if isinstance(value, str) and value.startswith("$."):
+            found = resolve_path(self.state.values, value[2:].split("."))
+            return None if found is MISSING else found
+        return value
+
+    async def _execute(self, attempt: Attempt) -> Any:
+        from evolve.runtime import tools
+
+        node = attempt.node
+        if node.kind == "tool":
+            if node.impl.suffix == ".py":
+                return await tools.call_python(node.impl, node.function or "run", attempt.inputs)
+            return await tools.call_process(node.impl, attempt.inputs)
+        if node.kind == "agent":
+            from evolve.runtime.agent import run_agent
+
+            return await run_agent(node, attempt, self.model_for(node) or "")
+        if node.kind == "dataset":
+            from evolve.runtime.datasets import load_rows
+
+            rows = await asyncio.to_thread(load_rows, node.source)
+            return {"state_delta": {node.writes[0]: rows}, "edge_output": rows,
+                    "metrics": {"rows": len(rows)}}
+        if self.child_runner is None:
+            raise NodeError("nested experiences are not available here", "unsupported")
+        final_state = await self.child_runner(node, {k: v for k, v in attempt.inputs.items()
+                                                     if not k.startswith(("_", "$"))})
+        delta = {k: v for k, v in final_state.items() if k in node.writes}
+        return {"state_delta": delta, "edge_output": final_state}
+
+    async def call_model(self, request: ModelRequest, attempt: Attempt) -> ModelReply:
+        if self.model is None:
+            raise NodeError("no model client is configured", "no_model")
+        reply = await self.model.complete(request)
+        self.tokens_in += reply.tokens_in or 0
+        self.tokens_out += reply.tokens_out or 0
+        if reply.cost_usd is not None:
+            self.cost_usd = (self.cost_usd or 0.0) + reply.cost_usd
+        attempt.emit("llm.call", model=reply.model, tokens_in=reply.tokens_in,
+                     tokens_out=reply.tokens_out, cost_usd=reply.cost_usd,
+                     duration_ms=reply.latency_ms, replayed=reply.replayed, key=reply.key)
+        self.store.record_llm_call({
+            "run_id": self.run_id, "node_id": attempt.node.id, "item": attempt.item,
+            "attempt": attempt.number, "model": reply.model, "key": reply.key,
+            "request": {"messages": request.messages, "schema": request.schema},
+            "response": {"text": reply.text}, "tokens_in": reply.tokens_in,
+            "tokens_out": reply.tokens_out, "cost_usd": reply.cost_usd,
+            "latency_ms": reply.latency_ms, "replayed": int(reply.replayed)})
+        return reply
+
+    # -- pipelines and loops ---------------------------------------------------------------------
+
+    async def _pipeline(self, step: str) -> Outcome:
+        pipe = self.experience.pipelines[step]
+        items = pipe.items.evaluate(self.state.values)
+        if not isinstance(items, list):
+            raise RunFailed(step, f"pipeline '{step}': {pipe.items.source} is not a list")
+        limit = asyncio.Semaphore(pipe.concurrency or len(items) or 1)
+        edge_inputs = self._edge_inputs(step)
+
+        async def one(index: int, item: Any) -> list[tuple[Node, Outcome]]:
+            done: list[tuple[Node, Outcome]] = []
+            inputs = edge_inputs
+            async with limit:
+                for stage in pipe.stages:
+                    node = self.experience.nodes[stage]
+                    outcome = await self._attempts(node, inputs, index, item, apply=False)
+                    done.append((node, outcome))
+                    if outcome.status != "succeeded":
+                        break
+                    inputs = {stage: outcome.edge_output}
+            return done
+
+        per_item = await _gather_all(one(i, x) for i, x in enumerate(items))
+        try:
+            for index, stages in enumerate(per_item):
+                for node, outcome in stages:
+                    if outcome.status == "succeeded":
+                        self.state.apply([(outcome.delta, index)], node.id)
+                    else:
+                        self.partial = True
+        except StateWriteError as exc:
+            raise RunFailed(step, f"pipeline '{step}': {exc}") from exc
+        return Outcome("succeeded", edge_output=[s[-1][1].edge_output if s else None
+                                                 for s in per_item])
+
+    async def _loop(self, step: str) -> Outcome:
+        loop = self.experience.loops[step]
+        body = self.experience.nodes[loop.body]
+        edge_inputs = self._edge_inputs(step)
+        outcome = Outcome("succeeded")
+        for iteration in range(1, loop.max_iters + 1):
+            outcome = await self._node(body, edge_inputs)
+            met = outcome.status == "succeeded" and loop.until.holds(self.state.values)
+            self.events.emit("loop.iteration", node_id=step, iteration=iteration,
+                             until_met=met, body=body.id)
+            if outcome.status != "succeeded" or met:
+                break
+            edge_inputs = {body.id: outcome.edge_output}
+        return outcome
+
+
+async def _gather_all(coroutines: Any) -> list[Any]:
+    """Like gather, but a failure cancels the siblings instead of leaving them running."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+def _ms_since(started: float) -> int:
+    return round((time.monotonic() - started) * 1000)

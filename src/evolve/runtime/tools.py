@@ -1,0 +1,117 @@
+"""Calling a tool node's code: a Python function in process, a `.mjs`/`.js` module under `node`,
+or any other executable speaking JSON on stdin/stdout.
+
+Every call takes one `inputs` dict and returns the tool's raw result. Subprocesses run with an
+explicit argv (never a shell) in a new process group, and are killed as a group when the attempt's
+deadline passes. A sync Python function runs in a worker thread so the deadline can fire; the
+attempt is failed at the deadline even though Python cannot stop the thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import inspect
+import json
+import os
+import shutil
+import signal
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from evolve.errors import EvolveError
+
+_NODE_RUNNER = Path(__file__).with_name("node_runner.mjs")
+
+
+class ToolError(EvolveError):
+    """A tool attempt that failed: it raised, exited non-zero, or printed something not JSON."""
+
+    def __init__(self, message: str, error_type: str = "tool_error"):
+        super().__init__(message)
+        self.error_type = error_type
+
+
+@cache
+def _load_module(path: Path, mtime: float) -> Any:
+    name = f"evolve_tool_{abs(hash((str(path), mtime)))}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ToolError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(path.parent))  # let a tool import its neighbours
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(path.parent))
+    return module
+
+
+def python_function(path: Path, function: str) -> Any:
+    try:
+        module = _load_module(path, path.stat().st_mtime)
+    except ToolError:
+        raise
+    except Exception as exc:
+        raise ToolError(f"importing {path.name} failed: {type(exc).__name__}: {exc}") from exc
+    func = getattr(module, function, None)
+    if not callable(func):
+        raise ToolError(f"{path.name} has no function '{function}'")
+    return func
+
+
+async def call_python(path: Path, function: str, inputs: dict[str, Any]) -> Any:
+    func = python_function(path, function)
+    try:
+        if inspect.iscoroutinefunction(func):
+            return await func(inputs)
+        return await asyncio.to_thread(func, inputs)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        raise ToolError(f"{path.name}:{function} raised {type(exc).__name__}: {exc}") from exc
+
+
+def command_for(path: Path) -> list[str]:
+    if path.suffix in (".mjs", ".js"):
+        node = shutil.which("node")
+        if node is None:
+            raise ToolError(f"{path.name} needs Node.js, but `node` is not on PATH",
+                            "missing_runtime")
+        return [node, str(_NODE_RUNNER), str(path)]
+    return [str(path)]
+
+
+async def call_process(path: Path, inputs: dict[str, Any]) -> Any:
+    """Run `path` with the inputs as JSON on stdin; its stdout must be one JSON value."""
+    proc = await asyncio.create_subprocess_exec(
+        *command_for(path), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, cwd=path.parent, start_new_session=True)
+    try:
+        stdout, stderr = await proc.communicate(json.dumps(inputs, default=str).encode())
+    except BaseException:
+        _kill_group(proc)
+        await proc.wait()
+        raise
+    if proc.returncode != 0:
+        tail = stderr.decode(errors="replace").strip().splitlines()[-3:]
+        raise ToolError(f"{path.name} exited with status {proc.returncode}"
+                        + (": " + " | ".join(tail) if tail else ""))
+    text = stdout.decode(errors="replace").strip()
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise ToolError(f"{path.name} printed output that is not JSON: {text[:120]!r}",
+                        "bad_output") from None
+
+
+def _kill_group(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass

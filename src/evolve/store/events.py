@@ -1,0 +1,64 @@
+"""The event log of a run: `.evolve/runs/<run-id>.jsonl`, one JSON object per line.
+
+`EventLog` is the one writer. Each event is written with a single `write` of a whole line and
+flushed at once, so a crash can tear at most the last line; `read_events` skips a torn last line
+instead of failing. Every event carries `v`, `seq` (1, 2, ...), `ts` (ISO-8601 UTC), `run_id` and
+`type`; the other fields per type are listed in SPEC §5.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+EVENT_VERSION = 1
+
+Listener = Callable[[dict[str, Any]], None]
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class EventLog:
+    """Appends events for one run; listeners (progress displays) see each event as it is written."""
+
+    def __init__(self, path: Path, run_id: str, listeners: list[Listener] | None = None):
+        self.path = path
+        self.run_id = run_id
+        self.seq = 0
+        self.listeners = list(listeners or [])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    def emit(self, type: str, **fields: Any) -> dict[str, Any]:
+        self.seq += 1
+        event = {"v": EVENT_VERSION, "seq": self.seq, "ts": utc_now(), "run_id": self.run_id,
+                 "type": type}
+        event.update((k, v) for k, v in fields.items() if v is not None)
+        line = json.dumps(event, ensure_ascii=False, default=str) + "\n"
+        os.write(self._fd, line.encode("utf-8"))  # one write per line: a crash tears one line
+        for listener in self.listeners:
+            listener(event)
+        return event
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def read_events(path: Path) -> Iterator[dict[str, Any]]:
+    """Stream the events of a log, skipping a torn or unparsable line rather than failing."""
+    with path.open("rb") as f:
+        for raw in f:
+            try:
+                event = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(event, dict):
+                yield event

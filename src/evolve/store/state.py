@@ -1,0 +1,199 @@
+"""The state store: `.evolve/state.sqlite`, written through sqlite-utils.
+
+Tables (SPEC §5): `runs`, `node_runs`, `state_snapshot`, `state_history`, `llm_calls`. The schema
+grows only through the named, ordered steps in `MIGRATIONS`, each recorded in `_migrations` once.
+The database is in WAL mode with a busy timeout, and every write is its own short transaction, so
+several evolve processes can share a workspace and readers never wait for a running run.
+A run whose process died without finishing is reported as `interrupted` (see `reconcile`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from evolve.store.events import utc_now
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+def _m001_initial(db: Database) -> None:
+    db["runs"].create({
+        "id": str, "experience": str, "experience_dir": str, "spec_hash": str, "status": str,
+        "reason": str, "started_at": str, "finished_at": str, "duration_ms": int, "args": str,
+        "model": str, "tokens_in": int, "tokens_out": int, "cost_usd": float,
+        "parent_run_id": str, "parent_node": str, "pid": int, "host": str, "log_path": str,
+    }, pk="id")
+    db["runs"].create_index(["experience", "started_at"])
+    db["node_runs"].create({
+        "id": int, "run_id": str, "node_id": str, "item": int, "attempt": int, "status": str,
+        "started_at": str, "finished_at": str, "duration_ms": int, "error_type": str,
+        "error": str, "metrics": str,
+    }, pk="id")
+    db["node_runs"].create_index(["run_id", "node_id"])
+    db["state_snapshot"].create({
+        "run_id": str, "field": str, "value": str, "initial": str, "updated_at": str,
+        "updated_by_node": str,
+    }, pk=("run_id", "field"))
+    db["state_history"].create({
+        "id": int, "run_id": str, "field": str, "value_old": str, "value_new": str,
+        "node_id": str, "item": int, "ts": str,
+    }, pk="id")
+    db["state_history"].create_index(["run_id", "field"])
+    db["llm_calls"].create({
+        "id": int, "run_id": str, "node_id": str, "item": int, "attempt": int, "model": str,
+        "key": str, "request": str, "response": str, "tokens_in": int, "tokens_out": int,
+        "cost_usd": float, "latency_ms": int, "replayed": int, "ts": str,
+    }, pk="id")
+    db["llm_calls"].create_index(["run_id"])
+
+
+MIGRATIONS: list[tuple[str, Callable[[Database], None]]] = [
+    ("001_initial", _m001_initial),
+]
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+class StateStore:
+    """One connection to the workspace database. Open with `StateStore.open(path)`."""
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    @classmethod
+    def open(cls, path: Path, *, readonly: bool = False) -> StateStore:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                               check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        store = cls(Database(conn, execute_plugins=False))
+        if not readonly:
+            store.migrate()
+        return store
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """A short write transaction that takes the write lock up front (no upgrade deadlock)."""
+        self.db.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.conn.execute("ROLLBACK")
+            raise
+        self.db.conn.execute("COMMIT")
+
+    def migrate(self) -> list[str]:
+        """Apply the migrations this database has not seen, in order; returns their names."""
+        applied: list[str] = []
+        with self.transaction():
+            if not self.db["_migrations"].exists():
+                self.db["_migrations"].create({"name": str, "applied_at": str}, pk="name")
+            done = {row["name"] for row in self.db["_migrations"].rows}
+            for name, step in MIGRATIONS:
+                if name not in done:
+                    step(self.db)
+                    self.db["_migrations"].insert({"name": name, "applied_at": utc_now()})
+                    applied.append(name)
+        return applied
+
+    # -- runs ------------------------------------------------------------------------------------
+
+    def begin_run(self, run: dict[str, Any]) -> None:
+        row = {**run, "status": "running", "pid": os.getpid(), "host": socket.gethostname(),
+               "args": _dumps(run.get("args", {}))}
+        with self.transaction():
+            self.db["runs"].insert(row)
+
+    def finish_run(self, run_id: str, **fields: Any) -> None:
+        with self.transaction():
+            self.db["runs"].update(run_id, fields)
+
+    def run(self, run_id: str) -> dict[str, Any] | None:
+        rows = list(self.db["runs"].rows_where("id = ?", [run_id]))
+        return rows[0] if rows else None
+
+    def reconcile(self) -> int:
+        """Mark as interrupted the runs on this host whose process is gone. Returns how many."""
+        host = socket.gethostname()
+        dead = [r["id"] for r in self.db["runs"].rows_where("status = 'running' and host = ?",
+                                                            [host])
+                if not _alive(r["pid"])]
+        for run_id in dead:
+            self.finish_run(run_id, status="interrupted", reason="the process ended without "
+                            "finishing the run (killed or crashed)")
+        return len(dead)
+
+    # -- nodes -----------------------------------------------------------------------------------
+
+    def record_attempt(self, row: dict[str, Any]) -> None:
+        if "metrics" in row:
+            row = {**row, "metrics": _dumps(row["metrics"])}
+        with self.transaction():
+            self.db["node_runs"].insert(row)
+
+    # -- state -----------------------------------------------------------------------------------
+
+    def init_state(self, run_id: str, values: dict[str, Any]) -> None:
+        now = utc_now()
+        with self.transaction():
+            self.db["state_snapshot"].insert_all(
+                {"run_id": run_id, "field": name, "value": _dumps(value),
+                 "initial": _dumps(value), "updated_at": now, "updated_by_node": None}
+                for name, value in values.items())
+
+    def write_state(self, run_id: str, writes: list[dict[str, Any]]) -> None:
+        """Record writes `{field, old, new, node_id, item}` in history and snapshot, atomically."""
+        now = utc_now()
+        with self.transaction():
+            for w in writes:
+                new = _dumps(w["new"])
+                self.db["state_history"].insert({
+                    "run_id": run_id, "field": w["field"], "value_old": _dumps(w["old"]),
+                    "value_new": new, "node_id": w["node_id"], "item": w.get("item"), "ts": now})
+                self.db.execute(
+                    "insert into state_snapshot (run_id, field, value, initial, updated_at, "
+                    "updated_by_node) values (?, ?, ?, 'null', ?, ?) on conflict (run_id, field) "
+                    "do update set value = excluded.value, updated_at = excluded.updated_at, "
+                    "updated_by_node = excluded.updated_by_node",
+                    [run_id, w["field"], new, now, w["node_id"]])
+
+    def snapshot(self, run_id: str) -> dict[str, dict[str, Any]]:
+        return {r["field"]: {"value": json.loads(r["value"]), "initial": json.loads(r["initial"]),
+                             "updated_by_node": r["updated_by_node"]}
+                for r in self.db["state_snapshot"].rows_where("run_id = ?", [run_id])}
+
+    # -- llm calls -------------------------------------------------------------------------------
+
+    def record_llm_call(self, row: dict[str, Any]) -> None:
+        row = {**row, "request": _dumps(row.get("request")),
+               "response": _dumps(row.get("response")), "ts": utc_now()}
+        with self.transaction():
+            self.db["llm_calls"].insert(row)
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
