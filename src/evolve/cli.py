@@ -161,3 +161,78 @@ def graph(
 
     experience = load_experience(path, display=_display(resolve_spec_path(path)))
     sys.stdout.write(mermaid(experience))
+
+
+def _parse_args(args_json: str | None, sets: list[str]) -> dict[str, Any]:
+    from evolve.errors import UsageError
+
+    values: dict[str, Any] = {}
+    if args_json:
+        try:
+            values = json.loads(args_json)
+        except ValueError as exc:
+            raise UsageError(f"--args is not valid JSON: {exc}") from None
+        if not isinstance(values, dict):
+            raise UsageError("--args must be a JSON object, such as '{\"topic\": \"x\"}'")
+    for item in sets:
+        name, sep, raw = item.partition("=")
+        if not sep or not name:
+            raise UsageError(f"--set expects field=value, got {item!r}")
+        try:
+            values[name] = json.loads(raw)
+        except ValueError:
+            values[name] = raw  # not JSON: take it as a string
+    return values
+
+
+@app.command()
+@friendly_errors
+def run(
+    path: Annotated[Path, typer.Argument(help="The experience directory (or its experience.yaml).",
+                                         show_default=False)],
+    args: Annotated[str | None, typer.Option(
+        "--args", help="Initial state as a JSON object, over the declared defaults.",
+        show_default=False)] = None,
+    sets: Annotated[list[str] | None, typer.Option(
+        "--set", help="Set one state field: field=value (value parsed as JSON, else a string). "
+        "Repeatable.", show_default=False)] = None,
+    model: Annotated[str | None, typer.Option(
+        help="Model for every agent node (overrides node and runtime models).",
+        show_default=False)] = None,
+    concurrency: Annotated[int | None, typer.Option(
+        min=1, help="Nodes and items in flight at once (overrides runtime.concurrency).",
+        show_default=False)] = None,
+    workspace: Annotated[Path | None, typer.Option(
+        help="The workspace folder (default: ./.evolve, or EVOLVE_WORKSPACE).",
+        show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Run an experience and record everything: the event log and the state store.
+
+    Exit code 0 on success, 1 if the run failed or was partial, 2 for an invalid experience or
+    bad arguments, 130 if interrupted.
+    """
+    from evolve.report.progress import Progress
+    from evolve.runtime.run import RunOptions, start_run
+    from evolve.store.workspace import Workspace
+
+    options = RunOptions(args=_parse_args(args, sets or []), model=model,
+                         concurrency=concurrency)
+    progress = Progress(plain=not sys.stderr.isatty())
+    options.listeners.append(progress)
+    with progress:
+        result = start_run(path, Workspace.locate(workspace), options)
+    log = _display(result.log_path)
+    if as_json:
+        print(json.dumps({
+            "run_id": result.run_id, "experience": result.experience, "status": result.status,
+            "reason": result.reason, "duration_ms": result.duration_ms, "log": log,
+            "tokens": {"in": result.tokens_in, "out": result.tokens_out},
+            "cost_usd": result.cost_usd}))
+    else:
+        print(f"{result.status}: run {result.run_id} of {result.experience} in "
+              f"{result.duration_ms / 1000:.2f}s")
+        if result.reason:
+            print(f"  reason: {result.reason}")
+        print(f"  log: {log}")
+    raise typer.Exit(result.exit_code)

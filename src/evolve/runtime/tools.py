@@ -15,8 +15,10 @@ import inspect
 import json
 import os
 import shutil
+import queue
 import signal
 import sys
+import threading
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,58 @@ class ToolError(EvolveError):
     def __init__(self, message: str, error_type: str = "tool_error"):
         super().__init__(message)
         self.error_type = error_type
+
+
+class _DaemonThreads:
+    """Worker threads for sync tools that never keep the process alive.
+
+    asyncio's default executor is joined at exit, so one sync tool stuck past its deadline would
+    hold the whole command open. These workers are daemon threads, and a new one starts whenever
+    none is idle, so a stuck tool never blocks the next one either.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._idle = 0
+        self._lock = threading.Lock()
+
+    def submit(self, func: Any, arg: Any) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        with self._lock:
+            start = self._idle == 0
+            if not start:
+                self._idle -= 1
+        if start:
+            threading.Thread(target=self._work, daemon=True, name="evolve-tool").start()
+        self._jobs.put((func, arg, future, loop))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            func, arg, future, loop = self._jobs.get()
+            try:
+                result, error = func(arg), None
+            except BaseException as exc:
+                result, error = None, exc
+            try:
+                loop.call_soon_threadsafe(_settle, future, result, error)
+            except RuntimeError:
+                pass  # the run is over (its loop closed) while this tool overran its deadline
+            with self._lock:
+                self._idle += 1
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+_THREADS = _DaemonThreads()
 
 
 @cache
@@ -67,7 +121,7 @@ async def call_python(path: Path, function: str, inputs: dict[str, Any]) -> Any:
     try:
         if inspect.iscoroutinefunction(func):
             return await func(inputs)
-        return await asyncio.to_thread(func, inputs)
+        return await _THREADS.submit(func, inputs)
     except asyncio.CancelledError:
         raise
     except Exception as exc:

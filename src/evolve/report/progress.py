@@ -1,0 +1,111 @@
+"""Live progress of a run, fed by its events: a rich live table on a terminal, plain lines otherwise.
+
+Both write to stderr, so stdout carries only the result. Plain mode prints one line per node
+outcome, retry, timeout and skip (never one per item, so a 5,000-item fan-out stays readable).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+
+@dataclass
+class NodeProgress:
+    status: str = "waiting"
+    items_total: int = 0
+    items_done: int = 0
+    retries: int = 0
+    started: float | None = None
+    elapsed: float = 0.0
+
+
+@dataclass
+class Progress:
+    """Folds events into per-node progress; `lines` mode prints as it goes."""
+
+    stream: TextIO = field(default_factory=lambda: sys.stderr)
+    plain: bool = True
+    nodes: dict[str, NodeProgress] = field(default_factory=dict)
+    tokens: int = 0
+    cost: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+    _live: Any = None
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind, node_id = event["type"], event.get("node_id")
+        node = self.nodes.setdefault(node_id, NodeProgress()) if node_id else None
+        line = None
+        if kind == "node.started" and node:
+            if node.started is None:
+                node.started = time.monotonic()
+            node.status = "running"
+            if "item" in event:
+                node.items_total = max(node.items_total, event["item"] + 1)
+        elif kind == "node.finished" and node:
+            if "item" in event:
+                node.items_done += 1
+            else:
+                node.status = "done" if event.get("status", "succeeded") == "succeeded" \
+                    else event["status"]
+                node.elapsed = event.get("duration_ms", 0) / 1000
+                failed = event.get("items_failed")
+                items = f", {event['items']} items" if "items" in event else ""
+                items += f" ({failed} failed)" if failed else ""
+                line = f"✓ {node_id} ({node.elapsed:.2f}s{items})"
+        elif kind == "node.retry" and node:
+            node.retries += 1
+            where = f" item {event['item']}" if "item" in event else ""
+            line = (f"↻ {node_id}{where}: attempt {event['attempt']} failed, retrying in "
+                    f"{event['delay_ms']} ms ({event.get('error', '')})")
+        elif kind == "node.timeout" and node:
+            where = f" item {event['item']}" if "item" in event else ""
+            line = f"⏱ {node_id}{where}: attempt {event['attempt']} timed out " \
+                   f"({event['timeout_ms']} ms)"
+        elif kind == "node.skipped" and node:
+            node.status = "skipped"
+            where = f" item {event['item']}" if "item" in event else ""
+            line = f"- {node_id}{where} skipped: {event.get('reason', '')}"
+        elif kind == "node.failed" and node and "attempt" not in event:
+            line = f"✗ {node_id}: {event.get('error', '')}"
+        elif kind == "llm.call":
+            self.tokens += (event.get("tokens_in") or 0) + (event.get("tokens_out") or 0)
+            self.cost += event.get("cost_usd") or 0.0
+        if self.plain and line:
+            print(line, file=self.stream, flush=True)
+
+    def table(self) -> Any:
+        from rich.table import Table
+
+        elapsed = time.monotonic() - self.started
+        title = f"running · {elapsed:.1f}s"
+        if self.tokens:
+            title += f" · {self.tokens} tokens · ${self.cost:.4f}"
+        table = Table(title=title, title_justify="left", box=None, pad_edge=False)
+        for column in ("node", "status", "items", "retries"):
+            table.add_column(column)
+        marks = {"running": "[yellow]running[/]", "done": "[green]done[/]",
+                 "skipped": "[dim]skipped[/]", "failed": "[red]failed[/]"}
+        for node_id, node in self.nodes.items():
+            items = f"{node.items_done}/{node.items_total}" if node.items_total else ""
+            table.add_row(node_id, marks.get(node.status, node.status), items,
+                          str(node.retries or ""))
+        return table
+
+    def __enter__(self) -> Progress:
+        if not self.plain:
+            from rich.console import Console
+            from rich.live import Live
+
+            # Live pulls the table at its own pace: no rendering work per event.
+            self._live = Live(get_renderable=self.table, console=Console(file=self.stream),
+                              refresh_per_second=8, transient=True)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._live is not None:
+            self._live.__exit__(*exc)
+            self._live = None
