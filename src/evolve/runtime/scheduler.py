@@ -273,7 +273,8 @@ class Scheduler:
         row = {"run_id": self.run_id, "node_id": node.id, "item": attempt.item,
                "attempt": attempt.number, "started_at": started_at}
         try:
-            result = await asyncio.wait_for(self._execute(attempt), limit_ms / 1000)
+            async with asyncio.timeout(limit_ms / 1000):
+                result = await self._execute(attempt)
             outcome = self._outcome(node, result)
             if apply:
                 self.state.apply([(outcome.delta, None)], node.id)

@@ -187,30 +187,21 @@ class Checker:
             self._expression((*edge.path, "when"), edge.get("when", str), item_allowed=False)
 
     def _check_cycles(self) -> None:
-        graph: dict[str, list[tuple[str, JsonPath]]] = {}
+        from graphlib import CycleError, TopologicalSorter
+
+        closing: dict[tuple[str, str], JsonPath] = {}
+        sorter: TopologicalSorter[str] = TopologicalSorter()
         for edge in self.edges:
             source, target = edge.get("from", str), edge.get("to", str)
             if source in self.steps and target in self.steps:
-                graph.setdefault(source, []).append((target, edge.path))
-        state: dict[str, int] = {}  # 1: on the stack, 2: done
-        stack: list[str] = []
-
-        def visit(step: str) -> None:
-            state[step] = 1
-            stack.append(step)
-            for target, path in graph.get(step, []):
-                if state.get(target) == 1:
-                    cycle = [*stack[stack.index(target):], target]
-                    self.report(path, "cycle in the graph: " + " -> ".join(cycle)
-                                + " (use a loop to repeat a node)")
-                elif target not in state:
-                    visit(target)
-            stack.pop()
-            state[step] = 2
-
-        for step in sorted(graph):
-            if step not in state:
-                visit(step)
+                sorter.add(target, source)
+                closing.setdefault((source, target), edge.path)
+        try:
+            sorter.prepare()
+        except CycleError as exc:
+            cycle = list(reversed(exc.args[1]))  # graphlib lists it against the edge direction
+            self.report(closing[(cycle[-2], cycle[-1])], "cycle in the graph: "
+                        + " -> ".join(cycle) + " (use a loop to repeat a node)")
 
     # -- expressions ---------------------------------------------------------------------------
 

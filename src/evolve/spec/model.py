@@ -8,6 +8,7 @@ experience directory, and every expression is already parsed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -132,7 +133,7 @@ class Experience:
     pipelines: dict[str, Pipeline]
     loops: dict[str, Loop]
 
-    @property
+    @cached_property
     def steps(self) -> tuple[str, ...]:
         """Ids of the graph's steps: top-level nodes, pipelines and loops (edges join these)."""
         owned = {s for p in self.pipelines.values() for s in p.stages}
@@ -140,8 +141,22 @@ class Experience:
         top = tuple(n for n in self.nodes if n not in owned)
         return top + tuple(self.pipelines) + tuple(self.loops)
 
+    @cached_property
+    def _incoming(self) -> dict[str, tuple[Edge, ...]]:
+        found: dict[str, list[Edge]] = {}
+        for edge in self.edges:
+            found.setdefault(edge.target, []).append(edge)
+        return {k: tuple(v) for k, v in found.items()}
+
+    @cached_property
+    def _outgoing(self) -> dict[str, tuple[Edge, ...]]:
+        found: dict[str, list[Edge]] = {}
+        for edge in self.edges:
+            found.setdefault(edge.source, []).append(edge)
+        return {k: tuple(v) for k, v in found.items()}
+
     def predecessors(self, step: str) -> tuple[Edge, ...]:
-        return tuple(e for e in self.edges if e.target == step)
+        return self._incoming.get(step, ())
 
     def successors(self, step: str) -> tuple[Edge, ...]:
-        return tuple(e for e in self.edges if e.source == step)
+        return self._outgoing.get(step, ())

@@ -54,6 +54,7 @@ def json_path(path: JsonPath) -> str:
     return out
 
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # same safe tags, in C when built
 _PLAIN_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
 
 
@@ -132,7 +133,7 @@ def parse_yaml(text: str, file: str) -> tuple[Any, Locations, list[Problem]]:
     """Parse one YAML document. Returns (data, locations, problems); data is None on syntax errors."""
     loc = Locations(file)
     try:
-        loader = yaml.SafeLoader(text)
+        loader = _LOADER(text)
         try:
             node = loader.get_single_node()
         finally:

@@ -2,8 +2,12 @@
 
 Tables (SPEC §5): `runs`, `node_runs`, `state_snapshot`, `state_history`, `llm_calls`. The schema
 grows only through the named, ordered steps in `MIGRATIONS`, each recorded in `_migrations` once.
-The database is in WAL mode with a busy timeout, and every write is its own short transaction, so
-several evolve processes can share a workspace and readers never wait for a running run.
+The database is in WAL mode with a busy timeout. Node and state records of a running run are
+queued and written in one short transaction at most `FLUSH_SECONDS` later (or as soon as
+`FLUSH_ROWS` are waiting): a run then costs one commit per batch instead of one per row, several
+evolve processes can share a workspace, and readers never wait for a running run. The event log,
+written line by line, stays the first record; a kill can lose at most the last batch here, never
+the database's consistency.
 A run whose process died without finishing is reported as `interrupted` (see `reconcile`).
 """
 
@@ -23,6 +27,8 @@ from sqlite_utils import Database
 from evolve.store.events import utc_now
 
 BUSY_TIMEOUT_MS = 30_000
+FLUSH_SECONDS = 0.05
+FLUSH_ROWS = 500
 
 
 def _m001_initial(db: Database) -> None:
@@ -70,6 +76,9 @@ class StateStore:
 
     def __init__(self, db: Database):
         self.db = db
+        self._pending: list[tuple[str, dict[str, Any]]] = []  # (table, row), in write order
+        self._snapshots: dict[tuple[str, str], dict[str, Any]] = {}
+        self._timer: Any = None
 
     @classmethod
     def open(cls, path: Path, *, readonly: bool = False) -> StateStore:
@@ -85,7 +94,39 @@ class StateStore:
         return store
 
     def close(self) -> None:
+        self.flush()
         self.db.conn.close()
+
+    def _queue(self, table: str, row: dict[str, Any]) -> None:
+        self._pending.append((table, row))
+        if len(self._pending) >= FLUSH_ROWS:
+            self.flush()
+        elif self._timer is None:
+            try:
+                import asyncio
+
+                self._timer = asyncio.get_running_loop().call_later(FLUSH_SECONDS, self.flush)
+            except RuntimeError:  # no running loop: nobody would flush later, so now
+                self.flush()
+
+    def flush(self) -> None:
+        """Write everything queued, in one transaction."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._pending and not self._snapshots:
+            return
+        pending, self._pending = self._pending, []
+        snapshots, self._snapshots = self._snapshots, {}
+        with self.transaction():
+            by_table: dict[str, list[dict[str, Any]]] = {}
+            for table, row in pending:
+                by_table.setdefault(table, []).append(row)
+            for table, rows in by_table.items():
+                self.db[table].insert_all(rows, alter=False)
+            if snapshots:
+                self.db["state_snapshot"].upsert_all(snapshots.values(),
+                                                     pk=("run_id", "field"))
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -121,6 +162,7 @@ class StateStore:
             self.db["runs"].insert(row)
 
     def finish_run(self, run_id: str, **fields: Any) -> None:
+        self.flush()
         with self.transaction():
             self.db["runs"].update(run_id, fields)
 
@@ -142,10 +184,9 @@ class StateStore:
     # -- nodes -----------------------------------------------------------------------------------
 
     def record_attempt(self, row: dict[str, Any]) -> None:
-        if "metrics" in row:
+        if row.get("metrics") is not None:
             row = {**row, "metrics": _dumps(row["metrics"])}
-        with self.transaction():
-            self.db["node_runs"].insert(row)
+        self._queue("node_runs", row)
 
     # -- state -----------------------------------------------------------------------------------
 
@@ -158,33 +199,28 @@ class StateStore:
                 for name, value in values.items())
 
     def write_state(self, run_id: str, writes: list[dict[str, Any]]) -> None:
-        """Record writes `{field, old, new, node_id, item}` in history and snapshot, atomically."""
+        """Record writes `{field, old, new, node_id, item}` in history and snapshot."""
         now = utc_now()
-        with self.transaction():
-            for w in writes:
-                new = _dumps(w["new"])
-                self.db["state_history"].insert({
-                    "run_id": run_id, "field": w["field"], "value_old": _dumps(w["old"]),
-                    "value_new": new, "node_id": w["node_id"], "item": w.get("item"), "ts": now})
-                self.db.execute(
-                    "insert into state_snapshot (run_id, field, value, initial, updated_at, "
-                    "updated_by_node) values (?, ?, ?, 'null', ?, ?) on conflict (run_id, field) "
-                    "do update set value = excluded.value, updated_at = excluded.updated_at, "
-                    "updated_by_node = excluded.updated_by_node",
-                    [run_id, w["field"], new, now, w["node_id"]])
+        for w in writes:
+            new = _dumps(w["new"])
+            self._queue("state_history", {
+                "run_id": run_id, "field": w["field"], "value_old": _dumps(w["old"]),
+                "value_new": new, "node_id": w["node_id"], "item": w.get("item"), "ts": now})
+            key = (run_id, w["field"])
+            self._snapshots[key] = {"run_id": run_id, "field": w["field"], "value": new,
+                                    "updated_at": now, "updated_by_node": w["node_id"]}
 
     def snapshot(self, run_id: str) -> dict[str, dict[str, Any]]:
-        return {r["field"]: {"value": json.loads(r["value"]), "initial": json.loads(r["initial"]),
+        self.flush()
+        return {r["field"]: {"value": json.loads(r["value"]), "initial": json.loads(r["initial"]) if r["initial"] else None,
                              "updated_by_node": r["updated_by_node"]}
                 for r in self.db["state_snapshot"].rows_where("run_id = ?", [run_id])}
 
     # -- llm calls -------------------------------------------------------------------------------
 
     def record_llm_call(self, row: dict[str, Any]) -> None:
-        row = {**row, "request": _dumps(row.get("request")),
-               "response": _dumps(row.get("response")), "ts": utc_now()}
-        with self.transaction():
-            self.db["llm_calls"].insert(row)
+        self._queue("llm_calls", {**row, "request": _dumps(row.get("request")),
+                                  "response": _dumps(row.get("response")), "ts": utc_now()})
 
 
 def _alive(pid: int | None) -> bool:
