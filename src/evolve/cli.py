@@ -50,6 +50,9 @@ def friendly_errors(command: F) -> F:
                 raise
             _err(f"error: {exc}" if not isinstance(exc, SpecError) else str(exc))
             raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            _err("interrupted")
+            raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
 
