@@ -54,7 +54,8 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path):
     for args, message in [
         (["--args", "{nope"], "error: --args is not valid JSON: Expecting property name "
                               "enclosed in double quotes: line 1 column 2 (char 1)"),
-        (["--args", "[1]"], "error: --args must be a JSON object"),
+        (["--args", "[1]"], "error: --args must be a JSON object, such as "
+                            "'{\"topic\": \"x\"}'"),
         (["--set", "novalue"], "error: --set expects field=value, got 'novalue'"),
         (["--set", "nme=x"], "error: --args/--set names unknown state field 'nme'; did you "
                              "mean 'name'?"),
