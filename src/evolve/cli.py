@@ -205,6 +205,20 @@ def run(
     concurrency: Annotated[int | None, typer.Option(
         min=1, help="Nodes and items in flight at once (overrides runtime.concurrency).",
         show_default=False)] = None,
+    api_base: Annotated[str | None, typer.Option(
+        help="Base URL of an OpenAI-compatible server (vLLM, Ollama, LM Studio), e.g. "
+        "http://127.0.0.1:8000/v1.", show_default=False)] = None,
+    max_cost: Annotated[float | None, typer.Option(
+        min=0, help="Stop the run cleanly once its model calls have cost this many USD.",
+        show_default=False)] = None,
+    record: Annotated[Path | None, typer.Option(
+        help="Record every model call of the run to this cassette (JSONL).",
+        show_default=False)] = None,
+    replay: Annotated[Path | None, typer.Option(
+        help="Serve every model call from this cassette: no key, no network.",
+        show_default=False)] = None,
+    offline: Annotated[bool, typer.Option(
+        "--offline", help="Replay from the experience's cassettes/*.jsonl: no key, no network.")] = False,
     workspace: Annotated[Path | None, typer.Option(
         help="The workspace folder (default: ./.evolve, or EVOLVE_WORKSPACE).",
         show_default=False)] = None,
@@ -220,7 +234,8 @@ def run(
     from evolve.store.workspace import Workspace
 
     options = RunOptions(args=_parse_args(args, sets or []), model=model,
-                         concurrency=concurrency)
+                         concurrency=concurrency, api_base=api_base, max_cost=max_cost,
+                         record=record, replay=replay, offline=offline)
     progress = Progress(plain=not sys.stderr.isatty())
     options.listeners.append(progress)
     with progress:

@@ -36,6 +36,15 @@ class RunOptions:
     model: str | None = None  # --model: overrides every node's model
     concurrency: int | None = None  # --concurrency: overrides runtime.concurrency
     listeners: list[Listener] = field(default_factory=list)
+    api_base: str | None = None  # --api-base: a local OpenAI-compatible server
+    record: Path | None = None  # --record FILE
+    replay: Path | None = None  # --replay FILE
+    offline: bool = False  # --offline: replay the experience's cassettes/
+    max_cost: float | None = None  # --max-cost USD
+
+    @property
+    def replaying(self) -> bool:
+        return self.offline or self.replay is not None
 
 
 @dataclass
@@ -56,18 +65,22 @@ class RunResult:
         return EXIT_CODES[self.status]
 
 
-def model_resolver(experience: Experience, override: str | None):
-    """Model precedence: --model > node model > runtime.model > EVOLVE_MODEL."""
+def model_resolver(experience: Experience, override: str | None, replaying: bool = False):
+    """Model precedence: --model > node model > runtime.model > EVOLVE_MODEL.
+
+    A replayed run needs no real model: it falls back to the name "replay".
+    """
     env = os.environ.get("EVOLVE_MODEL") or None
+    fallback = "replay" if replaying else None
 
     def model_for(node: Node) -> str | None:
-        return override or node.model or experience.runtime.model or env
+        return override or node.model or experience.runtime.model or env or fallback
 
     return model_for
 
 
-def check_models(experience: Experience, override: str | None) -> None:
-    model_for = model_resolver(experience, override)
+def check_models(experience: Experience, override: str | None, replaying: bool = False) -> None:
+    model_for = model_resolver(experience, override, replaying)
     missing = [n.id for n in experience.nodes.values() if n.kind == "agent" and not model_for(n)]
     if missing:
         raise UsageError(
@@ -89,14 +102,14 @@ class Run:
         self.model = model
         self.parent = parent
         self.values = initial_values(experience, options.args)
-        check_models(experience, options.model)
+        check_models(experience, options.model, options.replaying)
         self.run_id = new_run_id()
 
     async def execute(self) -> RunResult:
         experience, run_id = self.experience, self.run_id
         log_path = self.workspace.log_path(run_id)
         events = EventLog(log_path, run_id, self.options.listeners)
-        model_for = model_resolver(experience, self.options.model)
+        model_for = model_resolver(experience, self.options.model, self.options.replaying)
         models = sorted({m for n in experience.nodes.values() if n.kind == "agent"
                          for m in [model_for(n)] if m})
         self.store.begin_run({
@@ -116,13 +129,15 @@ class Run:
         scheduler = Scheduler(
             experience, run_id, state, self.store, events,
             concurrency=self.options.concurrency or experience.runtime.concurrency,
-            model=self.model, model_for=model_for, child_runner=self._child)
-        status, reason = "success", None
+            model=self.model, model_for=model_for, child_runner=self._child,
+            max_cost=self.options.max_cost)
+        status, reason, stopped = "success", None, None
         try:
             await scheduler.run()
             status = "partial" if scheduler.partial else "success"
         except RunFailed as exc:
             status, reason = "failed", str(exc)
+            stopped = exc.stopped
         except (asyncio.CancelledError, KeyboardInterrupt):
             status, reason = "interrupted", "interrupted by the user"
             raise
@@ -131,7 +146,8 @@ class Run:
             raise
         finally:
             duration = round((time.monotonic() - started) * 1000)
-            events.emit("run.finished", status=status, reason=reason, duration_ms=duration,
+            events.emit("run.finished", status=status, reason=reason, stopped=stopped,
+                        duration_ms=duration,
                         tokens={"in": scheduler.tokens_in, "out": scheduler.tokens_out},
                         cost_usd=scheduler.cost_usd)
             events.close()
@@ -147,7 +163,8 @@ class Run:
 
         child_experience = load_experience(node.impl)
         options = RunOptions(args=args, model=self.options.model,
-                             listeners=self.options.listeners)
+                             listeners=self.options.listeners, offline=self.options.offline,
+                             replay=self.options.replay, max_cost=self.options.max_cost)
         child = Run(child_experience, self.workspace, self.store, options, self.model,
                     parent=(self.run_id, node.id))
         result = await child.execute()
@@ -161,6 +178,12 @@ def start_run(path: str | Path, workspace: Workspace, options: RunOptions,
               model: Model | None = None) -> RunResult:
     """Load, check and run the experience at `path` to the end; Ctrl-C/SIGTERM interrupt it."""
     experience = load_experience(path)
+    if model is None:
+        from evolve.llm import build_model
+
+        model = build_model(experience.directory, api_base=options.api_base,
+                            record=options.record, replay=options.replay,
+                            offline=options.offline)
     store = StateStore.open(workspace.create().database)
     try:
         store.reconcile()

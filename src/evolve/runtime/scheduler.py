@@ -29,11 +29,12 @@ ChildRunner = Callable[[Node, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 class RunFailed(Exception):
-    """A failure under `fail_run`: the run stops."""
+    """A failure under `fail_run`, or a budget reached: the run stops."""
 
-    def __init__(self, node_id: str, message: str):
+    def __init__(self, node_id: str, message: str, stopped: str | None = None):
         super().__init__(message)
         self.node_id = node_id
+        self.stopped = stopped  # "max_cost" when the budget stopped the run
 
 
 class NodeError(EvolveError):
@@ -74,7 +75,8 @@ class Attempt:
 class Scheduler:
     def __init__(self, experience: Experience, run_id: str, state: RunState, store: StateStore,
                  events: EventLog, *, concurrency: int, model: Model | None,
-                 model_for: Callable[[Node], str | None], child_runner: ChildRunner | None):
+                 model_for: Callable[[Node], str | None], child_runner: ChildRunner | None,
+                 max_cost: float | None = None):
         self.experience = experience
         self.run_id = run_id
         self.state = state
@@ -84,12 +86,23 @@ class Scheduler:
         self.model = model
         self.model_for = model_for
         self.child_runner = child_runner
+        self.max_cost = max_cost
+        from evolve.secrets import Redactor
+
+        self.redactor = Redactor()
         self.status: dict[str, str] = {}
         self.outputs: dict[str, Any] = {}
         self.partial = False  # some node or item failed under `skip`
+        self.halted: RunFailed | None = None  # once set, no new attempt starts
         self.tokens_in = 0
         self.tokens_out = 0
         self.cost_usd: float | None = None
+
+    def halt(self, failure: RunFailed) -> RunFailed:
+        """Stop the run: the first failure wins, and no attempt starts after it."""
+        if self.halted is None:
+            self.halted = failure
+        return self.halted
 
     # -- the graph -------------------------------------------------------------------------------
 
@@ -229,7 +242,7 @@ class Scheduler:
             self.events.emit("node.failed", node_id=node.id, item=item, error_type=error_type,
                              error=error)
         if policies.final_policy(node.on_error) == "fail_run":
-            raise RunFailed(node.id, f"node '{node.id}' failed: {error}")
+            raise self.halt(RunFailed(node.id, f"node '{node.id}' failed: {error}"))
         self.partial = True
         self.events.emit("node.skipped", node_id=node.id, item=item,
                          reason=f"failed (on_error skip): {error}")
@@ -242,6 +255,8 @@ class Scheduler:
         allowed = policies.attempts_allowed(node.on_error)
         error = ""
         for number in range(1, allowed + 1):
+            if self.halted is not None:  # the run is stopping: start nothing new
+                raise self.halted
             inputs = self._inputs(node, edge_inputs, index, item)
             attempt = Attempt(self, node, number, inputs, index)
             if limit is not None:
@@ -257,9 +272,9 @@ class Scheduler:
                 attempt.emit("node.retry", delay_ms=delay, error=error)
                 await asyncio.sleep(delay / 1000)
         if policies.final_policy(node.on_error) == "fail_run":
-            raise RunFailed(node.id, f"node '{node.id}'"
-                            + (f" item {index}" if index is not None else "")
-                            + f" failed after {allowed} attempt{'s' * (allowed > 1)}: {error}")
+            raise self.halt(RunFailed(
+                node.id, f"node '{node.id}'" + (f" item {index}" if index is not None else "")
+                + f" failed after {allowed} attempt{'s' * (allowed > 1)}: {error}"))
         self.partial = True
         self.events.emit("node.skipped", node_id=node.id, item=index,
                          reason=f"failed (on_error skip): {error}")
@@ -299,7 +314,8 @@ class Scheduler:
                 error: str | None, metrics: dict[str, Any] | None = None) -> None:
         self.store.record_attempt({**row, "status": status, "finished_at": utc_now(),
                                    "duration_ms": _ms_since(started), "error_type": error_type,
-                                   "error": error, "metrics": metrics})
+                                   "error": self.redactor.text(error) if error else error,
+                                   "metrics": metrics})
 
     def _outcome(self, node: Node, result: Any) -> Outcome:
         if result is None:
@@ -371,10 +387,16 @@ class Scheduler:
         self.store.record_llm_call({
             "run_id": self.run_id, "node_id": attempt.node.id, "item": attempt.item,
             "attempt": attempt.number, "model": reply.model, "key": reply.key,
-            "request": {"messages": request.messages, "schema": request.schema},
-            "response": {"text": reply.text}, "tokens_in": reply.tokens_in,
-            "tokens_out": reply.tokens_out, "cost_usd": reply.cost_usd,
-            "latency_ms": reply.latency_ms, "replayed": int(reply.replayed)})
+            "request": self.redactor.value({"messages": request.messages,
+                                            "schema": request.schema, "turn": request.turn}),
+            "response": self.redactor.value({"text": reply.text}),
+            "tokens_in": reply.tokens_in, "tokens_out": reply.tokens_out,
+            "cost_usd": reply.cost_usd, "latency_ms": reply.latency_ms,
+            "replayed": int(reply.replayed)})
+        if self.max_cost is not None and (self.cost_usd or 0.0) >= self.max_cost:
+            raise self.halt(RunFailed(
+                attempt.node.id, f"budget reached: spent ${self.cost_usd:.4f} of --max-cost "
+                f"${self.max_cost:.4f}", stopped="max_cost"))
         return reply
 
     # -- pipelines and loops ---------------------------------------------------------------------

@@ -353,7 +353,8 @@ class Checker:
         readable = {x for x in node.get("reads", list) or [] if isinstance(x, str)}
         readable |= set(node.get("args", dict) or {})
         item_ok = "for_each" in node.data or node.get("id", str) in self.owner
-        display = os.path.relpath(prompt, Path.cwd()) if prompt.is_absolute() else str(prompt)
+        # named the way the spec file is named: beside it, by the path written in the spec
+        display = os.path.normpath(Path(self.loc.file).parent / node.data["prompt"])
         for ph in placeholders(text):
             line, col = line_col(text, ph.offset)
             if not ph.valid:

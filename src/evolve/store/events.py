@@ -28,6 +28,9 @@ class EventLog:
     """Appends events for one run; listeners (progress displays) see each event as it is written."""
 
     def __init__(self, path: Path, run_id: str, listeners: list[Listener] | None = None):
+        from evolve.secrets import Redactor
+
+        self.redactor = Redactor()
         self.path = path
         self.run_id = run_id
         self.seq = 0
@@ -40,7 +43,7 @@ class EventLog:
         event = {"v": EVENT_VERSION, "seq": self.seq, "ts": utc_now(), "run_id": self.run_id,
                  "type": type}
         event.update((k, v) for k, v in fields.items() if v is not None)
-        line = json.dumps(event, ensure_ascii=False, default=str) + "\n"
+        line = self.redactor.text(json.dumps(event, ensure_ascii=False, default=str)) + "\n"
         os.write(self._fd, line.encode("utf-8"))  # one write per line: a crash tears one line
         for listener in self.listeners:
             listener(event)
