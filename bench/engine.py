@@ -29,9 +29,13 @@ def experience(root: Path, nodes: list[dict], edges: list[dict], state: dict, to
     root.mkdir(parents=True)
     (root / "tools").mkdir()
     (root / "tools" / "t.py").write_text(tool)
-    document = {"name": "bench", "version": "0.1.0",
-                "runtime": {"concurrency": 20, "timeout_ms": 60000},
-                "state": {"schema": state}, "graph": {"nodes": nodes, "edges": edges}}
+    document = {
+        "name": "bench",
+        "version": "0.1.0",
+        "runtime": {"concurrency": 20, "timeout_ms": 60000},
+        "state": {"schema": state},
+        "graph": {"nodes": nodes, "edges": edges},
+    }
     (root / "experience.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
     return root
 
@@ -55,25 +59,45 @@ def main() -> None:
         chain_nodes = [{"id": f"n{i}", "kind": "tool", "impl": "tools/t.py"} for i in range(1000)]
         chain_edges = [{"from": f"n{i}", "to": f"n{i + 1}"} for i in range(999)]
         chain = experience(tmp_path / "chain", chain_nodes, chain_edges, {}, TRIVIAL)
-        fan = experience(tmp_path / "fan", [{"id": "f", "kind": "tool", "impl": "tools/t.py",
-                                             "for_each": {"source": "$.items"}}], [],
-                         {"items": {"type": "array", "default": list(range(5000))}}, TRIVIAL)
-        sleepy = experience(tmp_path / "sleepy", [{
-            "id": "s", "kind": "tool", "impl": "tools/t.py",
-            "for_each": {"source": "$.items", "concurrency": 20}}], [],
-            {"items": {"type": "array", "default": list(range(200))}}, SLEEPY)
+        fan = experience(
+            tmp_path / "fan",
+            [{"id": "f", "kind": "tool", "impl": "tools/t.py", "for_each": {"source": "$.items"}}],
+            [],
+            {"items": {"type": "array", "default": list(range(5000))}},
+            TRIVIAL,
+        )
+        sleepy = experience(
+            tmp_path / "sleepy",
+            [
+                {
+                    "id": "s",
+                    "kind": "tool",
+                    "impl": "tools/t.py",
+                    "for_each": {"source": "$.items", "concurrency": 20},
+                }
+            ],
+            [],
+            {"items": {"type": "array", "default": list(range(200))}},
+            SLEEPY,
+        )
         ws = tmp_path / "ws"
         chain_s, chain_wall = min(timed(chain, ws) for _ in range(repeat))
         fan_s, fan_wall = min(timed(fan, ws) for _ in range(repeat))
         sleepy_s, sleepy_wall = min(timed(sleepy, ws) for _ in range(repeat))
     print("figures are for the run itself (run.started to run.finished); 'wall' adds loading and")
     print("validating experience.yaml and opening the store\n")
-    print(f"chain    1,000 trivial nodes   {chain_s:6.3f} s  {1000 / chain_s:7.0f} node executions/s"
-          f"  (target >= 2,500/s)   wall {chain_wall:.3f} s = {1000 / chain_wall:.0f}/s")
-    print(f"fan-out  5,000 trivial items   {fan_s:6.3f} s  {5000 / fan_s:7.0f} items/s"
-          f"            (target >= 6,000/s)   wall {fan_wall:.3f} s = {5000 / fan_wall:.0f}/s")
-    print(f"sleeping 200 x 50 ms, conc 20  {sleepy_s:6.3f} s  {sleepy_s / 0.5:7.2f} x the ideal 0.5 s"
-          f"  (target <= 1.15x)     wall {sleepy_wall:.3f} s = {sleepy_wall / 0.5:.2f}x")
+    print(
+        f"chain    1,000 trivial nodes   {chain_s:6.3f} s  {1000 / chain_s:7.0f} node executions/s"
+        f"  (target >= 2,500/s)   wall {chain_wall:.3f} s = {1000 / chain_wall:.0f}/s"
+    )
+    print(
+        f"fan-out  5,000 trivial items   {fan_s:6.3f} s  {5000 / fan_s:7.0f} items/s"
+        f"            (target >= 6,000/s)   wall {fan_wall:.3f} s = {5000 / fan_wall:.0f}/s"
+    )
+    print(
+        f"sleeping 200 x 50 ms, conc 20  {sleepy_s:6.3f} s  {sleepy_s / 0.5:7.2f} x the ideal 0.5 s"
+        f"  (target <= 1.15x)     wall {sleepy_wall:.3f} s = {sleepy_wall / 0.5:.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -26,5 +26,6 @@ class ScriptedModel:
         if isinstance(reply, Exception):
             raise reply
         text = reply if isinstance(reply, str) else json.dumps(reply)
-        return ModelReply(text=text, model=request.model, tokens_in=10, tokens_out=5,
-                          cost_usd=0.001, latency_ms=1)
+        return ModelReply(
+            text=text, model=request.model, tokens_in=10, tokens_out=5, cost_usd=0.001, latency_ms=1
+        )

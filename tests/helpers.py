@@ -28,11 +28,19 @@ def build(root: Path, spec: dict[str, Any] | str, files: dict[str, str] | None =
     return root
 
 
-def spec(nodes: list[dict[str, Any]], edges: list[dict[str, Any]] | None = None,
-         state: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
-    return {"name": "t", "version": "0.1.0", **extra,
-            "state": {"schema": state or {}},
-            "graph": {"nodes": nodes, "edges": edges or [], **extra.pop("graph", {})}}
+def spec(
+    nodes: list[dict[str, Any]],
+    edges: list[dict[str, Any]] | None = None,
+    state: dict[str, Any] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "name": "t",
+        "version": "0.1.0",
+        **extra,
+        "state": {"schema": state or {}},
+        "graph": {"nodes": nodes, "edges": edges or [], **extra.pop("graph", {})},
+    }
 
 
 def tool(node_id: str, impl: str, **fields: Any) -> dict[str, Any]:

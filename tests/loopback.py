@@ -24,7 +24,7 @@ class LoopbackServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 server.requests.append(body)
                 server.headers.append(dict(self.headers))
@@ -32,19 +32,41 @@ class LoopbackServer:
                 if "slow" in step:
                     time.sleep(step["slow"])
                 if "status" in step:
-                    self._send(step["status"], {"error": {"message": f"scripted {step['status']}",
-                                                          "type": "server_error", "code": None}})
+                    self._send(
+                        step["status"],
+                        {
+                            "error": {
+                                "message": f"scripted {step['status']}",
+                                "type": "server_error",
+                                "code": None,
+                            }
+                        },
+                    )
                 elif step.get("malformed"):
                     self._raw(200, b"{this is not json")
                 else:
                     content = json.dumps(step["json"]) if "json" in step else step["text"]
-                    self._send(200, {
-                        "id": "chatcmpl-test", "object": "chat.completion", "created": 1,
-                        "model": body.get("model", "m"),
-                        "choices": [{"index": 0, "finish_reason": "stop",
-                                     "message": {"role": "assistant", "content": content}}],
-                        "usage": {"prompt_tokens": 11, "completion_tokens": 7,
-                                  "total_tokens": 18}})
+                    self._send(
+                        200,
+                        {
+                            "id": "chatcmpl-test",
+                            "object": "chat.completion",
+                            "created": 1,
+                            "model": body.get("model", "m"),
+                            "choices": [
+                                {
+                                    "index": 0,
+                                    "finish_reason": "stop",
+                                    "message": {"role": "assistant", "content": content},
+                                }
+                            ],
+                            "usage": {
+                                "prompt_tokens": 11,
+                                "completion_tokens": 7,
+                                "total_tokens": 18,
+                            },
+                        },
+                    )
 
             def _send(self, status: int, payload: dict[str, Any]) -> None:
                 self._raw(status, json.dumps(payload).encode())

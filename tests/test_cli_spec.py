@@ -58,8 +58,7 @@ graph:
     - {from: review, to: reveiw}
 """
 BAD_PROBLEMS = [
-    "bad/experience.yaml:5:38: tool file 'tools/missing.py' does not exist "
-    "[$.graph.nodes[0].impl]",
+    "bad/experience.yaml:5:38: tool file 'tools/missing.py' does not exist [$.graph.nodes[0].impl]",
     "bad/experience.yaml:7:26: edge 'to' names unknown node 'reveiw'; did you mean 'review'? "
     "[$.graph.edges[0].to]",
 ]
@@ -307,6 +306,14 @@ def test_schema_write_creates_the_file_and_its_folders(in_tmp):
     assert result.stderr == "wrote editor/schemas/experience.schema.json\n"
     written = in_tmp / "editor/schemas/experience.schema.json"
     assert written.read_text("utf-8") == packaged_schema()
+
+
+def test_schema_write_to_an_unwritable_path_is_one_clear_line(in_tmp):
+    (in_tmp / "taken").mkdir()
+    result = runner.invoke(app, ["schema", "--write", "taken"])
+    assert_clean_exit(result, 1)
+    assert result.stdout == ""
+    assert result.stderr == "error: cannot write taken: Is a directory\n"
 
 
 # -- graph ---------------------------------------------------------------------------------------

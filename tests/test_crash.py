@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import build, spec, tool
 
 from evolve.store.events import read_events
 from evolve.store.state import StateStore
+from helpers import build, spec, tool
 
 SLEEPY = """
 import asyncio
@@ -28,23 +28,38 @@ async def run(inputs):
 
 
 def busy_experience(root: Path, name: str = "t", items: int = 80) -> Path:
-    node = tool("work", "tools/w.py", writes=["done"],
-                for_each={"source": "$.items", "concurrency": 2})
+    node = tool(
+        "work", "tools/w.py", writes=["done"], for_each={"source": "$.items", "concurrency": 2}
+    )
     after = tool("after", "tools/a.py", reads=["done"], writes=["count"])
-    document = spec([node, after], [{"from": "work", "to": "after"}], state={
-        "items": {"type": "array", "default": list(range(items))},
-        "done": {"type": "array", "merge": "array_append", "default": []},
-        "count": {"type": "integer"}})
+    document = spec(
+        [node, after],
+        [{"from": "work", "to": "after"}],
+        state={
+            "items": {"type": "array", "default": list(range(items))},
+            "done": {"type": "array", "merge": "array_append", "default": []},
+            "count": {"type": "integer"},
+        },
+    )
     document["name"] = name
-    return build(root, document, {
-        "tools/w.py": SLEEPY,
-        "tools/a.py": "def run(i):\n    return {'state_delta': {'count': len(i['_state']['done'])}}\n"})
+    return build(
+        root,
+        document,
+        {
+            "tools/w.py": SLEEPY,
+            "tools/a.py": "def run(i):\n"
+            "    return {'state_delta': {'count': len(i['_state']['done'])}}\n",
+        },
+    )
 
 
 def start(experience: Path, workspace: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "evolve", "run", str(experience), "--workspace", str(workspace)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for_log(workspace: Path, known: set[Path], timeout: float = 20) -> Path:
@@ -116,7 +131,8 @@ def test_ctrl_c_interrupts_the_run_cleanly(tmp_path):
     assert len(finished) == 1 and finished[0]["status"] == "interrupted"
     db = sqlite3.connect(workspace / "state.sqlite")
     assert db.execute("select status from runs where id = ?", [log.stem]).fetchone() == (
-        "interrupted",)
+        "interrupted",
+    )
 
 
 @pytest.mark.slow
@@ -125,9 +141,16 @@ def test_two_runs_share_one_workspace_without_locking_errors(tmp_path):
     second = busy_experience(tmp_path / "two", name="two", items=150)
     workspace = tmp_path / "ws"
     env = {**os.environ, "EVOLVE_WORKSPACE": str(workspace)}
-    procs = [subprocess.Popen([sys.executable, "-m", "evolve", "run", str(exp)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for exp in (first, second)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "evolve", "run", str(exp)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for exp in (first, second)
+    ]
     outputs = [p.communicate(timeout=60) for p in procs]
     for proc, (stdout, stderr) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, stderr

@@ -8,16 +8,19 @@ import socket
 import sqlite3
 
 import pytest
-from helpers import build, events, run, spec, tool
-from loopback import LoopbackServer
 
 from evolve.llm import litellm
 from evolve.runtime.run import RunOptions, start_run
 from evolve.store.workspace import Workspace
+from helpers import build, events, spec, tool
+from loopback import LoopbackServer
 
 SECRET = "sk-test-0123456789abcdef"
-SCHEMA = {"type": "object", "required": ["verdict"],
-          "properties": {"verdict": {"type": "string", "enum": ["ok", "bad"]}}}
+SCHEMA = {
+    "type": "object",
+    "required": ["verdict"],
+    "properties": {"verdict": {"type": "string", "enum": ["ok", "bad"]}},
+}
 
 
 @pytest.fixture(autouse=True)
@@ -35,15 +38,22 @@ class FakeProvider:
 
         class Handler(CustomLLM):
             async def acompletion(self, model, messages, *args, **kwargs):
-                provider.calls.append({"model": model, "messages": messages,
-                                       "params": kwargs.get("optional_params", {})})
+                provider.calls.append(
+                    {
+                        "model": model,
+                        "messages": messages,
+                        "params": kwargs.get("optional_params", {}),
+                    }
+                )
                 reply = provider.replies.pop(0)
                 if isinstance(reply, Exception):
                     raise reply
                 content = reply if isinstance(reply, str) else json.dumps(reply)
                 return ModelResponse(
-                    model=model, choices=[{"message": {"role": "assistant", "content": content}}],
-                    usage={"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13})
+                    model=model,
+                    choices=[{"message": {"role": "assistant", "content": content}}],
+                    usage={"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13},
+                )
 
         self.handler = Handler()
         self.replies: list = []
@@ -64,16 +74,28 @@ def fake():
 
 
 def agent_experience(tmp_path, prompt, node_extra=None, state=None, before=True):
-    node = {"id": "judge", "kind": "agent", "prompt": "prompts/judge.md", "reads": ["doc"],
-            "writes": ["verdict"], "schema": SCHEMA, "on_error": {"policy": "skip"},
-            **(node_extra or {})}
+    node = {
+        "id": "judge",
+        "kind": "agent",
+        "prompt": "prompts/judge.md",
+        "reads": ["doc"],
+        "writes": ["verdict"],
+        "schema": SCHEMA,
+        "on_error": {"policy": "skip"},
+        **(node_extra or {}),
+    }
     nodes = [tool("load", "tools/load.py", writes=["doc"]), node] if before else [node]
     edges = [{"from": "load", "to": "judge"}] if before else []
     fields = {"doc": {"type": "object"}, "verdict": {"type": "string"}, **(state or {})}
-    return build(tmp_path / "x", spec(nodes, edges, state=fields), {
-        "prompts/judge.md": prompt,
-        "tools/load.py": "def run(i):\n    return {'state_delta': {'doc': {'title': 'T', "
-                         "'tags': ['a', 'b']}}}\n"})
+    return build(
+        tmp_path / "x",
+        spec(nodes, edges, state=fields),
+        {
+            "prompts/judge.md": prompt,
+            "tools/load.py": "def run(i):\n    return {'state_delta': {'doc': {'title': 'T', "
+            "'tags': ['a', 'b']}}}\n",
+        },
+    )
 
 
 # -- a fake provider registered with litellm --------------------------------------------------
@@ -107,9 +129,14 @@ def test_repair_turn_then_text_mode(tmp_path, fake):
     invalid = events(result, "schema.invalid")
     assert len(invalid) == 1 and invalid[0]["final"] is False
 
-    text = build(tmp_path / "t", spec(
-        [{"id": "write", "kind": "agent", "prompt": "p.md", "writes": ["poem"]}],
-        state={"poem": {"type": "string"}}), {"p.md": "A poem please"})
+    text = build(
+        tmp_path / "t",
+        spec(
+            [{"id": "write", "kind": "agent", "prompt": "p.md", "writes": ["poem"]}],
+            state={"poem": {"type": "string"}},
+        ),
+        {"p.md": "A poem please"},
+    )
     fake.replies = ["roses are red"]
     result = start_run(text, Workspace(tmp_path / "ws"), RunOptions(model="fake/poet"))
     assert result.state["poem"] == "roses are red"
@@ -124,20 +151,35 @@ def test_unknown_placeholder_is_an_error_never_sent(tmp_path):
     with pytest.raises(SpecError) as caught:
         load_experience(exp)
     assert "x/prompts/judge.md:1:27: placeholder '{{ verdicts }}' names no readable field" in str(
-        caught.value)
+        caught.value
+    )
 
 
 def test_max_cost_stops_the_run_cleanly(tmp_path):
     from fakes import ScriptedModel
 
-    node = {"id": "ask", "kind": "agent", "prompt": "p.md", "writes": ["answers"],
-            "for_each": {"source": "$.qs", "concurrency": 1}}
-    exp = build(tmp_path / "x", spec([node], state={
-        "qs": {"type": "array", "default": list(range(10))},
-        "answers": {"type": "array", "merge": "array_append"}}), {"p.md": "Q {{ $item }}"})
+    node = {
+        "id": "ask",
+        "kind": "agent",
+        "prompt": "p.md",
+        "writes": ["answers"],
+        "for_each": {"source": "$.qs", "concurrency": 1},
+    }
+    exp = build(
+        tmp_path / "x",
+        spec(
+            [node],
+            state={
+                "qs": {"type": "array", "default": list(range(10))},
+                "answers": {"type": "array", "merge": "array_append"},
+            },
+        ),
+        {"p.md": "Q {{ $item }}"},
+    )
     model = ScriptedModel(["a"] * 10)  # each call costs $0.001
-    result = start_run(exp, Workspace(tmp_path / "ws"),
-                       RunOptions(model="fake/m", max_cost=0.0025), model)
+    result = start_run(
+        exp, Workspace(tmp_path / "ws"), RunOptions(model="fake/m", max_cost=0.0025), model
+    )
     assert result.status == "failed" and result.exit_code == 1
     assert result.reason == "budget reached: spent $0.0030 of --max-cost $0.0025"
     assert len(model.calls) == 3
@@ -156,8 +198,9 @@ def loop_run(tmp_path, server_base, node_extra=None, record=None):
 
 def assert_load_write_kept(tmp_path, result):
     db = sqlite3.connect(tmp_path / "ws" / "state.sqlite")
-    row = db.execute("select value from state_snapshot where run_id = ? and field = 'doc'",
-                     [result.run_id]).fetchone()
+    row = db.execute(
+        "select value from state_snapshot where run_id = ? and field = 'doc'", [result.run_id]
+    ).fetchone()
     assert json.loads(row[0]) == {"title": "T", "tags": ["a", "b"]}
 
 
@@ -244,8 +287,9 @@ def test_record_then_replay_with_the_server_stopped(tmp_path):
     assert [(x["node"], x["turn"]) for x in lines] == [("judge", 1), ("judge", 2)]
     assert SECRET not in cassette.read_text()
     seen = len(server.requests)
-    replayed = start_run(exp, Workspace(tmp_path / "ws"),
-                         RunOptions(model="openai/evolve-test", replay=cassette))
+    replayed = start_run(
+        exp, Workspace(tmp_path / "ws"), RunOptions(model="openai/evolve-test", replay=cassette)
+    )
     assert len(server.requests) == seen  # the stopped server saw nothing more
     assert replayed.status == "success"
     assert replayed.state == recorded.state
@@ -267,10 +311,38 @@ def test_hand_written_cassette_matches_by_node_and_item(tmp_path):
     exp = agent_experience(tmp_path, "Judge {{ doc.title }}")
     (exp / "cassettes").mkdir()
     (exp / "cassettes" / "judge.jsonl").write_text(
-        json.dumps({"node": "judge", "response": {"json": {"verdict": "bad"}}}) + "\n")
+        json.dumps({"node": "judge", "response": {"json": {"verdict": "bad"}}}) + "\n"
+    )
     result = start_run(exp, Workspace(tmp_path / "ws"), RunOptions(offline=True))
     assert result.status == "success" and result.state["verdict"] == "bad"
     # a prompt edit does not break a hand-written cassette
     (exp / "prompts" / "judge.md").write_text("Judge harder: {{ doc.title }}")
     again = start_run(exp, Workspace(tmp_path / "ws"), RunOptions(offline=True))
     assert again.state["verdict"] == "bad"
+
+
+def test_cost_comes_from_litellm_prices_when_it_knows_the_model(tmp_path):
+    litellm().register_model(
+        {
+            "openai/evolve-priced": {
+                "input_cost_per_token": 0.001,
+                "output_cost_per_token": 0.002,
+                "litellm_provider": "openai",
+                "mode": "chat",
+            }
+        }
+    )
+    exp = agent_experience(tmp_path, "Judge {{ doc.title }}")
+    with LoopbackServer([{"json": {"verdict": "ok"}}]) as server:
+        result = start_run(
+            exp,
+            Workspace(tmp_path / "ws"),
+            RunOptions(model="openai/evolve-priced", api_base=server.base),
+        )
+    call = events(result, "llm.call")[0]
+    assert call["cost_usd"] == pytest.approx(11 * 0.001 + 7 * 0.002)
+    assert result.cost_usd == pytest.approx(0.025)
+    db = sqlite3.connect(tmp_path / "ws" / "state.sqlite")
+    assert db.execute("select cost_usd from runs where id = ?", [result.run_id]).fetchone()[
+        0
+    ] == pytest.approx(0.025)

@@ -6,10 +6,10 @@ import json
 import sqlite3
 
 import pytest
-from fakes import ScriptedModel
-from helpers import build, events, max_in_flight, run, spec, tool
 
 from evolve.errors import UsageError
+from fakes import ScriptedModel
+from helpers import build, events, max_in_flight, run, spec, tool
 
 SLEEP_TOOL = """
 import asyncio
@@ -30,10 +30,13 @@ async def run(inputs):
 
 
 def test_nodes_start_only_after_their_predecessors(tmp_path):
-    nodes = [tool(n, "tools/s.py", args={"seconds": 0.02 if n != "b" else 0.08})
-             for n in "abcd"]
-    edges = [{"from": "a", "to": "b"}, {"from": "a", "to": "c"}, {"from": "b", "to": "d"},
-             {"from": "c", "to": "d"}]
+    nodes = [tool(n, "tools/s.py", args={"seconds": 0.02 if n != "b" else 0.08}) for n in "abcd"]
+    edges = [
+        {"from": "a", "to": "b"},
+        {"from": "a", "to": "c"},
+        {"from": "b", "to": "d"},
+        {"from": "c", "to": "d"},
+    ]
     exp = build(tmp_path / "x", spec(nodes, edges), {"tools/s.py": SLEEP_TOOL})
     result = run(exp, tmp_path / "ws")
     assert result.status == "success"
@@ -47,8 +50,7 @@ def test_nodes_start_only_after_their_predecessors(tmp_path):
 
 def test_runtime_concurrency_caps_nodes_in_flight(tmp_path):
     nodes = [tool(f"n{i}", "tools/s.py") for i in range(10)]
-    exp = build(tmp_path / "x", spec(nodes, runtime={"concurrency": 3}),
-                {"tools/s.py": SLEEP_TOOL})
+    exp = build(tmp_path / "x", spec(nodes, runtime={"concurrency": 3}), {"tools/s.py": SLEEP_TOOL})
     result = run(exp, tmp_path / "ws")
     assert max_in_flight(events(result)) == 3
     assert max_in_flight(events(run(exp, tmp_path / "ws", concurrency=6))) == 6
@@ -56,20 +58,26 @@ def test_runtime_concurrency_caps_nodes_in_flight(tmp_path):
 
 def test_for_each_concurrency_caps_items_of_one_node(tmp_path):
     node = tool("fan", "tools/s.py", for_each={"source": "$.items", "concurrency": 2})
-    exp = build(tmp_path / "x", spec([node], state={"items": {"type": "array",
-                                                              "default": list(range(8))}},
-                                     runtime={"concurrency": 10}),
-                {"tools/s.py": SLEEP_TOOL})
+    exp = build(
+        tmp_path / "x",
+        spec(
+            [node],
+            state={"items": {"type": "array", "default": list(range(8))}},
+            runtime={"concurrency": 10},
+        ),
+        {"tools/s.py": SLEEP_TOOL},
+    )
     result = run(exp, tmp_path / "ws")
     assert max_in_flight(events(result), "fan") == 2
     assert len(events(result, "node.started")) == 8
 
 
 def test_for_each_merges_in_item_order_whatever_order_items_finish(tmp_path):
-    node = tool("fan", "tools/i.py", args={"n": 6}, writes=["seen"],
-                for_each={"source": "$.items"})
-    state = {"items": {"type": "array", "default": ["a", "b", "c", "d", "e", "f"]},
-             "seen": {"type": "array", "merge": "array_append", "default": []}}
+    node = tool("fan", "tools/i.py", args={"n": 6}, writes=["seen"], for_each={"source": "$.items"})
+    state = {
+        "items": {"type": "array", "default": ["a", "b", "c", "d", "e", "f"]},
+        "seen": {"type": "array", "merge": "array_append", "default": []},
+    }
     exp = build(tmp_path / "x", spec([node], state=state), {"tools/i.py": ITEM_TOOL})
     result = run(exp, tmp_path / "ws")
     finished = [e["item"] for e in events(result, "node.finished") if "item" in e]
@@ -80,15 +88,25 @@ def test_for_each_merges_in_item_order_whatever_order_items_finish(tmp_path):
 
 
 def test_when_false_skips_the_node_and_its_dependents(tmp_path):
-    nodes = [tool("a", "tools/w.py", writes=["flag"]), tool("b", "tools/w.py"),
-             tool("c", "tools/w.py"), tool("d", "tools/w.py")]
-    edges = [{"from": "a", "to": "b", "when": "$.flag == 'go'"}, {"from": "b", "to": "c"},
-             {"from": "a", "to": "d", "when": "$.flag == 'stop'"}]
-    files = {"tools/w.py": "def run(inputs):\n    return {'state_delta': {'flag': 'stop'}}\n"
-                           "    if False else None\n"}
+    nodes = [
+        tool("a", "tools/w.py", writes=["flag"]),
+        tool("b", "tools/w.py"),
+        tool("c", "tools/w.py"),
+        tool("d", "tools/w.py"),
+    ]
+    edges = [
+        {"from": "a", "to": "b", "when": "$.flag == 'go'"},
+        {"from": "b", "to": "c"},
+        {"from": "a", "to": "d", "when": "$.flag == 'stop'"},
+    ]
+    files = {
+        "tools/w.py": "def run(inputs):\n    return {'state_delta': {'flag': 'stop'}}\n"
+        "    if False else None\n"
+    }
     files["tools/w.py"] = (
         "def run(inputs):\n"
-        "    return {'state_delta': {'flag': 'stop'}} if inputs.get('first') else {}\n")
+        "    return {'state_delta': {'flag': 'stop'}} if inputs.get('first') else {}\n"
+    )
     nodes[0]["args"] = {"first": True}
     exp = build(tmp_path / "x", spec(nodes, edges, state={"flag": {"type": "string"}}), files)
     result = run(exp, tmp_path / "ws")
@@ -102,10 +120,15 @@ def test_when_false_skips_the_node_and_its_dependents(tmp_path):
 
 
 def test_skip_policy_failure_skips_dependents_and_run_is_partial(tmp_path):
-    nodes = [tool("a", "tools/bad.py", on_error={"policy": "skip"}), tool("b", "tools/ok.py"),
-             tool("c", "tools/ok.py")]
-    files = {"tools/bad.py": "def run(inputs):\n    raise ValueError('boom')\n",
-             "tools/ok.py": "def run(inputs):\n    return {}\n"}
+    nodes = [
+        tool("a", "tools/bad.py", on_error={"policy": "skip"}),
+        tool("b", "tools/ok.py"),
+        tool("c", "tools/ok.py"),
+    ]
+    files = {
+        "tools/bad.py": "def run(inputs):\n    raise ValueError('boom')\n",
+        "tools/ok.py": "def run(inputs):\n    return {}\n",
+    }
     exp = build(tmp_path / "x", spec(nodes, [{"from": "a", "to": "b"}]), files)
     result = run(exp, tmp_path / "ws")
     assert result.status == "partial" and result.exit_code == 1
@@ -119,8 +142,10 @@ def test_skip_policy_failure_skips_dependents_and_run_is_partial(tmp_path):
 
 def test_fail_run_stops_the_run_and_still_writes_run_finished(tmp_path):
     nodes = [tool("a", "tools/bad.py"), tool("b", "tools/ok.py")]
-    files = {"tools/bad.py": "def run(inputs):\n    raise RuntimeError('nope')\n",
-             "tools/ok.py": "def run(inputs):\n    return {}\n"}
+    files = {
+        "tools/bad.py": "def run(inputs):\n    raise RuntimeError('nope')\n",
+        "tools/ok.py": "def run(inputs):\n    return {}\n",
+    }
     exp = build(tmp_path / "x", spec(nodes, [{"from": "a", "to": "b"}]), files)
     result = run(exp, tmp_path / "ws")
     assert result.status == "failed" and result.exit_code == 1
@@ -132,77 +157,111 @@ def test_fail_run_stops_the_run_and_still_writes_run_finished(tmp_path):
 
 def test_pipeline_and_loop_feed_the_nodes_after_them(tmp_path):
     files = {
-        "tools/double.py": "def run(inputs):\n"
-                           "    return {'edge_output': inputs['$item'] * 2}\n",
+        "tools/double.py": "def run(inputs):\n    return {'edge_output': inputs['$item'] * 2}\n",
         "tools/collect.py": "def run(inputs):\n"
-                            "    prev = list(inputs['_edge_inputs'].values())[0]\n"
-                            "    return {'state_delta': {'out': [prev + 1]}}\n",
+        "    prev = list(inputs['_edge_inputs'].values())[0]\n"
+        "    return {'state_delta': {'out': [prev + 1]}}\n",
         "tools/inc.py": "def run(inputs):\n"
-                        "    return {'state_delta': {'n': inputs['_state']['n'] + 1}}\n",
+        "    return {'state_delta': {'n': inputs['_state']['n'] + 1}}\n",
         "tools/final.py": "def run(inputs):\n"
-                          "    s = inputs['_state']\n"
-                          "    return {'state_delta': {'summary': f\"{s['out']} {s['n']}\"}}\n",
+        "    s = inputs['_state']\n"
+        "    return {'state_delta': {'summary': f\"{s['out']} {s['n']}\"}}\n",
     }
-    state = {"items": {"type": "array", "default": [1, 2, 3]},
-             "out": {"type": "array", "merge": "array_append", "default": []},
-             "n": {"type": "integer", "default": 0}, "summary": {"type": "string"}}
-    nodes = [tool("double", "tools/double.py"), tool("collect", "tools/collect.py",
-                                                     writes=["out"]),
-             tool("inc", "tools/inc.py", reads=["n"], writes=["n"]),
-             tool("final", "tools/final.py", reads=["out", "n"], writes=["summary"])]
-    document = spec(nodes, [{"from": "p", "to": "l"}, {"from": "l", "to": "final"}],
-                    state=state)
-    document["graph"]["pipelines"] = [{"id": "p", "items": "$.items",
-                                       "stages": ["double", "collect"]}]
-    document["graph"]["loops"] = [{"id": "l", "body": "inc", "until": "$.n >= 3",
-                                   "max_iters": 10}]
+    state = {
+        "items": {"type": "array", "default": [1, 2, 3]},
+        "out": {"type": "array", "merge": "array_append", "default": []},
+        "n": {"type": "integer", "default": 0},
+        "summary": {"type": "string"},
+    }
+    nodes = [
+        tool("double", "tools/double.py"),
+        tool("collect", "tools/collect.py", writes=["out"]),
+        tool("inc", "tools/inc.py", reads=["n"], writes=["n"]),
+        tool("final", "tools/final.py", reads=["out", "n"], writes=["summary"]),
+    ]
+    document = spec(nodes, [{"from": "p", "to": "l"}, {"from": "l", "to": "final"}], state=state)
+    document["graph"]["pipelines"] = [
+        {"id": "p", "items": "$.items", "stages": ["double", "collect"]}
+    ]
+    document["graph"]["loops"] = [{"id": "l", "body": "inc", "until": "$.n >= 3", "max_iters": 10}]
     exp = build(tmp_path / "x", document, files)
     result = run(exp, tmp_path / "ws")
     assert result.status == "success", result.reason
     assert result.state["out"] == [3, 5, 7]
     assert result.state["summary"] == "[3, 5, 7] 3"
     iterations = events(result, "loop.iteration")
-    assert [(e["iteration"], e["until_met"]) for e in iterations] == [(1, False), (2, False),
-                                                                      (3, True)]
+    assert [(e["iteration"], e["until_met"]) for e in iterations] == [
+        (1, False),
+        (2, False),
+        (3, True),
+    ]
 
 
 def test_loop_stops_at_max_iters(tmp_path):
-    files = {"tools/inc.py": "def run(inputs):\n"
-                             "    return {'state_delta': {'n': inputs['_state']['n'] + 1}}\n"}
-    document = spec([tool("inc", "tools/inc.py", reads=["n"], writes=["n"])],
-                    state={"n": {"type": "integer", "default": 0}})
-    document["graph"]["loops"] = [{"id": "l", "body": "inc", "until": "$.n > 100",
-                                   "max_iters": 4}]
+    files = {
+        "tools/inc.py": "def run(inputs):\n"
+        "    return {'state_delta': {'n': inputs['_state']['n'] + 1}}\n"
+    }
+    document = spec(
+        [tool("inc", "tools/inc.py", reads=["n"], writes=["n"])],
+        state={"n": {"type": "integer", "default": 0}},
+    )
+    document["graph"]["loops"] = [{"id": "l", "body": "inc", "until": "$.n > 100", "max_iters": 4}]
     result = run(build(tmp_path / "x", document, files), tmp_path / "ws")
     assert result.state["n"] == 4
     assert len(events(result, "loop.iteration")) == 4
 
 
 def test_nested_experience_runs_as_a_linked_child(tmp_path):
-    child = build(tmp_path / "x" / "child", spec(
-        [tool("sq", "tools/sq.py", reads=["x"], writes=["y"])],
-        state={"x": {"type": "integer", "default": 0}, "y": {"type": "integer"}}),
-        {"tools/sq.py": "def run(i):\n    return {'state_delta': {'y': i['_state']['x'] ** 2}}\n"})
+    child = build(
+        tmp_path / "x" / "child",
+        spec(
+            [tool("sq", "tools/sq.py", reads=["x"], writes=["y"])],
+            state={"x": {"type": "integer", "default": 0}, "y": {"type": "integer"}},
+        ),
+        {"tools/sq.py": "def run(i):\n    return {'state_delta': {'y': i['_state']['x'] ** 2}}\n"},
+    )
     assert child.is_dir()
-    parent = build(tmp_path / "x", spec(
-        [{"id": "kid", "kind": "experience", "impl": "child", "args": {"x": "$.n"},
-          "writes": ["y"]}],
-        state={"n": {"type": "integer", "default": 7}, "y": {"type": "integer"}}))
+    parent = build(
+        tmp_path / "x",
+        spec(
+            [
+                {
+                    "id": "kid",
+                    "kind": "experience",
+                    "impl": "child",
+                    "args": {"x": "$.n"},
+                    "writes": ["y"],
+                }
+            ],
+            state={"n": {"type": "integer", "default": 7}, "y": {"type": "integer"}},
+        ),
+    )
     result = run(parent, tmp_path / "ws")
     assert result.status == "success", result.reason
     assert result.state["y"] == 49
     db = sqlite3.connect(tmp_path / "ws" / "state.sqlite")
-    rows = db.execute("select id, parent_run_id, parent_node, status from runs "
-                      "where parent_run_id is not null").fetchall()
+    rows = db.execute(
+        "select id, parent_run_id, parent_node, status from runs where parent_run_id is not null"
+    ).fetchall()
     assert len(rows) == 1 and rows[0][1:] == (result.run_id, "kid", "success")
 
 
 def test_every_run_starts_from_defaults_and_args(tmp_path):
-    files = {"tools/add.py": "def run(i):\n    return {'state_delta': {'acc': [i['_state']['n']]}}\n"}
-    exp = build(tmp_path / "x", spec(
-        [tool("add", "tools/add.py", reads=["n"], writes=["acc"])],
-        state={"n": {"type": "integer", "default": 1},
-               "acc": {"type": "array", "merge": "array_append", "default": []}}), files)
+    files = {
+        "tools/add.py": "def run(i):\n    return {'state_delta': {'acc': [i['_state']['n']]}}\n"
+    }
+    exp = build(
+        tmp_path / "x",
+        spec(
+            [tool("add", "tools/add.py", reads=["n"], writes=["acc"])],
+            state={
+                "n": {"type": "integer", "default": 1},
+                "acc": {"type": "array", "merge": "array_append", "default": []},
+            },
+        ),
+        files,
+    )
     first = run(exp, tmp_path / "ws")
     second = run(exp, tmp_path / "ws")
     third = run(exp, tmp_path / "ws", args={"n": 5, "acc": [9]})
@@ -223,18 +282,40 @@ def test_dataset_nodes_read_json_jsonl_csv_and_sqlite(tmp_path):
     db.executemany("insert into t values (?, ?)", [(1, "x"), (2, "y")])
     db.commit()
     db.close()
-    files = {"data/d.json": json.dumps([{"a": 1}]), "data/d.jsonl": '{"a": 1}\n{"a": 2}\n',
-             "data/d.csv": "a,b\n1,x\n2,y\n"}
+    files = {
+        "data/d.json": json.dumps([{"a": 1}]),
+        "data/d.jsonl": '{"a": 1}\n{"a": 2}\n',
+        "data/d.csv": "a,b\n1,x\n2,y\n",
+    }
     nodes = [
-        {"id": "j", "kind": "dataset", "source": {"type": "file", "uri": "data/d.json"},
-         "writes": ["j"]},
-        {"id": "l", "kind": "dataset", "source": {"type": "file", "uri": "data/d.jsonl"},
-         "writes": ["l"]},
-        {"id": "c", "kind": "dataset", "source": {"type": "file", "uri": "data/d.csv"},
-         "writes": ["c"]},
-        {"id": "s", "kind": "dataset", "source": {"type": "sqlite", "uri": "data/d.sqlite",
-                                                  "query": "select a, b from t order by a"},
-         "writes": ["s"]},
+        {
+            "id": "j",
+            "kind": "dataset",
+            "source": {"type": "file", "uri": "data/d.json"},
+            "writes": ["j"],
+        },
+        {
+            "id": "l",
+            "kind": "dataset",
+            "source": {"type": "file", "uri": "data/d.jsonl"},
+            "writes": ["l"],
+        },
+        {
+            "id": "c",
+            "kind": "dataset",
+            "source": {"type": "file", "uri": "data/d.csv"},
+            "writes": ["c"],
+        },
+        {
+            "id": "s",
+            "kind": "dataset",
+            "source": {
+                "type": "sqlite",
+                "uri": "data/d.sqlite",
+                "query": "select a, b from t order by a",
+            },
+            "writes": ["s"],
+        },
     ]
     state = {k: {"type": "array"} for k in "jlcs"}
     result = run(build(root, spec(nodes, state=state), files), tmp_path / "ws")
@@ -247,14 +328,24 @@ def test_dataset_nodes_read_json_jsonl_csv_and_sqlite(tmp_path):
 
 def test_agent_node_through_the_model_interface(tmp_path):
     files = {"prompts/p.md": "Topic: {{ topic }}; item {{ $index }} = {{ $item.name }}"}
-    node = {"id": "ask", "kind": "agent", "prompt": "prompts/p.md", "reads": ["topic"],
-            "writes": ["answers"], "for_each": {"source": "$.things"},
-            "schema": {"type": "object", "required": ["answers"],
-                       "properties": {"answers": {"type": "array",
-                                                  "items": {"type": "string"}}}}}
-    state = {"topic": {"type": "string", "default": "birds"},
-             "things": {"type": "array", "default": [{"name": "owl"}, {"name": "jay"}]},
-             "answers": {"type": "array", "merge": "array_append", "default": []}}
+    node = {
+        "id": "ask",
+        "kind": "agent",
+        "prompt": "prompts/p.md",
+        "reads": ["topic"],
+        "writes": ["answers"],
+        "for_each": {"source": "$.things"},
+        "schema": {
+            "type": "object",
+            "required": ["answers"],
+            "properties": {"answers": {"type": "array", "items": {"type": "string"}}},
+        },
+    }
+    state = {
+        "topic": {"type": "string", "default": "birds"},
+        "things": {"type": "array", "default": [{"name": "owl"}, {"name": "jay"}]},
+        "answers": {"type": "array", "merge": "array_append", "default": []},
+    }
     exp = build(tmp_path / "x", spec([node], state=state, runtime={"model": "fake/m"}), files)
     model = ScriptedModel([{"answers": ["a0"]}, {"answers": ["a1"]}])
     result = run(exp, tmp_path / "ws", model=model, concurrency=1)
@@ -268,12 +359,23 @@ def test_agent_node_through_the_model_interface(tmp_path):
 
 def test_agent_schema_failure_gets_one_repair_turn_then_fails(tmp_path):
     files = {"prompts/p.md": "Give a score."}
-    node = {"id": "score", "kind": "agent", "prompt": "prompts/p.md", "writes": ["score"],
-            "schema": {"type": "object", "required": ["score"],
-                       "properties": {"score": {"type": "number"}}},
-            "on_error": {"policy": "skip"}}
-    exp = build(tmp_path / "x", spec([node], state={"score": {"type": "number"}},
-                                     runtime={"model": "fake/m"}), files)
+    node = {
+        "id": "score",
+        "kind": "agent",
+        "prompt": "prompts/p.md",
+        "writes": ["score"],
+        "schema": {
+            "type": "object",
+            "required": ["score"],
+            "properties": {"score": {"type": "number"}},
+        },
+        "on_error": {"policy": "skip"},
+    }
+    exp = build(
+        tmp_path / "x",
+        spec([node], state={"score": {"type": "number"}}, runtime={"model": "fake/m"}),
+        files,
+    )
     repaired = run(exp, tmp_path / "ws", model=ScriptedModel(["not json", {"score": 3}]))
     assert repaired.status == "success" and repaired.state["score"] == 3
     assert [e["final"] for e in events(repaired, "schema.invalid")] == [False]
@@ -301,10 +403,18 @@ def test_agent_without_a_model_is_a_clear_usage_error(tmp_path, monkeypatch):
 
 def test_model_flag_wins_over_node_and_runtime_models(tmp_path):
     files = {"prompts/p.md": "hi"}
-    node = {"id": "ask", "kind": "agent", "prompt": "prompts/p.md", "writes": ["t"],
-            "model": "fake/node"}
-    exp = build(tmp_path / "x", spec([node], state={"t": {"type": "string"}},
-                                     runtime={"model": "fake/runtime"}), files)
+    node = {
+        "id": "ask",
+        "kind": "agent",
+        "prompt": "prompts/p.md",
+        "writes": ["t"],
+        "model": "fake/node",
+    }
+    exp = build(
+        tmp_path / "x",
+        spec([node], state={"t": {"type": "string"}}, runtime={"model": "fake/runtime"}),
+        files,
+    )
     model = ScriptedModel(["a", "b"])
     run(exp, tmp_path / "ws", model=model)
     from evolve.runtime.run import RunOptions, start_run

@@ -14,29 +14,47 @@ def writer(value_expr: str) -> str:
 
 def test_array_append_accumulates_across_nodes(tmp_path):
     nodes = [tool("a", "tools/a.py", writes=["log"]), tool("b", "tools/b.py", writes=["log"])]
-    exp = build(tmp_path / "x", spec(nodes, [{"from": "a", "to": "b"}],
-                                     state={"log": {"type": "array", "merge": "array_append",
-                                                    "default": ["start"]}}),
-                {"tools/a.py": writer("{'log': ['a1', 'a2']}"), "tools/b.py": writer("{'log': 'b'}")})
+    exp = build(
+        tmp_path / "x",
+        spec(
+            nodes,
+            [{"from": "a", "to": "b"}],
+            state={"log": {"type": "array", "merge": "array_append", "default": ["start"]}},
+        ),
+        {"tools/a.py": writer("{'log': ['a1', 'a2']}"), "tools/b.py": writer("{'log': 'b'}")},
+    )
     result = run(exp, tmp_path / "ws")
     assert result.state["log"] == ["start", "a1", "a2", "b"]
     db = sqlite3.connect(tmp_path / "ws" / "state.sqlite")
-    history = db.execute("select node_id, value_old, value_new from state_history "
-                         "where run_id = ? order by id", [result.run_id]).fetchall()
-    assert history == [("a", '["start"]', '["start", "a1", "a2"]'),
-                       ("b", '["start", "a1", "a2"]', '["start", "a1", "a2", "b"]')]
-    snapshot = db.execute("select value, initial, updated_by_node from state_snapshot "
-                          "where run_id = ? and field = 'log'", [result.run_id]).fetchone()
+    history = db.execute(
+        "select node_id, value_old, value_new from state_history where run_id = ? order by id",
+        [result.run_id],
+    ).fetchall()
+    assert history == [
+        ("a", '["start"]', '["start", "a1", "a2"]'),
+        ("b", '["start", "a1", "a2"]', '["start", "a1", "a2", "b"]'),
+    ]
+    snapshot = db.execute(
+        "select value, initial, updated_by_node from state_snapshot "
+        "where run_id = ? and field = 'log'",
+        [result.run_id],
+    ).fetchone()
     assert json.loads(snapshot[0]) == result.state["log"]
     assert json.loads(snapshot[1]) == ["start"] and snapshot[2] == "b"
 
 
 def test_set_once_refuses_a_second_write(tmp_path):
-    nodes = [tool("a", "tools/a.py", writes=["id"]),
-             tool("b", "tools/b.py", writes=["id"], on_error={"policy": "skip"})]
-    exp = build(tmp_path / "x", spec(nodes, [{"from": "a", "to": "b"}],
-                                     state={"id": {"type": "string", "merge": "set_once"}}),
-                {"tools/a.py": writer("{'id': 'first'}"), "tools/b.py": writer("{'id': 'second'}")})
+    nodes = [
+        tool("a", "tools/a.py", writes=["id"]),
+        tool("b", "tools/b.py", writes=["id"], on_error={"policy": "skip"}),
+    ]
+    exp = build(
+        tmp_path / "x",
+        spec(
+            nodes, [{"from": "a", "to": "b"}], state={"id": {"type": "string", "merge": "set_once"}}
+        ),
+        {"tools/a.py": writer("{'id': 'first'}"), "tools/b.py": writer("{'id': 'second'}")},
+    )
     result = run(exp, tmp_path / "ws")
     assert result.state["id"] == "first"
     failed = events(result, "node.failed")
@@ -46,9 +64,11 @@ def test_set_once_refuses_a_second_write(tmp_path):
 
 def test_undeclared_write_fails_the_attempt(tmp_path):
     nodes = [tool("a", "tools/a.py", writes=["x"], on_error={"policy": "skip"})]
-    exp = build(tmp_path / "x", spec(nodes, state={"x": {"type": "string"},
-                                                   "y": {"type": "string"}}),
-                {"tools/a.py": writer("{'x': 'ok', 'y': 'sneaky'}")})
+    exp = build(
+        tmp_path / "x",
+        spec(nodes, state={"x": {"type": "string"}, "y": {"type": "string"}}),
+        {"tools/a.py": writer("{'x': 'ok', 'y': 'sneaky'}")},
+    )
     result = run(exp, tmp_path / "ws")
     failed = events(result, "node.failed")[0]
     assert failed["error_type"] == "undeclared_write"
@@ -59,8 +79,7 @@ def test_undeclared_write_fails_the_attempt(tmp_path):
 def test_schema_violating_write_fails_the_attempt(tmp_path):
     state = {"score": {"type": "number", "minimum": 0, "maximum": 10, "default": 1}}
     nodes = [tool("a", "tools/a.py", writes=["score"], on_error={"policy": "skip"})]
-    exp = build(tmp_path / "x", spec(nodes, state=state),
-                {"tools/a.py": writer("{'score': 42}")})
+    exp = build(tmp_path / "x", spec(nodes, state=state), {"tools/a.py": writer("{'score': 42}")})
     result = run(exp, tmp_path / "ws")
     failed = events(result, "node.failed")[0]
     assert failed["error_type"] == "schema_violation"
@@ -70,8 +89,9 @@ def test_schema_violating_write_fails_the_attempt(tmp_path):
 
 def test_tool_output_shape_is_checked(tmp_path):
     nodes = [tool("a", "tools/a.py", on_error={"policy": "skip"})]
-    exp = build(tmp_path / "x", spec(nodes),
-                {"tools/a.py": "def run(inputs):\n    return {'delta': {}}\n"})
+    exp = build(
+        tmp_path / "x", spec(nodes), {"tools/a.py": "def run(inputs):\n    return {'delta': {}}\n"}
+    )
     failed = events(run(exp, tmp_path / "ws"), "node.failed")[0]
     assert failed["error_type"] == "bad_output"
     assert "unknown keys ['delta']" in failed["error"]
@@ -80,6 +100,9 @@ def test_tool_output_shape_is_checked(tmp_path):
 def test_tools_get_copies_of_state_not_the_state_itself(tmp_path):
     sneaky = "def run(inputs):\n    inputs['_state']['items'].append('x')\n    return {}\n"
     nodes = [tool("a", "tools/a.py", reads=["items"])]
-    exp = build(tmp_path / "x", spec(nodes, state={"items": {"type": "array", "default": []}}),
-                {"tools/a.py": sneaky})
+    exp = build(
+        tmp_path / "x",
+        spec(nodes, state={"items": {"type": "array", "default": []}}),
+        {"tools/a.py": sneaky},
+    )
     assert run(exp, tmp_path / "ws").state["items"] == []

@@ -66,8 +66,10 @@ def _version(value: bool) -> None:
 @app.callback()
 def main(
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True,
-                           help="Print the version and exit.")
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
     ] = False,
 ) -> None:
     """Run LLM agent workflows, record everything, and get reviewable diffs that improve them.
@@ -87,8 +89,10 @@ def _display(path: Path) -> str:
 @app.command()
 @friendly_errors
 def validate(
-    paths: Annotated[list[Path], typer.Argument(
-        help="Experience directories or experience.yaml files.", show_default=False)],
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="Experience directories or experience.yaml files.", show_default=False),
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print the problems as JSON.")] = False,
 ) -> None:
     """Check experiences: YAML, keys, types, references, cycles, expressions, files, prompts.
@@ -105,24 +109,34 @@ def validate(
         except SpecError as exc:
             problems += exc.problems
             continue
-        summaries.append({
-            "file": _display(experience.spec_path), "name": experience.name,
-            "version": experience.version, "nodes": len(experience.nodes),
-            "edges": len(experience.edges), "state_fields": len(experience.state),
-        })
+        summaries.append(
+            {
+                "file": _display(experience.spec_path),
+                "name": experience.name,
+                "version": experience.version,
+                "nodes": len(experience.nodes),
+                "edges": len(experience.edges),
+                "state_fields": len(experience.state),
+            }
+        )
     if as_json:
-        print(json.dumps({"valid": summaries, "problems": [p.__dict__ for p in problems]},
-                         indent=2))
+        print(
+            json.dumps({"valid": summaries, "problems": [p.__dict__ for p in problems]}, indent=2)
+        )
     else:
         for problem in problems:
             print(problem)
         for s in summaries:
-            print(f"{s['file']}: ok ({s['name']} {s['version']}: {s['nodes']} nodes, "
-                  f"{s['edges']} edges, {s['state_fields']} state fields)")
+            print(
+                f"{s['file']}: ok ({s['name']} {s['version']}: {s['nodes']} nodes, "
+                f"{s['edges']} edges, {s['state_fields']} state fields)"
+            )
         if problems:
             files = len({p.file for p in problems})
-            _err(f"{len(problems)} problem{'s' * (len(problems) != 1)} in {files} "
-                 f"file{'s' * (files != 1)}")
+            _err(
+                f"{len(problems)} problem{'s' * (len(problems) != 1)} in {files} "
+                f"file{'s' * (files != 1)}"
+            )
     if problems:
         raise typer.Exit(2)
 
@@ -130,9 +144,14 @@ def validate(
 @app.command()
 @friendly_errors
 def schema(
-    write: Annotated[Path | None, typer.Option(
-        "--write", help="Write the schema to this file instead of printing it.",
-        show_default=False)] = None,
+    write: Annotated[
+        Path | None,
+        typer.Option(
+            "--write",
+            help="Write the schema to this file instead of printing it.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Print the JSON Schema of experience.yaml, for editors (yaml-language-server).
 
@@ -144,16 +163,21 @@ def schema(
     if write is None:
         sys.stdout.write(schema_text())
         return
-    write.parent.mkdir(parents=True, exist_ok=True)
-    write.write_text(schema_text(), encoding="utf-8")
+    try:
+        write.parent.mkdir(parents=True, exist_ok=True)
+        write.write_text(schema_text(), encoding="utf-8")
+    except OSError as exc:
+        raise EvolveError(f"cannot write {write}: {exc.strerror or exc}") from None
     _err(f"wrote {write}")
 
 
 @app.command()
 @friendly_errors
 def graph(
-    path: Annotated[Path, typer.Argument(help="An experience directory or its experience.yaml.",
-                                         show_default=False)],
+    path: Annotated[
+        Path,
+        typer.Argument(help="An experience directory or its experience.yaml.", show_default=False),
+    ],
 ) -> None:
     """Print an experience's graph as Mermaid (phases as subgraphs; for_each and when marked).
 
@@ -176,7 +200,7 @@ def _parse_args(args_json: str | None, sets: list[str]) -> dict[str, Any]:
         except ValueError as exc:
             raise UsageError(f"--args is not valid JSON: {exc}") from None
         if not isinstance(values, dict):
-            raise UsageError("--args must be a JSON object, such as '{\"topic\": \"x\"}'")
+            raise UsageError('--args must be a JSON object, such as \'{"topic": "x"}\'')
     for item in sets:
         name, sep, raw = item.partition("=")
         if not sep or not name:
@@ -191,37 +215,86 @@ def _parse_args(args_json: str | None, sets: list[str]) -> dict[str, Any]:
 @app.command()
 @friendly_errors
 def run(
-    path: Annotated[Path, typer.Argument(help="The experience directory (or its experience.yaml).",
-                                         show_default=False)],
-    args: Annotated[str | None, typer.Option(
-        "--args", help="Initial state as a JSON object, over the declared defaults.",
-        show_default=False)] = None,
-    sets: Annotated[list[str] | None, typer.Option(
-        "--set", help="Set one state field: field=value (value parsed as JSON, else a string). "
-        "Repeatable.", show_default=False)] = None,
-    model: Annotated[str | None, typer.Option(
-        help="Model for every agent node (overrides node and runtime models).",
-        show_default=False)] = None,
-    concurrency: Annotated[int | None, typer.Option(
-        min=1, help="Nodes and items in flight at once (overrides runtime.concurrency).",
-        show_default=False)] = None,
-    api_base: Annotated[str | None, typer.Option(
-        help="Base URL of an OpenAI-compatible server (vLLM, Ollama, LM Studio), e.g. "
-        "http://127.0.0.1:8000/v1.", show_default=False)] = None,
-    max_cost: Annotated[float | None, typer.Option(
-        min=0, help="Stop the run cleanly once its model calls have cost this many USD.",
-        show_default=False)] = None,
-    record: Annotated[Path | None, typer.Option(
-        help="Record every model call of the run to this cassette (JSONL).",
-        show_default=False)] = None,
-    replay: Annotated[Path | None, typer.Option(
-        help="Serve every model call from this cassette: no key, no network.",
-        show_default=False)] = None,
-    offline: Annotated[bool, typer.Option(
-        "--offline", help="Replay from the experience's cassettes/*.jsonl: no key, no network.")] = False,
-    workspace: Annotated[Path | None, typer.Option(
-        help="The workspace folder (default: ./.evolve, or EVOLVE_WORKSPACE).",
-        show_default=False)] = None,
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="The experience directory (or its experience.yaml).", show_default=False
+        ),
+    ],
+    args: Annotated[
+        str | None,
+        typer.Option(
+            "--args",
+            help="Initial state as a JSON object, over the declared defaults.",
+            show_default=False,
+        ),
+    ] = None,
+    sets: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Set one state field: field=value (value parsed as JSON, else a string). "
+            "Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Model for every agent node (overrides node and runtime models).",
+            show_default=False,
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Nodes and items in flight at once (overrides runtime.concurrency).",
+            show_default=False,
+        ),
+    ] = None,
+    api_base: Annotated[
+        str | None,
+        typer.Option(
+            help="Base URL of an OpenAI-compatible server (vLLM, Ollama, LM Studio), e.g. "
+            "http://127.0.0.1:8000/v1.",
+            show_default=False,
+        ),
+    ] = None,
+    max_cost: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            help="Stop the run cleanly once its model calls have cost this many USD.",
+            show_default=False,
+        ),
+    ] = None,
+    record: Annotated[
+        Path | None,
+        typer.Option(
+            help="Record every model call of the run to this cassette (JSONL).", show_default=False
+        ),
+    ] = None,
+    replay: Annotated[
+        Path | None,
+        typer.Option(
+            help="Serve every model call from this cassette: no key, no network.",
+            show_default=False,
+        ),
+    ] = None,
+    offline: Annotated[
+        bool,
+        typer.Option(
+            "--offline", help="Replay from the experience's cassettes/*.jsonl: no key, no network."
+        ),
+    ] = False,
+    workspace: Annotated[
+        Path | None,
+        typer.Option(
+            help="The workspace folder (default: ./.evolve, or EVOLVE_WORKSPACE).",
+            show_default=False,
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Run an experience and record everything: the event log and the state store.
@@ -233,23 +306,41 @@ def run(
     from evolve.runtime.run import RunOptions, start_run
     from evolve.store.workspace import Workspace
 
-    options = RunOptions(args=_parse_args(args, sets or []), model=model,
-                         concurrency=concurrency, api_base=api_base, max_cost=max_cost,
-                         record=record, replay=replay, offline=offline)
+    options = RunOptions(
+        args=_parse_args(args, sets or []),
+        model=model,
+        concurrency=concurrency,
+        api_base=api_base,
+        max_cost=max_cost,
+        record=record,
+        replay=replay,
+        offline=offline,
+    )
     progress = Progress(plain=not sys.stderr.isatty())
     options.listeners.append(progress)
     with progress:
         result = start_run(path, Workspace.locate(workspace), options)
     log = _display(result.log_path)
     if as_json:
-        print(json.dumps({
-            "run_id": result.run_id, "experience": result.experience, "status": result.status,
-            "reason": result.reason, "duration_ms": result.duration_ms, "log": log,
-            "tokens": {"in": result.tokens_in, "out": result.tokens_out},
-            "cost_usd": result.cost_usd}))
+        print(
+            json.dumps(
+                {
+                    "run_id": result.run_id,
+                    "experience": result.experience,
+                    "status": result.status,
+                    "reason": result.reason,
+                    "duration_ms": result.duration_ms,
+                    "log": log,
+                    "tokens": {"in": result.tokens_in, "out": result.tokens_out},
+                    "cost_usd": result.cost_usd,
+                }
+            )
+        )
     else:
-        print(f"{result.status}: run {result.run_id} of {result.experience} in "
-              f"{result.duration_ms / 1000:.2f}s")
+        print(
+            f"{result.status}: run {result.run_id} of {result.experience} in "
+            f"{result.duration_ms / 1000:.2f}s"
+        )
         if result.reason:
             print(f"  reason: {result.reason}")
         print(f"  log: {log}")

@@ -48,6 +48,6 @@ class SpecError(EvolveError):
 
 
 def did_you_mean(word: object, candidates: Iterable[object]) -> str:
-    """"; did you mean 'x'?" for the closest candidate, or "" when none is close."""
+    """ "; did you mean 'x'?" for the closest candidate, or "" when none is close."""
     match = difflib.get_close_matches(str(word), [str(c) for c in candidates], n=1, cutoff=0.6)
     return f"; did you mean '{match[0]}'?" if match else ""

@@ -59,8 +59,13 @@ def litellm() -> Any:
 
 def request_key(request: ModelRequest) -> str:
     """The cassette key: a hash of what decides the answer (model, messages, response format)."""
-    payload = {"model": request.model, "messages": request.messages, "schema": request.schema,
-               "temperature": request.temperature, "max_tokens": request.max_tokens}
+    payload = {
+        "model": request.model,
+        "messages": request.messages,
+        "schema": request.schema,
+        "temperature": request.temperature,
+        "max_tokens": request.max_tokens,
+    }
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode())
     return digest.hexdigest()[:16]
 
@@ -74,8 +79,10 @@ def response_format(model: str, schema: dict[str, Any] | None) -> dict[str, Any]
     except Exception:  # an unknown model is not an error here, just unknown
         strict_ok = False
     if strict_ok:
-        return {"type": "json_schema",
-                "json_schema": {"name": "output", "schema": schema, "strict": False}}
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": "output", "schema": schema, "strict": False},
+        }
     return {"type": "json_object"}
 
 
@@ -94,20 +101,30 @@ def _error_type(exc: Exception) -> str:
     lib = litellm()
     # litellm reports a refused connection or a read timeout as a 500 from the provider
     causes = _chain(exc)
-    if any(n in causes for n in ("ConnectError", "ConnectionRefusedError", "APIConnectionError")) \
-            or "Connection error" in str(exc):
+    if any(
+        n in causes for n in ("ConnectError", "ConnectionRefusedError", "APIConnectionError")
+    ) or "Connection error" in str(exc):
         return "connection"
-    if any(n in causes for n in ("ReadTimeout", "ConnectTimeout", "TimeoutException",
-                                 "APITimeoutError")):
+    if any(
+        n in causes
+        for n in ("ReadTimeout", "ConnectTimeout", "TimeoutException", "APITimeoutError")
+    ):
         return "timeout"
     if "JSONDecodeError" in causes or re.search(r"Expecting .*line \d+ column \d+", str(exc)):
         return "bad_response"  # a body that is not JSON, which litellm reports as a 500
-    checks = [("RateLimitError", "rate_limit"), ("Timeout", "timeout"),
-              ("APIConnectionError", "connection"), ("AuthenticationError", "auth"),
-              ("InternalServerError", "server_error"), ("ServiceUnavailableError", "server_error"),
-              ("BadGatewayError", "server_error"), ("ContextWindowExceededError", "bad_request"),
-              ("BadRequestError", "bad_request"), ("NotFoundError", "bad_request"),
-              ("APIResponseValidationError", "bad_response")]
+    checks = [
+        ("RateLimitError", "rate_limit"),
+        ("Timeout", "timeout"),
+        ("APIConnectionError", "connection"),
+        ("AuthenticationError", "auth"),
+        ("InternalServerError", "server_error"),
+        ("ServiceUnavailableError", "server_error"),
+        ("BadGatewayError", "server_error"),
+        ("ContextWindowExceededError", "bad_request"),
+        ("BadRequestError", "bad_request"),
+        ("NotFoundError", "bad_request"),
+        ("APIResponseValidationError", "bad_response"),
+    ]
     for name, kind in checks:
         cls = getattr(lib, name, None)
         if cls is not None and isinstance(exc, cls):
@@ -134,8 +151,12 @@ class LiteLLMModel:
 
     async def complete(self, request: ModelRequest) -> ModelReply:
         lib = litellm()
-        kwargs: dict[str, Any] = {"model": request.model, "messages": request.messages,
-                                  "num_retries": 0, "max_retries": 0}
+        kwargs: dict[str, Any] = {
+            "model": request.model,
+            "messages": request.messages,
+            "num_retries": 0,
+            "max_retries": 0,
+        }
         fmt = response_format(request.model, request.schema)
         if fmt:
             kwargs["response_format"] = fmt
@@ -155,11 +176,14 @@ class LiteLLMModel:
             raise ModelError(f"{request.model}: {_first_line(exc)}", _error_type(exc)) from None
         usage = getattr(response, "usage", None)
         reply = ModelReply(
-            text=text, model=request.model,
+            text=text,
+            model=request.model,
             tokens_in=getattr(usage, "prompt_tokens", None),
             tokens_out=getattr(usage, "completion_tokens", None),
-            cost_usd=_cost(lib, response, request.model), latency_ms=round((time.monotonic() - began) * 1000),
-            key=request_key(request))
+            cost_usd=_cost(lib, response, request.model),
+            latency_ms=round((time.monotonic() - began) * 1000),
+            key=request_key(request),
+        )
         if self.cassette is not None:
             self.cassette.record(request, reply)
         return reply
@@ -206,11 +230,20 @@ class Cassette:
                 raise UsageError(f"{path}:{number}: a cassette line needs a 'key' or a 'node'")
 
     def record(self, request: ModelRequest, reply: ModelReply) -> None:
-        entry = {"key": reply.key, "node": request.node_id, "item": request.item,
-                 "turn": request.turn, "model": request.model,
-                 "request": {"messages": request.messages, "schema": request.schema},
-                 "response": {"text": reply.text, "tokens_in": reply.tokens_in,
-                              "tokens_out": reply.tokens_out, "cost_usd": reply.cost_usd}}
+        entry = {
+            "key": reply.key,
+            "node": request.node_id,
+            "item": request.item,
+            "turn": request.turn,
+            "model": request.model,
+            "request": {"messages": request.messages, "schema": request.schema},
+            "response": {
+                "text": reply.text,
+                "tokens_in": reply.tokens_in,
+                "tokens_out": reply.tokens_out,
+                "cost_usd": reply.cost_usd,
+            },
+        }
         line = json.dumps(self.redactor.value(entry), ensure_ascii=False) + "\n"
         with self._lock:
             self.paths[0].parent.mkdir(parents=True, exist_ok=True)
@@ -244,22 +277,29 @@ class ReplayModel:
         entry = self.cassette.take(request, key)
         if entry is None:
             where = f"node '{request.node_id}'" + (
-                f" item {request.item}" if request.item is not None else "")
+                f" item {request.item}" if request.item is not None else ""
+            )
             files = ", ".join(str(p) for p in self.cassette.paths) or "no cassette files"
             raise ModelError(
                 f"no cassette entry for {where} (turn {request.turn}, key {key}) in {files}; "
                 "re-record with --record FILE and a real model, or add a line "
                 f'{{"node": "{request.node_id}", "response": {{"text": "..."}}}}',
-                "cassette_miss")
+                "cassette_miss",
+            )
         response = entry["response"]
         text = response.get("text")
         if text is None and "json" in response:
             text = json.dumps(response["json"], ensure_ascii=False)
-        return ModelReply(text=text or "", model=entry.get("model") or request.model,
-                          tokens_in=response.get("tokens_in"),
-                          tokens_out=response.get("tokens_out"),
-                          cost_usd=response.get("cost_usd"), latency_ms=0, replayed=True,
-                          key=key)
+        return ModelReply(
+            text=text or "",
+            model=entry.get("model") or request.model,
+            tokens_in=response.get("tokens_in"),
+            tokens_out=response.get("tokens_out"),
+            cost_usd=response.get("cost_usd"),
+            latency_ms=0,
+            replayed=True,
+            key=key,
+        )
 
 
 def offline_cassettes(experience_dir: Path) -> list[Path]:
@@ -267,9 +307,14 @@ def offline_cassettes(experience_dir: Path) -> list[Path]:
     return sorted((experience_dir / "cassettes").glob("*.jsonl"))
 
 
-def build_model(experience_dir: Path, *, api_base: str | None = None,
-                record: Path | None = None, replay: Path | None = None,
-                offline: bool = False) -> LiteLLMModel | ReplayModel:
+def build_model(
+    experience_dir: Path,
+    *,
+    api_base: str | None = None,
+    record: Path | None = None,
+    replay: Path | None = None,
+    offline: bool = False,
+) -> LiteLLMModel | ReplayModel:
     if sum(bool(x) for x in (record, replay, offline)) > 1:
         raise UsageError("use only one of --record, --replay and --offline")
     if offline:

@@ -21,8 +21,7 @@ class Redactor:
 
     def __init__(self, environ: dict[str, str] | None = None):
         env = os.environ if environ is None else environ
-        pairs = [(v, n) for n, v in env.items()
-                 if _SECRET_NAME.search(n) and len(v) >= _MIN_LENGTH]
+        pairs = [(v, n) for n, v in env.items() if _SECRET_NAME.search(n) and len(v) >= _MIN_LENGTH]
         self.secrets = sorted(pairs, key=lambda p: -len(p[0]))  # longest first
 
     def text(self, value: str) -> str:

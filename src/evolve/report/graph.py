@@ -3,16 +3,27 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from evolve.spec.model import Experience, Node
 
-_SHAPES = {"tool": ('["', '"]'), "agent": ('(["', '"])'), "dataset": ('[("', '")]'),
-           "experience": ('[["', '"]]')}
+_SHAPES = {
+    "tool": ('["', '"]'),
+    "agent": ('(["', '"])'),
+    "dataset": ('[("', '")]'),
+    "experience": ('[["', '"]]'),
+}
 
 
 def _text(value: str) -> str:
     """Escape text for a quoted Mermaid label."""
-    return value.replace("&", "#amp;").replace('"', "#quot;").replace("|", "#124;") \
-        .replace("<", "#lt;").replace(">", "#gt;")
+    return (
+        value.replace("&", "#amp;")
+        .replace('"', "#quot;")
+        .replace("|", "#124;")
+        .replace("<", "#lt;")
+        .replace(">", "#gt;")
+    )
 
 
 def _node(node: Node) -> str:
@@ -54,7 +65,7 @@ def mermaid(experience: Experience) -> str:
     for ident, title, members in groups:
         lines.append(f'  subgraph {ident}["{title}"]')
         lines += [f"    {_node(experience.nodes[m])}" for m in members]
-        for first, second in zip(members, members[1:], strict=False):
+        for first, second in pairwise(members):
             lines.append(f"    {first} --> {second}")
         lines.append("  end")
     for edge in experience.edges:

@@ -1,4 +1,4 @@
-"""Live progress of a run, fed by its events: a rich live table on a terminal, plain lines otherwise.
+"""Live progress of a run, fed by its events: a live table on a terminal, plain lines otherwise.
 
 Both write to stderr, so stdout carries only the result. Plain mode prints one line per node
 outcome, retry, timeout and skip (never one per item, so a 5,000-item fan-out stays readable).
@@ -48,8 +48,9 @@ class Progress:
             if "item" in event:
                 node.items_done += 1
             else:
-                node.status = "done" if event.get("status", "succeeded") == "succeeded" \
-                    else event["status"]
+                node.status = (
+                    "done" if event.get("status", "succeeded") == "succeeded" else event["status"]
+                )
                 node.elapsed = event.get("duration_ms", 0) / 1000
                 failed = event.get("items_failed")
                 items = f", {event['items']} items" if "items" in event else ""
@@ -58,12 +59,16 @@ class Progress:
         elif kind == "node.retry" and node:
             node.retries += 1
             where = f" item {event['item']}" if "item" in event else ""
-            line = (f"↻ {node_id}{where}: attempt {event['attempt']} failed, retrying in "
-                    f"{event['delay_ms']} ms ({event.get('error', '')})")
+            line = (
+                f"↻ {node_id}{where}: attempt {event['attempt']} failed, retrying in "
+                f"{event['delay_ms']} ms ({event.get('error', '')})"
+            )
         elif kind == "node.timeout" and node:
             where = f" item {event['item']}" if "item" in event else ""
-            line = f"⏱ {node_id}{where}: attempt {event['attempt']} timed out " \
-                   f"({event['timeout_ms']} ms)"
+            line = (
+                f"⏱ {node_id}{where}: attempt {event['attempt']} timed out "
+                f"({event['timeout_ms']} ms)"
+            )
         elif kind == "node.skipped" and node:
             node.status = "skipped"
             where = f" item {event['item']}" if "item" in event else ""
@@ -86,12 +91,17 @@ class Progress:
         table = Table(title=title, title_justify="left", box=None, pad_edge=False)
         for column in ("node", "status", "items", "retries"):
             table.add_column(column)
-        marks = {"running": "[yellow]running[/]", "done": "[green]done[/]",
-                 "skipped": "[dim]skipped[/]", "failed": "[red]failed[/]"}
+        marks = {
+            "running": "[yellow]running[/]",
+            "done": "[green]done[/]",
+            "skipped": "[dim]skipped[/]",
+            "failed": "[red]failed[/]",
+        }
         for node_id, node in self.nodes.items():
             items = f"{node.items_done}/{node.items_total}" if node.items_total else ""
-            table.add_row(node_id, marks.get(node.status, node.status), items,
-                          str(node.retries or ""))
+            table.add_row(
+                node_id, marks.get(node.status, node.status), items, str(node.retries or "")
+            )
         return table
 
     def __enter__(self) -> Progress:
@@ -100,8 +110,12 @@ class Progress:
             from rich.live import Live
 
             # Live pulls the table at its own pace: no rendering work per event.
-            self._live = Live(get_renderable=self.table, console=Console(file=self.stream),
-                              refresh_per_second=8, transient=True)
+            self._live = Live(
+                get_renderable=self.table,
+                console=Console(file=self.stream),
+                refresh_per_second=8,
+                transient=True,
+            )
             self._live.__enter__()
         return self
 

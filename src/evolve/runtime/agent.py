@@ -36,8 +36,10 @@ def build_messages(node: Node, values: dict[str, Any]) -> list[dict[str, str]]:
         raise AgentError(str(exc), "template_error") from None
     messages = [{"role": "system", "content": system}] if system else []
     if node.schema is not None:
-        prompt += ("\n\nAnswer with one JSON object that matches this JSON Schema, and nothing "
-                   "else:\n" + json.dumps(node.schema, ensure_ascii=False))
+        prompt += (
+            "\n\nAnswer with one JSON object that matches this JSON Schema, and nothing "
+            "else:\n" + json.dumps(node.schema, ensure_ascii=False)
+        )
     messages.append({"role": "user", "content": prompt})
     return messages
 
@@ -50,30 +52,47 @@ def parse_json_object(text: str) -> Any:
 
 async def run_agent(node: Node, attempt: Attempt, model_name: str) -> dict[str, Any]:
     """One attempt of an agent node; returns the tool-shaped result {state_delta, edge_output}."""
-    values = {**attempt.inputs.get("_state", {}), **{k: v for k, v in attempt.inputs.items()
-                                                    if not k.startswith("_")}}
+    values = {
+        **attempt.inputs.get("_state", {}),
+        **{k: v for k, v in attempt.inputs.items() if not k.startswith("_")},
+    }
     messages = build_messages(node, values)
-    request = ModelRequest(node_id=node.id, model=model_name, messages=messages,
-                           schema=node.schema, temperature=node.temperature,
-                           max_tokens=node.max_tokens, item=attempt.item,
-                           attempt=attempt.number)
+    request = ModelRequest(
+        node_id=node.id,
+        model=model_name,
+        messages=messages,
+        schema=node.schema,
+        temperature=node.temperature,
+        max_tokens=node.max_tokens,
+        item=attempt.item,
+        attempt=attempt.number,
+    )
     reply = await attempt.call_model(request)
     if node.schema is None:
         return {"state_delta": {node.writes[0]: reply.text}, "edge_output": reply.text}
     problems = _check(node, reply)
     if problems:
         attempt.emit("schema.invalid", errors=problems, final=False)
-        repair = [*messages, {"role": "assistant", "content": reply.text},
-                  {"role": "user", "content": "Your answer did not match the schema:\n"
-                   + "\n".join(f"- {p}" for p in problems)
-                   + "\nAnswer again with one corrected JSON object only."}]
+        repair = [
+            *messages,
+            {"role": "assistant", "content": reply.text},
+            {
+                "role": "user",
+                "content": "Your answer did not match the schema:\n"
+                + "\n".join(f"- {p}" for p in problems)
+                + "\nAnswer again with one corrected JSON object only.",
+            },
+        ]
         reply = await attempt.call_model(
-            ModelRequest(**{**request.__dict__, "messages": repair, "turn": 2}))
+            ModelRequest(**{**request.__dict__, "messages": repair, "turn": 2})
+        )
         problems = _check(node, reply)
         if problems:
             attempt.emit("schema.invalid", errors=problems, final=True)
-            raise AgentError(f"the reply did not match the output schema after a repair turn: "
-                             f"{problems[0]}", "schema_invalid")
+            raise AgentError(
+                f"the reply did not match the output schema after a repair turn: {problems[0]}",
+                "schema_invalid",
+            )
     value = parse_json_object(reply.text)
     return {"state_delta": value, "edge_output": value}
 

@@ -86,15 +86,23 @@ def check_models(experience: Experience, override: str | None, replaying: bool =
         raise UsageError(
             f"no model for agent node{'s' * (len(missing) > 1)} {', '.join(missing)}: pass "
             "--model openai/gpt-4o-mini, set runtime.model in experience.yaml, or set "
-            "EVOLVE_MODEL")
+            "EVOLVE_MODEL"
+        )
 
 
 class Run:
     """One execution of one experience (a child run is another `Run` in the same loop)."""
 
-    def __init__(self, experience: Experience, workspace: Workspace, store: StateStore,
-                 options: RunOptions, model: Model | None, *,
-                 parent: tuple[str, str] | None = None):
+    def __init__(
+        self,
+        experience: Experience,
+        workspace: Workspace,
+        store: StateStore,
+        options: RunOptions,
+        model: Model | None,
+        *,
+        parent: tuple[str, str] | None = None,
+    ):
         self.experience = experience
         self.workspace = workspace
         self.store = store
@@ -110,27 +118,48 @@ class Run:
         log_path = self.workspace.log_path(run_id)
         events = EventLog(log_path, run_id, self.options.listeners)
         model_for = model_resolver(experience, self.options.model, self.options.replaying)
-        models = sorted({m for n in experience.nodes.values() if n.kind == "agent"
-                         for m in [model_for(n)] if m})
-        self.store.begin_run({
-            "id": run_id, "experience": experience.name,
-            "experience_dir": str(experience.directory), "spec_hash": experience.spec_hash,
-            "started_at": utc_now(), "args": self.options.args,
-            "model": ", ".join(models) or None, "log_path": str(log_path),
-            "parent_run_id": self.parent[0] if self.parent else None,
-            "parent_node": self.parent[1] if self.parent else None})
-        events.emit("run.started", experience=experience.name, version=experience.version,
-                    experience_dir=str(experience.directory), spec_hash=experience.spec_hash,
-                    args=self.options.args, model=", ".join(models) or None,
-                    parent_run_id=self.parent[0] if self.parent else None,
-                    parent_node=self.parent[1] if self.parent else None)
+        models = sorted(
+            {m for n in experience.nodes.values() if n.kind == "agent" for m in [model_for(n)] if m}
+        )
+        self.store.begin_run(
+            {
+                "id": run_id,
+                "experience": experience.name,
+                "experience_dir": str(experience.directory),
+                "spec_hash": experience.spec_hash,
+                "started_at": utc_now(),
+                "args": self.options.args,
+                "model": ", ".join(models) or None,
+                "log_path": str(log_path),
+                "parent_run_id": self.parent[0] if self.parent else None,
+                "parent_node": self.parent[1] if self.parent else None,
+            }
+        )
+        events.emit(
+            "run.started",
+            experience=experience.name,
+            version=experience.version,
+            experience_dir=str(experience.directory),
+            spec_hash=experience.spec_hash,
+            args=self.options.args,
+            model=", ".join(models) or None,
+            parent_run_id=self.parent[0] if self.parent else None,
+            parent_node=self.parent[1] if self.parent else None,
+        )
         started = time.monotonic()
         state = RunState(experience, run_id, self.values, self.store, events)
         scheduler = Scheduler(
-            experience, run_id, state, self.store, events,
+            experience,
+            run_id,
+            state,
+            self.store,
+            events,
             concurrency=self.options.concurrency or experience.runtime.concurrency,
-            model=self.model, model_for=model_for, child_runner=self._child,
-            max_cost=self.options.max_cost)
+            model=self.model,
+            model_for=model_for,
+            child_runner=self._child,
+            max_cost=self.options.max_cost,
+        )
         status, reason, stopped = "success", None, None
         try:
             await scheduler.run()
@@ -146,44 +175,84 @@ class Run:
             raise
         finally:
             duration = round((time.monotonic() - started) * 1000)
-            events.emit("run.finished", status=status, reason=reason, stopped=stopped,
-                        duration_ms=duration,
-                        tokens={"in": scheduler.tokens_in, "out": scheduler.tokens_out},
-                        cost_usd=scheduler.cost_usd)
+            events.emit(
+                "run.finished",
+                status=status,
+                reason=reason,
+                stopped=stopped,
+                duration_ms=duration,
+                tokens={"in": scheduler.tokens_in, "out": scheduler.tokens_out},
+                cost_usd=scheduler.cost_usd,
+            )
             events.close()
-            self.store.finish_run(run_id, status=status, reason=reason, finished_at=utc_now(),
-                                  duration_ms=duration, tokens_in=scheduler.tokens_in,
-                                  tokens_out=scheduler.tokens_out, cost_usd=scheduler.cost_usd)
-        return RunResult(run_id, experience.name, status, reason, duration, log_path,
-                         state.values, scheduler.tokens_in, scheduler.tokens_out,
-                         scheduler.cost_usd)
+            self.store.finish_run(
+                run_id,
+                status=status,
+                reason=reason,
+                finished_at=utc_now(),
+                duration_ms=duration,
+                tokens_in=scheduler.tokens_in,
+                tokens_out=scheduler.tokens_out,
+                cost_usd=scheduler.cost_usd,
+            )
+        return RunResult(
+            run_id,
+            experience.name,
+            status,
+            reason,
+            duration,
+            log_path,
+            state.values,
+            scheduler.tokens_in,
+            scheduler.tokens_out,
+            scheduler.cost_usd,
+        )
 
     async def _child(self, node: Node, args: dict[str, Any]) -> dict[str, Any]:
         from evolve.runtime.scheduler import NodeError
 
         child_experience = load_experience(node.impl)
-        options = RunOptions(args=args, model=self.options.model,
-                             listeners=self.options.listeners, offline=self.options.offline,
-                             replay=self.options.replay, max_cost=self.options.max_cost)
-        child = Run(child_experience, self.workspace, self.store, options, self.model,
-                    parent=(self.run_id, node.id))
+        options = RunOptions(
+            args=args,
+            model=self.options.model,
+            listeners=self.options.listeners,
+            offline=self.options.offline,
+            replay=self.options.replay,
+            max_cost=self.options.max_cost,
+        )
+        child = Run(
+            child_experience,
+            self.workspace,
+            self.store,
+            options,
+            self.model,
+            parent=(self.run_id, node.id),
+        )
         result = await child.execute()
         if result.status not in ("success", "partial"):
-            raise NodeError(f"child run {result.run_id} ({child_experience.name}) "
-                            f"{result.status}: {result.reason}", "child_failed")
+            raise NodeError(
+                f"child run {result.run_id} ({child_experience.name}) "
+                f"{result.status}: {result.reason}",
+                "child_failed",
+            )
         return result.state
 
 
-def start_run(path: str | Path, workspace: Workspace, options: RunOptions,
-              model: Model | None = None) -> RunResult:
+def start_run(
+    path: str | Path, workspace: Workspace, options: RunOptions, model: Model | None = None
+) -> RunResult:
     """Load, check and run the experience at `path` to the end; Ctrl-C/SIGTERM interrupt it."""
     experience = load_experience(path)
     if model is None:
         from evolve.llm import build_model
 
-        model = build_model(experience.directory, api_base=options.api_base,
-                            record=options.record, replay=options.replay,
-                            offline=options.offline)
+        model = build_model(
+            experience.directory,
+            api_base=options.api_base,
+            record=options.record,
+            replay=options.replay,
+            offline=options.offline,
+        )
     store = StateStore.open(workspace.create().database)
     try:
         store.reconcile()
@@ -206,8 +275,15 @@ async def _interruptible(run: Run) -> RunResult:
         return await task
     except asyncio.CancelledError:
         row = run.store.run(run.run_id) or {}
-        return RunResult(run.run_id, run.experience.name, "interrupted", row.get("reason"),
-                         row.get("duration_ms") or 0, run.workspace.log_path(run.run_id), {})
+        return RunResult(
+            run.run_id,
+            run.experience.name,
+            "interrupted",
+            row.get("reason"),
+            row.get("duration_ms") or 0,
+            run.workspace.log_path(run.run_id),
+            {},
+        )
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:

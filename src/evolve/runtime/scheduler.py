@@ -65,18 +65,29 @@ class Attempt:
     item: int | None
 
     def emit(self, type: str, **fields: Any) -> None:
-        self.scheduler.events.emit(type, node_id=self.node.id, item=self.item,
-                                   attempt=self.number, **fields)
+        self.scheduler.events.emit(
+            type, node_id=self.node.id, item=self.item, attempt=self.number, **fields
+        )
 
     async def call_model(self, request: ModelRequest) -> ModelReply:
         return await self.scheduler.call_model(request, self)
 
 
 class Scheduler:
-    def __init__(self, experience: Experience, run_id: str, state: RunState, store: StateStore,
-                 events: EventLog, *, concurrency: int, model: Model | None,
-                 model_for: Callable[[Node], str | None], child_runner: ChildRunner | None,
-                 max_cost: float | None = None):
+    def __init__(
+        self,
+        experience: Experience,
+        run_id: str,
+        state: RunState,
+        store: StateStore,
+        events: EventLog,
+        *,
+        concurrency: int,
+        model: Model | None,
+        model_for: Callable[[Node], str | None],
+        child_runner: ChildRunner | None,
+        max_cost: float | None = None,
+    ):
         self.experience = experience
         self.run_id = run_id
         self.state = state
@@ -107,7 +118,7 @@ class Scheduler:
     # -- the graph -------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Run every step; raises RunFailed on a fail_run failure (the other steps are cancelled)."""
+        """Run every step; a fail_run failure cancels the other steps and raises RunFailed."""
         steps = self.experience.steps
         waiting = {s: len(self.experience.predecessors(s)) for s in steps}
         failure: list[BaseException] = []
@@ -156,8 +167,15 @@ class Scheduler:
         if reason:
             self.status[step] = "skipped"
             self.events.emit("node.skipped", node_id=step, reason=reason)
-            self.store.record_attempt({"run_id": self.run_id, "node_id": step, "attempt": 0,
-                                       "status": "skipped", "error": reason})
+            self.store.record_attempt(
+                {
+                    "run_id": self.run_id,
+                    "node_id": step,
+                    "attempt": 0,
+                    "status": "skipped",
+                    "error": reason,
+                }
+            )
             return
         self.events.emit("node.ready", node_id=step)
         if step in self.experience.pipelines:
@@ -196,26 +214,40 @@ class Scheduler:
         if node.for_each is not None:
             # The node as a whole (item rows carry their own attempts): attempt 0, no item.
             items = outcome.edge_output if isinstance(outcome.edge_output, list) else []
-            self.events.emit("node.finished", node_id=node.id, status=outcome.status,
-                             duration_ms=_ms_since(started), items=len(items),
-                             items_failed=outcome.items_failed)
-            self.store.record_attempt({
-                "run_id": self.run_id, "node_id": node.id, "attempt": 0,
-                "status": outcome.status, "duration_ms": _ms_since(started),
-                "error": outcome.error})
+            self.events.emit(
+                "node.finished",
+                node_id=node.id,
+                status=outcome.status,
+                duration_ms=_ms_since(started),
+                items=len(items),
+                items_failed=outcome.items_failed,
+            )
+            self.store.record_attempt(
+                {
+                    "run_id": self.run_id,
+                    "node_id": node.id,
+                    "attempt": 0,
+                    "status": outcome.status,
+                    "duration_ms": _ms_since(started),
+                    "error": outcome.error,
+                }
+            )
         return outcome
 
     async def _fan_out(self, node: Node, edge_inputs: dict[str, Any]) -> Outcome:
         items = node.for_each.source.evaluate(self.state.values)
         if not isinstance(items, list):
             found = "nothing" if items is MISSING else type(items).__name__
-            return self._give_up(node, None, f"for_each source {node.for_each.source.source} "
-                                             f"is not a list (found {found})", "bad_source")
+            return self._give_up(
+                node,
+                None,
+                f"for_each source {node.for_each.source.source} is not a list (found {found})",
+                "bad_source",
+            )
         limit = asyncio.Semaphore(node.for_each.concurrency or len(items) or 1)
 
         async def one(index: int, item: Any) -> Outcome:
-            return await self._attempts(node, edge_inputs, index, item, apply=False,
-                                        limit=limit)
+            return await self._attempts(node, edge_inputs, index, item, apply=False, limit=limit)
 
         outcomes = await _gather_all(one(i, x) for i, x in enumerate(items))
         return self._merge(node, outcomes)
@@ -224,33 +256,47 @@ class Scheduler:
         """Apply the item deltas in item order; the node fails only if every item failed."""
         good = [(i, o) for i, o in enumerate(outcomes) if o.status == "succeeded"]
         if outcomes and not good:
-            return self._give_up(node, None, f"all {len(outcomes)} items failed", "all_failed",
-                                 emit=False)
+            return self._give_up(
+                node, None, f"all {len(outcomes)} items failed", "all_failed", emit=False
+            )
         try:
             self.state.apply([(o.delta, i) for i, o in good], node.id)
         except StateWriteError as exc:
             return self._give_up(node, None, str(exc), exc.error_type)
         if len(good) < len(outcomes):
             self.partial = True
-        return Outcome("succeeded", edge_output=[o.edge_output for o in outcomes],
-                       items_failed=len(outcomes) - len(good))
+        return Outcome(
+            "succeeded",
+            edge_output=[o.edge_output for o in outcomes],
+            items_failed=len(outcomes) - len(good),
+        )
 
-    def _give_up(self, node: Node, item: int | None, error: str, error_type: str,
-                 *, emit: bool = True) -> Outcome:
+    def _give_up(
+        self, node: Node, item: int | None, error: str, error_type: str, *, emit: bool = True
+    ) -> Outcome:
         """A node-level failure that no retry can help: its final policy decides."""
         if emit:
-            self.events.emit("node.failed", node_id=node.id, item=item, error_type=error_type,
-                             error=error)
+            self.events.emit(
+                "node.failed", node_id=node.id, item=item, error_type=error_type, error=error
+            )
         if policies.final_policy(node.on_error) == "fail_run":
             raise self.halt(RunFailed(node.id, f"node '{node.id}' failed: {error}"))
         self.partial = True
-        self.events.emit("node.skipped", node_id=node.id, item=item,
-                         reason=f"failed (on_error skip): {error}")
+        self.events.emit(
+            "node.skipped", node_id=node.id, item=item, reason=f"failed (on_error skip): {error}"
+        )
         return Outcome("failed", error=error)
 
-    async def _attempts(self, node: Node, edge_inputs: dict[str, Any], index: int | None,
-                        item: Any, *, apply: bool,
-                        limit: asyncio.Semaphore | None = None) -> Outcome:
+    async def _attempts(
+        self,
+        node: Node,
+        edge_inputs: dict[str, Any],
+        index: int | None,
+        item: Any,
+        *,
+        apply: bool,
+        limit: asyncio.Semaphore | None = None,
+    ) -> Outcome:
         """Try a node (or one item) as its on_error policy allows."""
         allowed = policies.attempts_allowed(node.on_error)
         error = ""
@@ -272,12 +318,18 @@ class Scheduler:
                 attempt.emit("node.retry", delay_ms=delay, error=error)
                 await asyncio.sleep(delay / 1000)
         if policies.final_policy(node.on_error) == "fail_run":
-            raise self.halt(RunFailed(
-                node.id, f"node '{node.id}'" + (f" item {index}" if index is not None else "")
-                + f" failed after {allowed} attempt{'s' * (allowed > 1)}: {error}"))
+            raise self.halt(
+                RunFailed(
+                    node.id,
+                    f"node '{node.id}'"
+                    + (f" item {index}" if index is not None else "")
+                    + f" failed after {allowed} attempt{'s' * (allowed > 1)}: {error}",
+                )
+            )
         self.partial = True
-        self.events.emit("node.skipped", node_id=node.id, item=index,
-                         reason=f"failed (on_error skip): {error}")
+        self.events.emit(
+            "node.skipped", node_id=node.id, item=index, reason=f"failed (on_error skip): {error}"
+        )
         return Outcome("failed", error=error)
 
     async def _attempt(self, attempt: Attempt, apply: bool) -> tuple[Outcome | None, str]:
@@ -285,8 +337,13 @@ class Scheduler:
         limit_ms = policies.timeout_ms(self.experience, node)
         started_at, started = utc_now(), time.monotonic()
         attempt.emit("node.started")
-        row = {"run_id": self.run_id, "node_id": node.id, "item": attempt.item,
-               "attempt": attempt.number, "started_at": started_at}
+        row = {
+            "run_id": self.run_id,
+            "node_id": node.id,
+            "item": attempt.item,
+            "attempt": attempt.number,
+            "started_at": started_at,
+        }
         try:
             async with asyncio.timeout(limit_ms / 1000):
                 result = await self._execute(attempt)
@@ -310,30 +367,51 @@ class Scheduler:
         self._record(row, started, "succeeded", None, None, metrics)
         return outcome, ""
 
-    def _record(self, row: dict[str, Any], started: float, status: str, error_type: str | None,
-                error: str | None, metrics: dict[str, Any] | None = None) -> None:
-        self.store.record_attempt({**row, "status": status, "finished_at": utc_now(),
-                                   "duration_ms": _ms_since(started), "error_type": error_type,
-                                   "error": self.redactor.text(error) if error else error,
-                                   "metrics": metrics})
+    def _record(
+        self,
+        row: dict[str, Any],
+        started: float,
+        status: str,
+        error_type: str | None,
+        error: str | None,
+        metrics: dict[str, Any] | None = None,
+    ) -> None:
+        self.store.record_attempt(
+            {
+                **row,
+                "status": status,
+                "finished_at": utc_now(),
+                "duration_ms": _ms_since(started),
+                "error_type": error_type,
+                "error": self.redactor.text(error) if error else error,
+                "metrics": metrics,
+            }
+        )
 
     def _outcome(self, node: Node, result: Any) -> Outcome:
         if result is None:
             result = {}
         if not isinstance(result, dict):
-            raise NodeError(f"node '{node.id}' returned {type(result).__name__}; expected an "
-                            "object with state_delta, edge_output, metrics", "bad_output")
+            raise NodeError(
+                f"node '{node.id}' returned {type(result).__name__}; expected an "
+                "object with state_delta, edge_output, metrics",
+                "bad_output",
+            )
         unknown = set(result) - {"state_delta", "edge_output", "metrics"}
         if unknown:
-            raise NodeError(f"node '{node.id}' returned unknown keys {sorted(unknown)}; expected "
-                            "state_delta, edge_output, metrics", "bad_output")
+            raise NodeError(
+                f"node '{node.id}' returned unknown keys {sorted(unknown)}; expected "
+                "state_delta, edge_output, metrics",
+                "bad_output",
+            )
         delta = result.get("state_delta") or {}
         self.state.check_delta(node.writes, delta, f"node '{node.id}'")
-        edge_output = result["edge_output"] if "edge_output" in result else delta
+        edge_output = result.get("edge_output", delta)
         return Outcome("succeeded", delta=delta, edge_output=edge_output)
 
-    def _inputs(self, node: Node, edge_inputs: dict[str, Any], index: int | None,
-                item: Any) -> dict[str, Any]:
+    def _inputs(
+        self, node: Node, edge_inputs: dict[str, Any], index: int | None, item: Any
+    ) -> dict[str, Any]:
         inputs = {key: self._arg(value) for key, value in node.args.items()}
         inputs["_state"] = self.state.read(node.reads)
         inputs["_edge_inputs"] = edge_inputs
@@ -364,12 +442,16 @@ class Scheduler:
             from evolve.runtime.datasets import load_rows
 
             rows = await asyncio.to_thread(load_rows, node.source)
-            return {"state_delta": {node.writes[0]: rows}, "edge_output": rows,
-                    "metrics": {"rows": len(rows)}}
+            return {
+                "state_delta": {node.writes[0]: rows},
+                "edge_output": rows,
+                "metrics": {"rows": len(rows)},
+            }
         if self.child_runner is None:
             raise NodeError("nested experiences are not available here", "unsupported")
-        final_state = await self.child_runner(node, {k: v for k, v in attempt.inputs.items()
-                                                     if not k.startswith(("_", "$"))})
+        final_state = await self.child_runner(
+            node, {k: v for k, v in attempt.inputs.items() if not k.startswith(("_", "$"))}
+        )
         delta = {k: v for k, v in final_state.items() if k in node.writes}
         return {"state_delta": delta, "edge_output": final_state}
 
@@ -381,22 +463,44 @@ class Scheduler:
         self.tokens_out += reply.tokens_out or 0
         if reply.cost_usd is not None:
             self.cost_usd = (self.cost_usd or 0.0) + reply.cost_usd
-        attempt.emit("llm.call", model=reply.model, tokens_in=reply.tokens_in,
-                     tokens_out=reply.tokens_out, cost_usd=reply.cost_usd,
-                     duration_ms=reply.latency_ms, replayed=reply.replayed, key=reply.key)
-        self.store.record_llm_call({
-            "run_id": self.run_id, "node_id": attempt.node.id, "item": attempt.item,
-            "attempt": attempt.number, "model": reply.model, "key": reply.key,
-            "request": self.redactor.value({"messages": request.messages,
-                                            "schema": request.schema, "turn": request.turn}),
-            "response": self.redactor.value({"text": reply.text}),
-            "tokens_in": reply.tokens_in, "tokens_out": reply.tokens_out,
-            "cost_usd": reply.cost_usd, "latency_ms": reply.latency_ms,
-            "replayed": int(reply.replayed)})
+        attempt.emit(
+            "llm.call",
+            model=reply.model,
+            tokens_in=reply.tokens_in,
+            tokens_out=reply.tokens_out,
+            cost_usd=reply.cost_usd,
+            duration_ms=reply.latency_ms,
+            replayed=reply.replayed,
+            key=reply.key,
+        )
+        self.store.record_llm_call(
+            {
+                "run_id": self.run_id,
+                "node_id": attempt.node.id,
+                "item": attempt.item,
+                "attempt": attempt.number,
+                "model": reply.model,
+                "key": reply.key,
+                "request": self.redactor.value(
+                    {"messages": request.messages, "schema": request.schema, "turn": request.turn}
+                ),
+                "response": self.redactor.value({"text": reply.text}),
+                "tokens_in": reply.tokens_in,
+                "tokens_out": reply.tokens_out,
+                "cost_usd": reply.cost_usd,
+                "latency_ms": reply.latency_ms,
+                "replayed": int(reply.replayed),
+            }
+        )
         if self.max_cost is not None and (self.cost_usd or 0.0) >= self.max_cost:
-            raise self.halt(RunFailed(
-                attempt.node.id, f"budget reached: spent ${self.cost_usd:.4f} of --max-cost "
-                f"${self.max_cost:.4f}", stopped="max_cost"))
+            raise self.halt(
+                RunFailed(
+                    attempt.node.id,
+                    f"budget reached: spent ${self.cost_usd:.4f} of --max-cost "
+                    f"${self.max_cost:.4f}",
+                    stopped="max_cost",
+                )
+            )
         return reply
 
     # -- pipelines and loops ---------------------------------------------------------------------
@@ -432,8 +536,9 @@ class Scheduler:
                         self.partial = True
         except StateWriteError as exc:
             raise RunFailed(step, f"pipeline '{step}': {exc}") from exc
-        return Outcome("succeeded", edge_output=[s[-1][1].edge_output if s else None
-                                                 for s in per_item])
+        return Outcome(
+            "succeeded", edge_output=[s[-1][1].edge_output if s else None for s in per_item]
+        )
 
     async def _loop(self, step: str) -> Outcome:
         loop = self.experience.loops[step]
@@ -443,8 +548,9 @@ class Scheduler:
         for iteration in range(1, loop.max_iters + 1):
             outcome = await self._node(body, edge_inputs)
             met = outcome.status == "succeeded" and loop.until.holds(self.state.values)
-            self.events.emit("loop.iteration", node_id=step, iteration=iteration,
-                             until_met=met, body=body.id)
+            self.events.emit(
+                "loop.iteration", node_id=step, iteration=iteration, until_met=met, body=body.id
+            )
             if outcome.status != "succeeded" or met:
                 break
             edge_inputs = {body.id: outcome.edge_output}

@@ -1,9 +1,9 @@
 """The state of one run: the one place that writes state.
 
-A run starts from the declared defaults plus `--args`/`--set`, never from an earlier run. Every write
-is checked before it lands: the field must be in the node's `writes`, the merged value must meet
-the field's JSON Schema, and the merge rule (`last_wins`, `array_append`, `set_once`) must allow it.
-Accepted writes go to the state store (history and snapshot) and the event log together.
+A run starts from the declared defaults plus `--args`/`--set`, never from an earlier run. Every
+write is checked before it lands: the field must be in the node's `writes`, the merged value must
+meet the field's JSON Schema, and the merge rule (`last_wins`, `array_append`, `set_once`) must
+allow it. Accepted writes go to the state store (history and snapshot) and the event log together.
 """
 
 from __future__ import annotations
@@ -35,15 +35,18 @@ def preview(value: Any) -> str:
 
 def initial_values(experience: Experience, args: dict[str, Any]) -> dict[str, Any]:
     """Declared defaults (fresh copies) overlaid with the run's arguments, each checked."""
-    values = {name: copy.deepcopy(f.default) for name, f in experience.state.items()
-              if f.has_default}
+    values = {
+        name: copy.deepcopy(f.default) for name, f in experience.state.items() if f.has_default
+    }
     for name, value in args.items():
         field = experience.state.get(name)
         if field is None:
             from evolve.errors import did_you_mean
 
-            raise UsageError(f"--args/--set names unknown state field '{name}'"
-                             f"{did_you_mean(name, experience.state)}")
+            raise UsageError(
+                f"--args/--set names unknown state field '{name}'"
+                f"{did_you_mean(name, experience.state)}"
+            )
         problem = _schema_problem(field, value)
         if problem:
             raise UsageError(f"--args/--set value for '{name}' is invalid: {problem}")
@@ -58,8 +61,14 @@ def _schema_problem(field: StateField, value: Any) -> str | None:
 
 
 class RunState:
-    def __init__(self, experience: Experience, run_id: str, values: dict[str, Any],
-                 store: StateStore, events: EventLog):
+    def __init__(
+        self,
+        experience: Experience,
+        run_id: str,
+        values: dict[str, Any],
+        store: StateStore,
+        events: EventLog,
+    ):
         self.experience = experience
         self.run_id = run_id
         self.values = values
@@ -75,21 +84,25 @@ class RunState:
     def check_delta(self, writes: tuple[str, ...], delta: Any, who: str) -> None:
         """Refuse a delta with undeclared fields or values that break a field's schema."""
         if not isinstance(delta, dict):
-            raise StateWriteError(f"{who} returned a state_delta that is not an object",
-                                  "bad_output")
+            raise StateWriteError(
+                f"{who} returned a state_delta that is not an object", "bad_output"
+            )
         for field, value in delta.items():
             if field not in writes:
                 raise StateWriteError(
                     f"{who} wrote '{field}', which is not in its writes "
-                    f"({', '.join(writes) or 'none'})", "undeclared_write")
+                    f"({', '.join(writes) or 'none'})",
+                    "undeclared_write",
+                )
             spec = self.experience.state[field]
             candidate = value
             if spec.merge == "array_append":
                 candidate = value if isinstance(value, list) else [value]
             problem = _schema_problem(spec, candidate)
             if problem:
-                raise StateWriteError(f"{who} wrote an invalid '{field}': {problem}",
-                                      "schema_violation")
+                raise StateWriteError(
+                    f"{who} wrote an invalid '{field}': {problem}", "schema_violation"
+                )
 
     def apply(self, deltas: list[tuple[dict[str, Any], int | None]], node_id: str) -> None:
         """Merge checked deltas (in the given order) into state, then record them together."""
@@ -103,29 +116,39 @@ class RunState:
                 new = self._merge(spec, field, old, value, once, node_id)
                 problem = _schema_problem(spec, new)
                 if problem:
-                    raise StateWriteError(f"node '{node_id}' made '{field}' invalid: {problem}",
-                                          "schema_violation")
+                    raise StateWriteError(
+                        f"node '{node_id}' made '{field}' invalid: {problem}", "schema_violation"
+                    )
                 staged[field] = new
-                writes.append({"field": field, "old": old, "new": new, "node_id": node_id,
-                               "item": item})
+                writes.append(
+                    {"field": field, "old": old, "new": new, "node_id": node_id, "item": item}
+                )
         if not writes:
             return
         self.store.write_state(self.run_id, writes)
         self.values = staged
         self.written_once = once
         for w in writes:
-            self.events.emit("state.write", node_id=node_id, item=w["item"], field=w["field"],
-                             value_preview=preview(w["new"]))
+            self.events.emit(
+                "state.write",
+                node_id=node_id,
+                item=w["item"],
+                field=w["field"],
+                value_preview=preview(w["new"]),
+            )
 
     @staticmethod
-    def _merge(spec: StateField, field: str, old: Any, value: Any, once: set[str],
-               node_id: str) -> Any:
+    def _merge(
+        spec: StateField, field: str, old: Any, value: Any, once: set[str], node_id: str
+    ) -> Any:
         if spec.merge == "array_append":
             base = list(old) if isinstance(old, list) else []
             return base + (value if isinstance(value, list) else [value])
         if spec.merge == "set_once":
             if field in once:
-                raise StateWriteError(f"node '{node_id}' wrote '{field}' again, but it is "
-                                      "set_once", "set_once_violation")
+                raise StateWriteError(
+                    f"node '{node_id}' wrote '{field}' again, but it is set_once",
+                    "set_once_violation",
+                )
             once.add(field)
         return copy.deepcopy(value)

@@ -14,8 +14,8 @@ import importlib.util
 import inspect
 import json
 import os
-import shutil
 import queue
+import shutil
 import signal
 import sys
 import threading
@@ -132,8 +132,9 @@ def command_for(path: Path) -> list[str]:
     if path.suffix in (".mjs", ".js"):
         node = shutil.which("node")
         if node is None:
-            raise ToolError(f"{path.name} needs Node.js, but `node` is not on PATH",
-                            "missing_runtime")
+            raise ToolError(
+                f"{path.name} needs Node.js, but `node` is not on PATH", "missing_runtime"
+            )
         return [node, str(_NODE_RUNNER), str(path)]
     return [str(path)]
 
@@ -141,8 +142,13 @@ def command_for(path: Path) -> list[str]:
 async def call_process(path: Path, inputs: dict[str, Any]) -> Any:
     """Run `path` with the inputs as JSON on stdin; its stdout must be one JSON value."""
     proc = await asyncio.create_subprocess_exec(
-        *command_for(path), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, cwd=path.parent, start_new_session=True)
+        *command_for(path),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=path.parent,
+        start_new_session=True,
+    )
     try:
         stdout, stderr = await proc.communicate(json.dumps(inputs, default=str).encode())
     except BaseException:
@@ -151,16 +157,19 @@ async def call_process(path: Path, inputs: dict[str, Any]) -> Any:
         raise
     if proc.returncode != 0:
         tail = stderr.decode(errors="replace").strip().splitlines()[-3:]
-        raise ToolError(f"{path.name} exited with status {proc.returncode}"
-                        + (": " + " | ".join(tail) if tail else ""))
+        raise ToolError(
+            f"{path.name} exited with status {proc.returncode}"
+            + (": " + " | ".join(tail) if tail else "")
+        )
     text = stdout.decode(errors="replace").strip()
     if not text:
         return None
     try:
         return json.loads(text)
     except ValueError:
-        raise ToolError(f"{path.name} printed output that is not JSON: {text[:120]!r}",
-                        "bad_output") from None
+        raise ToolError(
+            f"{path.name} printed output that is not JSON: {text[:120]!r}", "bad_output"
+        ) from None
 
 
 def _kill_group(proc: asyncio.subprocess.Process) -> None:

@@ -40,8 +40,13 @@ class EventLog:
 
     def emit(self, type: str, **fields: Any) -> dict[str, Any]:
         self.seq += 1
-        event = {"v": EVENT_VERSION, "seq": self.seq, "ts": utc_now(), "run_id": self.run_id,
-                 "type": type}
+        event = {
+            "v": EVENT_VERSION,
+            "seq": self.seq,
+            "ts": utc_now(),
+            "run_id": self.run_id,
+            "type": type,
+        }
         event.update((k, v) for k, v in fields.items() if v is not None)
         line = self.redactor.text(json.dumps(event, ensure_ascii=False, default=str)) + "\n"
         os.write(self._fd, line.encode("utf-8"))  # one write per line: a crash tears one line

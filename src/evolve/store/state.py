@@ -32,33 +32,94 @@ FLUSH_ROWS = 500
 
 
 def _m001_initial(db: Database) -> None:
-    db["runs"].create({
-        "id": str, "experience": str, "experience_dir": str, "spec_hash": str, "status": str,
-        "reason": str, "started_at": str, "finished_at": str, "duration_ms": int, "args": str,
-        "model": str, "tokens_in": int, "tokens_out": int, "cost_usd": float,
-        "parent_run_id": str, "parent_node": str, "pid": int, "host": str, "log_path": str,
-    }, pk="id")
+    db["runs"].create(
+        {
+            "id": str,
+            "experience": str,
+            "experience_dir": str,
+            "spec_hash": str,
+            "status": str,
+            "reason": str,
+            "started_at": str,
+            "finished_at": str,
+            "duration_ms": int,
+            "args": str,
+            "model": str,
+            "tokens_in": int,
+            "tokens_out": int,
+            "cost_usd": float,
+            "parent_run_id": str,
+            "parent_node": str,
+            "pid": int,
+            "host": str,
+            "log_path": str,
+        },
+        pk="id",
+    )
     db["runs"].create_index(["experience", "started_at"])
-    db["node_runs"].create({
-        "id": int, "run_id": str, "node_id": str, "item": int, "attempt": int, "status": str,
-        "started_at": str, "finished_at": str, "duration_ms": int, "error_type": str,
-        "error": str, "metrics": str,
-    }, pk="id")
+    db["node_runs"].create(
+        {
+            "id": int,
+            "run_id": str,
+            "node_id": str,
+            "item": int,
+            "attempt": int,
+            "status": str,
+            "started_at": str,
+            "finished_at": str,
+            "duration_ms": int,
+            "error_type": str,
+            "error": str,
+            "metrics": str,
+        },
+        pk="id",
+    )
     db["node_runs"].create_index(["run_id", "node_id"])
-    db["state_snapshot"].create({
-        "run_id": str, "field": str, "value": str, "initial": str, "updated_at": str,
-        "updated_by_node": str,
-    }, pk=("run_id", "field"))
-    db["state_history"].create({
-        "id": int, "run_id": str, "field": str, "value_old": str, "value_new": str,
-        "node_id": str, "item": int, "ts": str,
-    }, pk="id")
+    db["state_snapshot"].create(
+        {
+            "run_id": str,
+            "field": str,
+            "value": str,
+            "initial": str,
+            "updated_at": str,
+            "updated_by_node": str,
+        },
+        pk=("run_id", "field"),
+    )
+    db["state_history"].create(
+        {
+            "id": int,
+            "run_id": str,
+            "field": str,
+            "value_old": str,
+            "value_new": str,
+            "node_id": str,
+            "item": int,
+            "ts": str,
+        },
+        pk="id",
+    )
     db["state_history"].create_index(["run_id", "field"])
-    db["llm_calls"].create({
-        "id": int, "run_id": str, "node_id": str, "item": int, "attempt": int, "model": str,
-        "key": str, "request": str, "response": str, "tokens_in": int, "tokens_out": int,
-        "cost_usd": float, "latency_ms": int, "replayed": int, "ts": str,
-    }, pk="id")
+    db["llm_calls"].create(
+        {
+            "id": int,
+            "run_id": str,
+            "node_id": str,
+            "item": int,
+            "attempt": int,
+            "model": str,
+            "key": str,
+            "request": str,
+            "response": str,
+            "tokens_in": int,
+            "tokens_out": int,
+            "cost_usd": float,
+            "latency_ms": int,
+            "replayed": int,
+            "ts": str,
+        },
+        pk="id",
+    )
     db["llm_calls"].create_index(["run_id"])
 
 
@@ -83,8 +144,9 @@ class StateStore:
     @classmethod
     def open(cls, path: Path, *, readonly: bool = False) -> StateStore:
         path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                               check_same_thread=False)
+        conn = sqlite3.connect(
+            path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+        )
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
@@ -125,8 +187,7 @@ class StateStore:
             for table, rows in by_table.items():
                 self.db[table].insert_all(rows, alter=False)
             if snapshots:
-                self.db["state_snapshot"].upsert_all(snapshots.values(),
-                                                     pk=("run_id", "field"))
+                self.db["state_snapshot"].upsert_all(snapshots.values(), pk=("run_id", "field"))
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -156,8 +217,13 @@ class StateStore:
     # -- runs ------------------------------------------------------------------------------------
 
     def begin_run(self, run: dict[str, Any]) -> None:
-        row = {**run, "status": "running", "pid": os.getpid(), "host": socket.gethostname(),
-               "args": _dumps(run.get("args", {}))}
+        row = {
+            **run,
+            "status": "running",
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "args": _dumps(run.get("args", {})),
+        }
         with self.transaction():
             self.db["runs"].insert(row)
 
@@ -173,12 +239,17 @@ class StateStore:
     def reconcile(self) -> int:
         """Mark as interrupted the runs on this host whose process is gone. Returns how many."""
         host = socket.gethostname()
-        dead = [r["id"] for r in self.db["runs"].rows_where("status = 'running' and host = ?",
-                                                            [host])
-                if not _alive(r["pid"])]
+        dead = [
+            r["id"]
+            for r in self.db["runs"].rows_where("status = 'running' and host = ?", [host])
+            if not _alive(r["pid"])
+        ]
         for run_id in dead:
-            self.finish_run(run_id, status="interrupted", reason="the process ended without "
-                            "finishing the run (killed or crashed)")
+            self.finish_run(
+                run_id,
+                status="interrupted",
+                reason="the process ended without finishing the run (killed or crashed)",
+            )
         return len(dead)
 
     # -- nodes -----------------------------------------------------------------------------------
@@ -194,33 +265,66 @@ class StateStore:
         now = utc_now()
         with self.transaction():
             self.db["state_snapshot"].insert_all(
-                {"run_id": run_id, "field": name, "value": _dumps(value),
-                 "initial": _dumps(value), "updated_at": now, "updated_by_node": None}
-                for name, value in values.items())
+                {
+                    "run_id": run_id,
+                    "field": name,
+                    "value": _dumps(value),
+                    "initial": _dumps(value),
+                    "updated_at": now,
+                    "updated_by_node": None,
+                }
+                for name, value in values.items()
+            )
 
     def write_state(self, run_id: str, writes: list[dict[str, Any]]) -> None:
         """Record writes `{field, old, new, node_id, item}` in history and snapshot."""
         now = utc_now()
         for w in writes:
             new = _dumps(w["new"])
-            self._queue("state_history", {
-                "run_id": run_id, "field": w["field"], "value_old": _dumps(w["old"]),
-                "value_new": new, "node_id": w["node_id"], "item": w.get("item"), "ts": now})
+            self._queue(
+                "state_history",
+                {
+                    "run_id": run_id,
+                    "field": w["field"],
+                    "value_old": _dumps(w["old"]),
+                    "value_new": new,
+                    "node_id": w["node_id"],
+                    "item": w.get("item"),
+                    "ts": now,
+                },
+            )
             key = (run_id, w["field"])
-            self._snapshots[key] = {"run_id": run_id, "field": w["field"], "value": new,
-                                    "updated_at": now, "updated_by_node": w["node_id"]}
+            self._snapshots[key] = {
+                "run_id": run_id,
+                "field": w["field"],
+                "value": new,
+                "updated_at": now,
+                "updated_by_node": w["node_id"],
+            }
 
     def snapshot(self, run_id: str) -> dict[str, dict[str, Any]]:
         self.flush()
-        return {r["field"]: {"value": json.loads(r["value"]), "initial": json.loads(r["initial"]) if r["initial"] else None,
-                             "updated_by_node": r["updated_by_node"]}
-                for r in self.db["state_snapshot"].rows_where("run_id = ?", [run_id])}
+        return {
+            r["field"]: {
+                "value": json.loads(r["value"]),
+                "initial": json.loads(r["initial"]) if r["initial"] else None,
+                "updated_by_node": r["updated_by_node"],
+            }
+            for r in self.db["state_snapshot"].rows_where("run_id = ?", [run_id])
+        }
 
     # -- llm calls -------------------------------------------------------------------------------
 
     def record_llm_call(self, row: dict[str, Any]) -> None:
-        self._queue("llm_calls", {**row, "request": _dumps(row.get("request")),
-                                  "response": _dumps(row.get("response")), "ts": utc_now()})
+        self._queue(
+            "llm_calls",
+            {
+                **row,
+                "request": _dumps(row.get("request")),
+                "response": _dumps(row.get("response")),
+                "ts": utc_now(),
+            },
+        )
 
 
 def _alive(pid: int | None) -> bool:

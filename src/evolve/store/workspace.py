@@ -1,8 +1,9 @@
 """Where a workspace lives, and how its runs are named.
 
-The workspace is the `.evolve/` folder of the directory where evolve is invoked, unless `--workspace`
-or `EVOLVE_WORKSPACE` says otherwise. It holds `runs/<run-id>.jsonl`, `state.sqlite` and
-`evolution/`. Many runs of many experiences, and several evolve processes, may share one.
+The workspace is the `.evolve/` folder of the directory where evolve is invoked, unless
+`--workspace` or `EVOLVE_WORKSPACE` says otherwise. It holds `runs/<run-id>.jsonl`,
+`state.sqlite` and `evolution/`. Many runs of many experiences, and several evolve processes,
+may share one.
 """
 
 from __future__ import annotations
