@@ -345,3 +345,146 @@ def run(
             print(f"  reason: {result.reason}")
         print(f"  log: {log}")
     raise typer.Exit(result.exit_code)
+
+
+WorkspaceOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="The workspace folder (default: ./.evolve, or EVOLVE_WORKSPACE).", show_default=False
+    ),
+]
+RunArgument = Annotated[
+    str,
+    typer.Argument(help="A run id, any unique prefix of one, or `last`.", show_default=False),
+]
+
+
+def _console() -> Any:
+    """A console for stdout: real width on a terminal, a stable 100 columns otherwise."""
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else 100, highlight=False)
+
+
+@app.command()
+@friendly_errors
+def runs(
+    experience: Annotated[
+        str | None,
+        typer.Option(help="Only runs of this experience (its name).", show_default=False),
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="How many runs, newest first.")] = 20,
+    workspace: WorkspaceOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the runs as JSON.")] = False,
+) -> None:
+    """List runs, newest first: status, timing, nodes, items, tokens and cost."""
+    from evolve.report.runs import list_runs
+    from evolve.store.workspace import Workspace
+
+    rows = list_runs(Workspace.locate(workspace), experience, limit)
+    if as_json:
+        keep = (
+            "id",
+            "experience",
+            "status",
+            "reason",
+            "started_at",
+            "finished_at",
+            "duration_ms",
+            "nodes_succeeded",
+            "nodes_failed",
+            "nodes_skipped",
+            "items",
+            "tokens_in",
+            "tokens_out",
+            "cost_usd",
+            "parent_run_id",
+        )
+        print(json.dumps([{k: r.get(k) for k in keep} for r in rows], indent=2))
+        return
+    if not rows:
+        _err("no runs" + (f" of {experience}" if experience else ""))
+        return
+    from evolve.report.tree import runs_table
+
+    _console().print(runs_table(rows))
+
+
+@app.command()
+@friendly_errors
+def inspect(
+    run_id: RunArgument,
+    events: Annotated[
+        bool,
+        typer.Option("--events", help="Print the raw events (JSON lines) instead of the tree."),
+    ] = False,
+    node: Annotated[
+        str | None, typer.Option(help="With --events: only this node's events.", show_default=False)
+    ] = None,
+    event_type: Annotated[
+        str | None,
+        typer.Option(
+            "--type",
+            help="With --events: only this event type (a prefix ending in '.' works, e.g. node.).",
+            show_default=False,
+        ),
+    ] = None,
+    html: Annotated[
+        Path | None,
+        typer.Option(help="Write a self-contained HTML report to this file.", show_default=False),
+    ] = None,
+    workspace: WorkspaceOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole run as JSON.")] = False,
+) -> None:
+    """Show what a run did: phases, nodes, items, attempts, failures and the state diff."""
+    from evolve.store.workspace import Workspace
+
+    ws = Workspace.locate(workspace)
+    if events:
+        from evolve.report.runs import raw_events
+
+        for event in raw_events(ws, run_id, node, event_type):
+            sys.stdout.write(json.dumps(event, ensure_ascii=False) + "\n")
+        return
+    from evolve.report.runs import inspect_run
+
+    report = inspect_run(ws, run_id)
+    if html is not None:
+        from evolve.report.html import write_html
+
+        write_html(report, html)
+        _err(f"wrote {html}")
+    if as_json:
+        print(json.dumps(report.to_json(), ensure_ascii=False))
+    elif html is None:
+        from evolve.report.tree import inspection
+
+        _console().print(inspection(report))
+
+
+@app.command()
+@friendly_errors
+def state(
+    run_id: RunArgument,
+    field: Annotated[
+        str | None,
+        typer.Argument(help="One state field (default: all of them).", show_default=False),
+    ] = None,
+    history: Annotated[
+        bool, typer.Option("--history", help="With FIELD: every write to it, in order.")
+    ] = False,
+    workspace: WorkspaceOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Print a run's final state, one field of it, or one field's history of writes."""
+    from evolve.errors import UsageError
+    from evolve.report.runs import run_state
+    from evolve.store.workspace import Workspace
+
+    if history and field is None:
+        raise UsageError("--history needs a FIELD")
+    _, value = run_state(Workspace.locate(workspace), run_id, field, history)
+    if as_json or not isinstance(value, str):
+        print(json.dumps(value, ensure_ascii=False, indent=None if as_json else 2))
+    else:
+        print(value)

@@ -90,6 +90,27 @@ def check_models(experience: Experience, override: str | None, replaying: bool =
         )
 
 
+def graph_outline(experience: Experience) -> dict[str, Any]:
+    """The shape of the graph as run, so a report can draw it from the log alone."""
+    nodes = {
+        n.id: {"kind": n.kind, "phase": n.phase, "for_each": bool(n.for_each)}
+        for n in experience.nodes.values()
+    }
+    for pipe in experience.pipelines.values():
+        nodes[pipe.id] = {"kind": "pipeline", "stages": list(pipe.stages)}
+    for loop in experience.loops.values():
+        nodes[loop.id] = {"kind": "loop", "body": loop.body}
+    return {
+        "phases": [p.id for p in experience.phases],
+        "nodes": nodes,
+        "steps": list(experience.steps),
+        "edges": [
+            {"from": e.source, "to": e.target, "when": e.when.source if e.when else None}
+            for e in experience.edges
+        ],
+    }
+
+
 class Run:
     """One execution of one experience (a child run is another `Run` in the same loop)."""
 
@@ -145,6 +166,7 @@ class Run:
             model=", ".join(models) or None,
             parent_run_id=self.parent[0] if self.parent else None,
             parent_node=self.parent[1] if self.parent else None,
+            graph=graph_outline(experience),
         )
         started = time.monotonic()
         state = RunState(experience, run_id, self.values, self.store, events)

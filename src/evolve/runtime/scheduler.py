@@ -178,10 +178,13 @@ class Scheduler:
             )
             return
         self.events.emit("node.ready", node_id=step)
-        if step in self.experience.pipelines:
-            outcome = await self._pipeline(step)
-        elif step in self.experience.loops:
-            outcome = await self._loop(step)
+        if step in self.experience.pipelines or step in self.experience.loops:
+            started = time.monotonic()
+            group = self._pipeline if step in self.experience.pipelines else self._loop
+            outcome = await group(step)
+            self.events.emit(
+                "node.finished", node_id=step, status=outcome.status, duration_ms=_ms_since(started)
+            )
         else:
             outcome = await self._node(self.experience.nodes[step], self._edge_inputs(step))
         self.status[step] = outcome.status

@@ -316,9 +316,8 @@ class Checker:
         schema = node.get("schema", dict)
         if schema is None:
             if len(writes) != 1:
-                self.report(node.path, f"{self._label(node)} has no output schema, so it needs "
-                                       f"exactly one writes field (it has {len(writes)})",
-                            at_key=False)
+                self.report(self._writes_path(node), f"{self._label(node)} has no output schema, "
+                            f"so it needs exactly one writes field (it has {len(writes)})")
         else:
             self._output_schema(node, schema, writes)
         if prompt is not None and prompt.is_file():
@@ -335,7 +334,7 @@ class Checker:
                                             f"{exc.message}")
             return
         if schema.get("type", "object") != "object":
-            self.report(path, f"output schema of {self._label(node)} must describe an object "
+            self.report((*path, "type") if "type" in schema else path, f"output schema of {self._label(node)} must describe an object "
                               "(its keys are state fields)")
         for key in schema.get("properties", {}) if isinstance(schema.get("properties"),
                                                                 dict) else {}:
@@ -375,8 +374,8 @@ class Checker:
         source = node.get("source", dict)
         writes = node.get("writes", list) or []
         if len(writes) != 1:
-            self.report(node.path, f"{self._label(node)} must write exactly one field "
-                                   f"(it writes {len(writes)})")
+            self.report(self._writes_path(node), f"{self._label(node)} must write exactly one "
+                                                 f"field (it writes {len(writes)})")
         if source is None:
             return
         spath = (*node.path, "source")
@@ -393,6 +392,10 @@ class Checker:
         if path is not None and not (path / "experience.yaml").is_file():
             self.report((*node.path, "impl"), f"child experience '{node.data['impl']}' has no "
                                               "experience.yaml")
+
+    @staticmethod
+    def _writes_path(node: _Item) -> JsonPath:
+        return (*node.path, "writes") if "writes" in node.data else node.path
 
     @staticmethod
     def _label(node: _Item) -> str:

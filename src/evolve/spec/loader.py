@@ -17,7 +17,7 @@ from typing import Any
 
 from evolve.errors import Problem, SpecError, did_you_mean
 from evolve.spec.checks import Checker
-from evolve.spec.source import JsonPath, Locations, parse_yaml
+from evolve.spec.source import JsonPath, Locations, json_path, parse_yaml
 
 SPEC_FILENAME = "experience.yaml"
 
@@ -68,13 +68,17 @@ def load_experience(path: str | Path, *, display: str | None = None):  # -> Expe
     except UnicodeDecodeError as exc:
         raise SpecError([Problem(file, 1, 1, f"not UTF-8 text ({exc.reason})")]) from None
     data, loc, problems = parse_yaml(text, file)
-    if data is None:
+    if data is None and problems:
         raise SpecError(problems)
-    if not isinstance(data, dict):
+    if not isinstance(data, dict):  # also a document that is only `null` or `---`
         raise SpecError([*problems, loc.problem((), "expected a mapping at the top level")])
-    problems += schema_problems(data, loc)
+    # Say one thing per value: nothing more of a value YAML could not build, and no semantic
+    # problem where the shape is already wrong (checks.py skips most of those by itself).
+    said = {json_path(p) for p in loc.broken}
+    shape = [p for p in schema_problems(data, loc) if p.json_path not in said]
+    said |= {p.json_path for p in shape}
     checker = Checker(data, loc, spec_path.parent.resolve())
-    problems += checker.run()
+    problems += shape + [p for p in checker.run() if p.json_path not in said]
     if problems:
         raise SpecError(problems)
     return checker.build(spec_path, spec_hash(spec_path, checker.referenced_files))
@@ -123,12 +127,12 @@ def _describe(error: Any, loc: Locations, data: Any) -> list[Problem]:
         options = ", ".join(str(o) for o in error.validator_value)
         hint = did_you_mean(error.instance, error.validator_value)
         return [loc.problem(path, f"{where} is {error.instance!r}; expected one of: {options}{hint}")]
+    if kind == "propertyNames" or "propertyNames" in error.schema_path:  # a bad field name
+        return [loc.problem((*path, error.instance), f"state field name {error.instance!r} "
+                            f"{_PATTERN_HINTS['id']}", at_key=True)]
     if kind == "pattern":
         hint = _PATTERN_HINTS.get(str(path[-1]) if path else "", f"must match {error.validator_value}")
         return [loc.problem(path, f"{where} is {error.instance!r}; it {hint}")]
-    if kind == "propertyNames":
-        return [loc.problem((*path, error.instance), f"state field name {error.instance!r} "
-                            f"{_PATTERN_HINTS['id']}", at_key=True)]
     if kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         bound = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "more than",
                  "exclusiveMaximum": "less than"}[kind]

@@ -1,0 +1,213 @@
+"""Runs for the terminal: the runs table, and a run's tree, summary, failures and state diff.
+
+Builds rich renderables; `cli.py` prints them. Nothing here reads the workspace.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from evolve.report.runs import Inspection
+from evolve.report.view import AttemptView, NodeView
+
+ITEMS_SHOWN = 8
+VALUE_CHARS = 60
+MARKS = {
+    "succeeded": ("✓", "green"),
+    "failed": ("✗", "red"),
+    "timeout": ("⏱", "red"),
+    "skipped": ("–", "dim"),
+    "running": ("…", "yellow"),
+    "waiting": ("·", "dim"),
+    "interrupted": ("!", "yellow"),
+}
+STATUS_STYLE = {
+    "success": "green",
+    "failed": "red",
+    "partial": "yellow",
+    "interrupted": "yellow",
+    "running": "cyan",
+}
+
+
+def seconds(ms: int | None) -> str:
+    if ms is None:
+        return "—"
+    return f"{ms} ms" if ms < 1000 else f"{ms / 1000:.2f} s"
+
+
+def money(cost: float | None) -> str:
+    return "—" if cost is None else f"${cost:.4f}"
+
+
+def shorten(value: Any, limit: int = VALUE_CHARS) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    text = text.replace("\n", "⏎")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def runs_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for name in (
+        "run",
+        "experience",
+        "status",
+        "started",
+        "duration",
+        "nodes ✓/✗/–",
+        "items",
+        "tokens",
+        "cost",
+    ):
+        table.add_column(
+            name, justify="right" if name in ("duration", "items", "tokens", "cost") else "left"
+        )
+    for r in rows:
+        tokens = (r.get("tokens_in") or 0) + (r.get("tokens_out") or 0)
+        table.add_row(
+            r["id"],
+            r["experience"],
+            Text(r["status"], style=STATUS_STYLE.get(r["status"], "")),
+            (r["started_at"] or "")[:19].replace("T", " "),
+            seconds(r.get("duration_ms")),
+            f"{r['nodes_succeeded']}/{r['nodes_failed']}/{r['nodes_skipped']}",
+            str(r["items"] or ""),
+            str(tokens or ""),
+            money(r.get("cost_usd")),
+        )
+    return table
+
+
+def _label(mark_status: str, name: str, detail: str) -> Text:
+    mark, style = MARKS.get(mark_status, ("?", ""))
+    text = Text(f"{mark} ", style=style)
+    text.append(name, style="bold")
+    if detail:
+        text.append(f"  {detail}", style="dim" if mark_status == "succeeded" else "")
+    return text
+
+
+def _attempt(a: AttemptView) -> Text:
+    detail = seconds(a.duration_ms)
+    if a.tokens_in or a.tokens_out:
+        detail += f", {a.tokens_in}+{a.tokens_out} tokens, {money(a.cost_usd)}"
+    if a.error:
+        detail += f"  {a.error_type}: {shorten(a.error, 90)}"
+    return _label(a.status, f"attempt {a.number}", detail)
+
+
+def _node_detail(node: NodeView) -> str:
+    parts = [node.kind]
+    if node.items:
+        parts.append(
+            f"{len(node.items)} items"
+            + (f", {node.items_failed} failed" if node.items_failed else "")
+        )
+    if node.iterations:
+        parts.append(f"{node.iterations} iterations")
+    parts.append(seconds(node.duration_ms))
+    if node.llm_calls:
+        parts.append(f"{node.tokens_in}+{node.tokens_out} tokens, {money(node.cost_usd)}")
+    if node.retries:
+        parts.append(f"{node.retries} retries")
+    if node.reason:
+        parts.append(shorten(node.reason, 90))
+    return " · ".join(parts)
+
+
+def _add_node(parent: Tree, node: NodeView) -> None:
+    branch = parent.add(_label(node.status, node.id, _node_detail(node)))
+    if len(node.attempts) > 1 or any(a.status != "succeeded" for a in node.attempts):
+        for attempt in node.attempts:
+            branch.add(_attempt(attempt))
+    items = sorted(node.items.values(), key=lambda i: i.index)
+    shown = [i for i in items if i.status != "succeeded" or len(i.attempts) > 1]
+    picked = {
+        i.index: i for i in [*shown[:ITEMS_SHOWN], *items[: max(0, ITEMS_SHOWN - len(shown))]]
+    }
+    shown = [picked[k] for k in sorted(picked)]
+    for item in shown:
+        last = item.attempts[-1] if item.attempts else None
+        detail = seconds(last.duration_ms) if last else ""
+        if item.skipped:
+            detail += f"  {shorten(item.skipped, 90)}"
+        leaf = branch.add(_label(item.status, f"item {item.index}", detail))
+        if len(item.attempts) > 1 or item.status != "succeeded":
+            for attempt in item.attempts:
+                leaf.add(_attempt(attempt))
+    if len(items) > len(shown):
+        branch.add(Text(f"… {len(items) - len(shown)} more items", style="dim"))
+
+
+def inspection(report: Inspection) -> Group:
+    view, row = report.view, report.row
+    title = Text(f"run {view.run_id}", style="bold")
+    title.append(f" · {view.experience} · ")
+    title.append(view.status, style=STATUS_STYLE.get(view.status, ""))
+    title.append(f" · {seconds(view.duration_ms)} · started {(row['started_at'] or '')[:19]}")
+    if view.reason:
+        title.append(f"\nreason: {view.reason}")
+
+    tree = Tree(Text(view.experience, style="bold"), guide_style="dim")
+    phases = {p: None for p in view.phases}
+    by_phase: dict[str | None, list[NodeView]] = {}
+    for node in view.nodes.values():
+        by_phase.setdefault(node.phase if node.phase in phases else None, []).append(node)
+    for phase in [*phases, None]:
+        nodes = by_phase.get(phase, [])
+        if not nodes:
+            continue
+        parent = tree.add(Text(f"phase {phase}", style="bold cyan")) if phase else tree
+        for node in nodes:
+            _add_node(parent, node)
+
+    counts = {
+        s: sum(1 for n in view.nodes.values() if n.status == s)
+        for s in ("succeeded", "failed", "skipped")
+    }
+    summary = Text(
+        f"nodes {counts['succeeded']} ✓ {counts['failed']} ✗ {counts['skipped']} – · "
+        f"retries {view.retries} · timeouts {view.timeouts} · failures {len(view.failures)} · "
+        f"tokens {view.tokens_in}+{view.tokens_out} · cost {money(view.cost_usd)} · "
+        f"{view.events} events"
+    )
+    slowest = ", ".join(f"{n.id} {seconds(n.duration_ms)}" for n in view.slowest(3))
+    parts: list[Any] = [title, Text(""), tree, Text(""), summary]
+    if slowest:
+        parts.append(Text(f"slowest: {slowest}"))
+    if view.failures:
+        failures = Table(title="failures", title_justify="left", box=None, pad_edge=False)
+        for name in ("seq", "node", "item", "attempt", "error"):
+            failures.add_column(name)
+        for f in view.failures[:20]:
+            failures.add_row(
+                str(f.seq),
+                f.node,
+                "" if f.item is None else str(f.item),
+                "" if f.attempt is None else str(f.attempt),
+                f"{f.error_type}: {shorten(f.error, 80)}",
+            )
+        if len(view.failures) > 20:
+            failures.add_row("", f"… {len(view.failures) - 20} more", "", "", "")
+        parts += [Text(""), failures]
+    parts += [Text(""), state_diff(report.state_diff)]
+    return Group(*parts)
+
+
+def state_diff(rows: list[dict[str, Any]]) -> Table:
+    table = Table(
+        title="state diff", title_justify="left", box=None, pad_edge=False, header_style="bold"
+    )
+    for name in ("field", "before", "after", "writes"):
+        table.add_column(name, justify="right" if name == "writes" else "left")
+    for r in rows:
+        table.add_row(r["field"], shorten(r["before"]), shorten(r["after"]), str(r["writes"]))
+    if not rows:
+        table.add_row("(no field was written)", "", "", "")
+    return table

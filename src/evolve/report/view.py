@@ -1,0 +1,323 @@
+"""A run as people look at it, folded from its event log in one streaming pass.
+
+`fold(events)` turns the events of a run (finished, still going, or killed) into a `RunView`:
+phases, nodes, items and attempts with status, timing, tokens, cost and errors, plus the summary
+figures (slowest nodes, failures, retries, timeouts). It never holds the raw events, so a run of
+100,000 events costs only its nodes and attempts in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+def _ms(ts: str, origin: datetime | None) -> int:
+    if origin is None:
+        return 0
+    return round((datetime.fromisoformat(ts) - origin).total_seconds() * 1000)
+
+
+@dataclass(slots=True)
+class AttemptView:
+    number: int
+    item: int | None
+    start_ms: int
+    status: str = "running"  # running | succeeded | failed | timeout
+    end_ms: int | None = None
+    duration_ms: int | None = None
+    error_type: str | None = None
+    error: str | None = None
+    seq: int = 0  # of the event that ended it (or started it, while running)
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+
+@dataclass(slots=True)
+class ItemView:
+    index: int
+    attempts: list[AttemptView] = field(default_factory=list)
+    skipped: str | None = None
+
+    @property
+    def status(self) -> str:
+        if self.skipped is not None:
+            return "failed"
+        return self.attempts[-1].status if self.attempts else "waiting"
+
+    @property
+    def start_ms(self) -> int | None:
+        return self.attempts[0].start_ms if self.attempts else None
+
+    @property
+    def end_ms(self) -> int | None:
+        return self.attempts[-1].end_ms if self.attempts else None
+
+
+@dataclass(slots=True)
+class NodeView:
+    id: str
+    kind: str = "tool"
+    phase: str | None = None
+    for_each: bool = False
+    status: str = "waiting"  # waiting | running | succeeded | failed | skipped
+    reason: str | None = None
+    start_ms: int | None = None
+    end_ms: int | None = None
+    attempts: list[AttemptView] = field(default_factory=list)  # those without an item
+    items: dict[int, ItemView] = field(default_factory=dict)
+    retries: int = 0
+    timeouts: int = 0
+    schema_invalid: int = 0
+    llm_calls: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float | None = None
+    iterations: int = 0  # loops
+
+    @property
+    def duration_ms(self) -> int | None:
+        if self.start_ms is None or self.end_ms is None:
+            return None
+        return self.end_ms - self.start_ms
+
+    @property
+    def items_failed(self) -> int:
+        return sum(1 for i in self.items.values() if i.status in ("failed", "timeout"))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "phase": self.phase,
+            "status": self.status,
+            "reason": self.reason,
+            "start_ms": self.start_ms,
+            "end_ms": self.end_ms,
+            "duration_ms": self.duration_ms,
+            "retries": self.retries,
+            "timeouts": self.timeouts,
+            "schema_invalid": self.schema_invalid,
+            "llm_calls": self.llm_calls,
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+            "cost_usd": self.cost_usd,
+            "iterations": self.iterations or None,
+            "attempts": [a.to_json() for a in self.attempts],
+            "items": [
+                {
+                    "index": i.index,
+                    "status": i.status,
+                    "skipped": i.skipped,
+                    "attempts": [a.to_json() for a in i.attempts],
+                }
+                for i in sorted(self.items.values(), key=lambda i: i.index)
+            ],
+        }
+
+
+@dataclass
+class Failure:
+    seq: int
+    node: str
+    item: int | None
+    attempt: int | None
+    error_type: str
+    error: str
+
+
+@dataclass
+class RunView:
+    run_id: str = ""
+    experience: str = ""
+    status: str = "running"
+    reason: str | None = None
+    started: str | None = None
+    duration_ms: int | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float | None = None
+    phases: list[str] = field(default_factory=list)
+    edges: list[dict[str, Any]] = field(default_factory=list)
+    nodes: dict[str, NodeView] = field(default_factory=dict)
+    failures: list[Failure] = field(default_factory=list)
+    events: int = 0
+    last_ms: int = 0  # time of the newest event, from the start
+
+    def slowest(self, n: int = 5) -> list[NodeView]:
+        timed = [v for v in self.nodes.values() if v.duration_ms is not None]
+        return sorted(timed, key=lambda v: -(v.duration_ms or 0))[:n]
+
+    @property
+    def retries(self) -> int:
+        return sum(v.retries for v in self.nodes.values())
+
+    @property
+    def timeouts(self) -> int:
+        return sum(v.timeouts for v in self.nodes.values())
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "reason": self.reason,
+            "wall_ms": self.duration_ms,
+            "events": self.events,
+            "retries": self.retries,
+            "timeouts": self.timeouts,
+            "failures": len(self.failures),
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+            "cost_usd": self.cost_usd,
+            "slowest": [{"node": v.id, "duration_ms": v.duration_ms} for v in self.slowest()],
+        }
+
+
+class _Folder:
+    def __init__(self) -> None:
+        self.view = RunView()
+        self.origin: datetime | None = None
+        self.open: dict[tuple[str, int | None], AttemptView] = {}
+
+    def node(self, node_id: str) -> NodeView:
+        found = self.view.nodes.get(node_id)
+        if found is None:
+            found = self.view.nodes[node_id] = NodeView(node_id)
+        return found
+
+    def feed(self, e: dict[str, Any]) -> None:
+        view = self.view
+        view.events += 1
+        kind = e["type"]
+        if kind == "run.started":
+            self.origin = datetime.fromisoformat(e["ts"])
+            view.run_id, view.experience, view.started = (
+                e["run_id"],
+                e.get("experience", ""),
+                e["ts"],
+            )
+            graph = e.get("graph") or {}
+            view.phases = list(graph.get("phases", []))
+            view.edges = list(graph.get("edges", []))
+            for step in graph.get("steps", []):
+                info = graph["nodes"].get(step, {})
+                node = self.node(step)
+                node.kind, node.phase = info.get("kind", "tool"), info.get("phase")
+                node.for_each = bool(info.get("for_each"))
+            return
+        at = _ms(e["ts"], self.origin)
+        view.last_ms = max(view.last_ms, at)
+        if kind == "run.finished":
+            view.status, view.reason = e.get("status", "success"), e.get("reason")
+            view.duration_ms = e.get("duration_ms")
+            return
+        node_id = e.get("node_id")
+        if not node_id:
+            return
+        node = self.node(node_id)
+        item = e.get("item")
+        key = (node_id, item)
+        if kind == "node.ready":
+            node.status, node.start_ms = "running", at
+        elif kind == "node.started":
+            if node.start_ms is None:
+                node.start_ms = at
+            node.status = "running"
+            attempt = AttemptView(e.get("attempt", 1), item, at, seq=e["seq"])
+            self.open[key] = attempt
+            target = (
+                node.attempts
+                if item is None
+                else node.items.setdefault(item, ItemView(item)).attempts
+            )
+            target.append(attempt)
+        elif kind in ("node.finished", "node.failed") and "attempt" in e:
+            attempt = self.open.pop(key, None)
+            if attempt is not None:
+                if attempt.status != "timeout":
+                    attempt.status = "succeeded" if kind == "node.finished" else "failed"
+                attempt.end_ms, attempt.seq = at, e["seq"]
+                attempt.duration_ms = e.get("duration_ms", at - attempt.start_ms)
+                attempt.error_type, attempt.error = e.get("error_type"), e.get("error")
+            if kind == "node.failed":
+                view.failures.append(
+                    Failure(
+                        e["seq"],
+                        node_id,
+                        item,
+                        e.get("attempt"),
+                        e.get("error_type", "error"),
+                        e.get("error", ""),
+                    )
+                )
+            elif item is None and node.kind != "loop":
+                node.status, node.end_ms = "succeeded", at
+        elif kind == "node.finished":  # a whole for_each node
+            node.status = "succeeded" if e.get("status", "succeeded") == "succeeded" else "failed"
+            node.end_ms = at
+        elif kind == "node.failed":  # a node-level failure, with no attempt
+            view.failures.append(
+                Failure(
+                    e["seq"], node_id, item, None, e.get("error_type", "error"), e.get("error", "")
+                )
+            )
+            node.status, node.end_ms = "failed", at
+        elif kind == "node.timeout":
+            attempt = self.open.get(key)
+            if attempt is not None:
+                attempt.status = "timeout"
+            node.timeouts += 1
+        elif kind == "node.retry":
+            node.retries += 1
+        elif kind == "node.skipped":
+            if item is not None:
+                node.items.setdefault(item, ItemView(item)).skipped = e.get("reason", "")
+            else:
+                failed = str(e.get("reason", "")).startswith("failed")
+                node.status, node.reason = ("failed" if failed else "skipped"), e.get("reason")
+                node.end_ms = at
+                if node.start_ms is None:
+                    node.start_ms = at
+        elif kind == "schema.invalid":
+            node.schema_invalid += 1
+        elif kind == "llm.call":
+            node.llm_calls += 1
+            tin, tout, cost = e.get("tokens_in") or 0, e.get("tokens_out") or 0, e.get("cost_usd")
+            node.tokens_in += tin
+            node.tokens_out += tout
+            view.tokens_in += tin
+            view.tokens_out += tout
+            attempt = self.open.get(key)
+            if attempt is not None:
+                attempt.tokens_in += tin
+                attempt.tokens_out += tout
+            if cost is not None:
+                node.cost_usd = (node.cost_usd or 0.0) + cost
+                view.cost_usd = (view.cost_usd or 0.0) + cost
+                if attempt is not None:
+                    attempt.cost_usd = (attempt.cost_usd or 0.0) + cost
+        elif kind == "loop.iteration":
+            node.iterations = max(node.iterations, e.get("iteration", 0))
+            node.end_ms = at
+            node.status = "succeeded"
+
+
+def fold(events: Iterable[dict[str, Any]], stored_status: str | None = None) -> RunView:
+    """The view of a run from its events. `stored_status` (from the state store) settles the
+    status of a run whose log has no `run.finished` (still going, or killed)."""
+    folder = _Folder()
+    for event in events:
+        folder.feed(event)
+    view = folder.view
+    if view.duration_ms is None:  # no run.finished: running, or killed
+        view.status = stored_status if stored_status and stored_status != "success" else "running"
+        view.duration_ms = view.last_ms
+        for attempt in folder.open.values():
+            if view.status == "interrupted":
+                attempt.status = "interrupted"
+    return view
