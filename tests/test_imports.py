@@ -103,3 +103,26 @@ def test_light_commands_never_import_litellm(tmp_path, args):
     assert found["attempts"] == [], f"`evolve {' '.join(args)}` imported litellm"
     assert found["loaded"] is False
     assert found["exit"] == 0, found["stderr"]
+
+
+RUN_READERS: list[list[str]] = [
+    ["run", "examples/starter"],  # a run with no agent node never needs litellm either
+    ["runs"],
+    ["runs", "--json"],
+    ["inspect", "last"],
+    ["inspect", "last", "--json"],
+    ["inspect", "last", "--events"],
+    ["state", "last"],
+]
+
+
+@pytest.mark.parametrize("args", RUN_READERS, ids=" ".join)
+def test_run_readers_never_import_litellm(tmp_path, args):
+    from evolve.runtime.run import RunOptions, start_run
+    from evolve.store.workspace import Workspace
+
+    start_run(ROOT / "examples" / "starter", Workspace(tmp_path / "workspace"), RunOptions())
+    found = probe(tmp_path, "evolve", *args)
+    assert found["attempts"] == [], f"`evolve {' '.join(args)}` imported litellm"
+    assert found["loaded"] is False
+    assert found["exit"] == 0, found["stderr"]

@@ -74,6 +74,7 @@ def inspect_run(workspace: Workspace, ref: str) -> Inspection:
         events = read_events(log) if log.exists() else iter(())
         view = fold(events, row["status"])
         view.run_id, view.experience = row["id"], row["experience"]
+        view.reason = view.reason or row.get("reason")
         return Inspection(row, view, queries.state_diff(row["id"]))
     finally:
         store.close()
@@ -122,8 +123,8 @@ def raw_events(workspace: Workspace, ref: str, node: str | None, kind: str | Non
             continue
         if kind and not (
             event["type"] == kind
-            or event["type"].startswith(kind.rstrip("*"))
-            and kind.endswith((".", "*"))
+            or (event["type"].startswith(kind.rstrip("*"))
+            and kind.endswith((".", "*")))
         ):
             continue
         yield event

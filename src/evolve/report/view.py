@@ -317,7 +317,22 @@ def fold(events: Iterable[dict[str, Any]], stored_status: str | None = None) -> 
     if view.duration_ms is None:  # no run.finished: running, or killed
         view.status = stored_status if stored_status and stored_status != "success" else "running"
         view.duration_ms = view.last_ms
-        for attempt in folder.open.values():
-            if view.status == "interrupted":
-                attempt.status = "interrupted"
+    if view.status != "running":
+        _settle(view, folder)
     return view
+
+
+def _settle(view: RunView, folder: _Folder) -> None:
+    """A run that has ended leaves nothing running: unfinished attempts were interrupted, and
+    a node whose last attempt failed has failed (under fail_run the run stopped right there)."""
+    for attempt in folder.open.values():
+        attempt.status = "interrupted"
+        attempt.end_ms = view.duration_ms
+    for node in view.nodes.values():
+        if node.status != "running":
+            continue
+        last = node.attempts[-1] if node.attempts else None
+        node.status = (
+            "failed" if last is not None and last.status in ("failed", "timeout") else "interrupted"
+        )
+        node.end_ms = node.end_ms or (last.end_ms if last else None) or view.duration_ms

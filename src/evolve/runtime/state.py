@@ -29,6 +29,8 @@ class StateWriteError(EvolveError):
 
 
 def preview(value: Any) -> str:
+    if isinstance(value, list) and len(value) > PREVIEW_CHARS:
+        value = value[:PREVIEW_CHARS]  # enough to fill the preview, without dumping it all
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
     return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
 
@@ -105,45 +107,65 @@ class RunState:
                 )
 
     def apply(self, deltas: list[tuple[dict[str, Any], int | None]], node_id: str) -> None:
-        """Merge checked deltas (in the given order) into state, then record them together."""
-        writes = []
+        """Merge checked deltas into state in the given (item) order, then record the merge.
+
+        A fan-out's deltas are one merge: each field it touched gets one history row and one
+        `state.write` event (with the item, when a single item wrote it), not one per item, so
+        a 5,000-item fan-out into an array_append field stays linear in time and storage.
+        """
         staged = dict(self.values)
         once = set(self.written_once)
+        touched: dict[str, dict[str, Any]] = {}
         for delta, item in deltas:
             for field, value in delta.items():
                 spec = self.experience.state[field]
-                old = staged.get(field)
-                new = self._merge(spec, field, old, value, once, node_id)
-                problem = _schema_problem(spec, new)
-                if problem:
-                    raise StateWriteError(
-                        f"node '{node_id}' made '{field}' invalid: {problem}", "schema_violation"
-                    )
-                staged[field] = new
-                writes.append(
-                    {"field": field, "old": old, "new": new, "node_id": node_id, "item": item}
+                write = touched.get(field)
+                if write is None:
+                    write = touched[field] = {
+                        "field": field,
+                        "old": staged.get(field),
+                        "node_id": node_id,
+                        "item": item,
+                        "count": 0,
+                    }
+                    if spec.merge == "array_append":  # a private copy, appended to in place
+                        old = staged.get(field)
+                        staged[field] = list(old) if isinstance(old, list) else []
+                write["count"] += 1
+                if write["count"] > 1:
+                    write["item"] = None  # several items wrote it: the merge is the write
+                staged[field] = self._merge(
+                    spec, field, staged[field] if field in staged else None, value, once, node_id
                 )
-        if not writes:
+        for field, write in touched.items():
+            problem = _schema_problem(self.experience.state[field], staged[field])
+            if problem:
+                raise StateWriteError(
+                    f"node '{node_id}' made '{field}' invalid: {problem}", "schema_violation"
+                )
+            write["new"] = staged[field]
+        if not touched:
             return
-        self.store.write_state(self.run_id, writes)
+        self.store.write_state(self.run_id, list(touched.values()))
         self.values = staged
         self.written_once = once
-        for w in writes:
+        for w in touched.values():
             self.events.emit(
                 "state.write",
                 node_id=node_id,
                 item=w["item"],
                 field=w["field"],
+                writes=w["count"] if w["count"] > 1 else None,
                 value_preview=preview(w["new"]),
             )
 
     @staticmethod
     def _merge(
-        spec: StateField, field: str, old: Any, value: Any, once: set[str], node_id: str
+        spec: StateField, field: str, current: Any, value: Any, once: set[str], node_id: str
     ) -> Any:
         if spec.merge == "array_append":
-            base = list(old) if isinstance(old, list) else []
-            return base + (value if isinstance(value, list) else [value])
+            current.extend(value if isinstance(value, list) else [value])
+            return current
         if spec.merge == "set_once":
             if field in once:
                 raise StateWriteError(
