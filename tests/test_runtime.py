@@ -84,7 +84,7 @@ def test_for_each_merges_in_item_order_whatever_order_items_finish(tmp_path):
     assert finished != sorted(finished)  # they really did finish out of order
     assert result.state["seen"] == ["a", "b", "c", "d", "e", "f"]
     writes = events(result, "state.write")
-    assert [(w["item"] if "item" in w else None, w["writes"]) for w in writes] == [(None, 6)]
+    assert [(w.get("item"), w["writes"]) for w in writes] == [(None, 6)]
 
 
 def test_when_false_skips_the_node_and_its_dependents(tmp_path):

@@ -135,7 +135,7 @@ class RunState:
                 if write["count"] > 1:
                     write["item"] = None  # several items wrote it: the merge is the write
                 staged[field] = self._merge(
-                    spec, field, staged[field] if field in staged else None, value, once, node_id
+                    spec, field, staged.get(field), value, once, node_id
                 )
         for field, write in touched.items():
             problem = _schema_problem(self.experience.state[field], staged[field])
