@@ -488,3 +488,119 @@ def state(
         print(json.dumps(value, ensure_ascii=False, indent=None if as_json else 2))
     else:
         print(value)
+
+
+@app.command()
+@friendly_errors
+def propose(
+    run_ids: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Run ids (or unique prefixes, or `last`); default: the newest run.",
+            show_default=False,
+        ),
+    ] = None,
+    last: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Pool the newest N runs of the same experience.", show_default=False
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Model for LLM proposals (default: EVOLVE_MODEL, then runtime.model).",
+            show_default=False,
+        ),
+    ] = None,
+    no_llm: Annotated[
+        bool, typer.Option("--no-llm", help="Only the deterministic proposals; no model call.")
+    ] = False,
+    offline: Annotated[
+        bool,
+        typer.Option(
+            "--offline", help="Replay the advisor's reply from the experience's cassettes."
+        ),
+    ] = False,
+    api_base: Annotated[
+        str | None,
+        typer.Option(
+            help="Base URL of an OpenAI-compatible server for the advisor model.",
+            show_default=False,
+        ),
+    ] = None,
+    workspace: WorkspaceOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Propose at most five improvements, each a diff that evolve has proven applies.
+
+    Reads the spec, the prompts and tools, the whole event log and the state diff. Writes
+    .evolve/evolution/<run-id>.md and .json. Nothing is applied: review, then
+    `evolve diff RUN N | git apply`.
+    """
+    from evolve.advisor.propose import propose as make_proposals
+    from evolve.store.workspace import Workspace
+
+    report = make_proposals(
+        Workspace.locate(workspace),
+        run_ids or [],
+        last=last,
+        model=model,
+        no_llm=no_llm,
+        offline=offline,
+        api_base=api_base,
+    )
+    if as_json:
+        print(json.dumps({**report.to_json(), "path": str(report.path)}, ensure_ascii=False))
+        return
+    print(
+        f"wrote {_display(report.path)} ({len(report.proposals)} proposal"
+        f"{'s' * (len(report.proposals) != 1)}; {report.llm_note.rstrip('.').lower()})"
+    )
+    for i, p in enumerate(report.proposals, 1):
+        print(f"  {i}. [{p.operation}, {p.confidence}] {p.title}")
+    if report.rejected:
+        print(f"  ({len(report.rejected)} not proposed: see the appendix)")
+    print(f"apply one from {report.apply_root}: evolve diff {report.run_ids[0]} N | git apply")
+
+
+@app.command()
+@friendly_errors
+def diff(
+    run_id: RunArgument,
+    number: Annotated[
+        int | None,
+        typer.Argument(help="The proposal's number (default: all of them).", show_default=False),
+    ] = None,
+    workspace: WorkspaceOption = None,
+) -> None:
+    """Print the raw diff of proposal N of a run's newest report, for `| git apply`."""
+    from evolve.advisor.report import latest_report
+    from evolve.errors import UsageError
+    from evolve.report.runs import open_store
+    from evolve.store.state import RunQueries
+    from evolve.store.workspace import Workspace
+
+    ws = Workspace.locate(workspace)
+    store = open_store(ws)
+    try:
+        resolved = RunQueries(store).resolve(run_id)["id"]
+    finally:
+        store.close()
+    report = latest_report(ws.evolution_dir, resolved)
+    if report is None:
+        raise UsageError(
+            f"no proposals for run {resolved} yet; make them with `evolve propose {resolved}`"
+        )
+    proposals = report["proposals"]
+    if number is not None:
+        if not 1 <= number <= len(proposals):
+            raise UsageError(
+                f"run {resolved} has proposals 1..{len(proposals)}, not {number}"
+                if proposals
+                else f"run {resolved} has no proposal"
+            )
+        proposals = [proposals[number - 1]]
+    _err(f"# apply from {report['apply_root']}")
+    for proposal in proposals:
+        sys.stdout.write(proposal["diff"])

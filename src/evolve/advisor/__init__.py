@@ -1,0 +1,1 @@
+"""The EvolutionAdvisor: evidence from runs, proposals made from it, diffs built and proven."""

@@ -1,0 +1,325 @@
+"""Deterministic detectors: evidence in, `tune-param` proposals out, no LLM involved.
+
+Each detector looks at one pattern in the pooled evidence and, where it holds, proposes one
+concrete change to experience.yaml, made with the format-preserving YAML editor so the diff
+touches only the lines that change:
+
+- attempts hit `timeout_ms`                       -> raise it to about twice the observed p95
+- transient failures under `skip`/`fail_run`      -> `retry` with exponential backoff
+- retries ran out on transient failures           -> more attempts and a longer backoff
+- rate-limit failures                             -> lower the fan-out's concurrency, or back off
+- a fan-out bound by its concurrency, no 429s     -> raise `for_each.concurrency`
+- replies failing their output schema             -> a retry (a fresh answer), or room to finish
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from evolve.advisor.evidence import TRANSIENT, Evidence, NodeEvidence, Ref
+from evolve.advisor.proposal import Proposal, confidence_for
+from evolve.spec import Experience, Node
+from evolve.spec.edit import set_values
+
+Change = tuple[tuple[str | int, ...], Any]
+
+
+def nice_ms(value: float) -> int:
+    """Round up to a number a person would write: 450, 1500, 12000, 60000."""
+    if value <= 0:
+        return 100
+    step = 10 ** max(1, int(math.log10(value)) - 1)
+    if value / step > 50:
+        step *= 5
+    return int(math.ceil(value / step) * step)
+
+
+def _cite(refs: list[Ref], limit: int = 6) -> str:
+    shown = ", ".join(str(r) for r in refs[:limit])
+    return shown + (f" and {len(refs) - limit} more" if len(refs) > limit else "")
+
+
+def _runs(refs: list[Ref]) -> list[str]:
+    return sorted({r.run for r in refs})
+
+
+class Detectors:
+    def __init__(self, experience: Experience, evidence: Evidence):
+        self.experience = experience
+        self.evidence = evidence
+        self.text = experience.spec_path.read_text("utf-8")
+        self.index = {node_id: i for i, node_id in enumerate(experience.nodes)}
+
+    def run(self) -> list[Proposal]:
+        proposals = []
+        checks: list[Callable[[Node, NodeEvidence], Proposal | None]] = [
+            self.timeouts,
+            self.transient_without_retry,
+            self.retries_exhausted,
+            self.rate_limited,
+            self.fan_out_bound,
+            self.schema_failures,
+        ]
+        for node_id, node in self.experience.nodes.items():
+            found = self.evidence.nodes.get(node_id)
+            if found is None or node.frozen:
+                continue
+            for check in checks:
+                proposal = check(node, found)
+                if proposal is not None:
+                    proposals.append(proposal)
+        return proposals
+
+    def _propose(
+        self,
+        node: Node,
+        changes: list[Change],
+        *,
+        key: str,
+        title: str,
+        rationale: str,
+        refs: list[Ref],
+    ) -> Proposal:
+        text = set_values(
+            self.text,
+            [
+                (("graph", "nodes", self.index[node.id], *p), v)
+                for p, v in changes
+                if p[0] != "runtime"
+            ]
+            + [(p, v) for p, v in changes if p[0] == "runtime"],
+        )
+        runs = _runs(refs)
+        if len(self.evidence.runs) > 1:
+            rationale += (
+                f" Seen in {len(runs)} of {len(self.evidence.runs)} runs ({', '.join(runs)})."
+            )
+        value = ",".join(f"{'.'.join(map(str, p))}={v}" for p, v in changes)
+        return Proposal(
+            operation="tune-param",
+            confidence=confidence_for(len(refs), len(runs)),
+            title=title,
+            rationale=rationale,
+            evidence=[str(r) for r in refs],
+            files={"experience.yaml": text},
+            fingerprint=f"tune-param:{node.id}:{key}:{value}",
+            strength=len(refs),
+        )
+
+    def _limit(self, node: Node) -> int:
+        return node.timeout_ms or self.experience.runtime.timeout_ms
+
+    def timeouts(self, node: Node, found: NodeEvidence) -> Proposal | None:
+        if not found.timeouts:
+            return None
+        current = self._limit(node)
+        p95 = found.timing()["p95"] or current
+        target = nice_ms(max(2 * p95, 2 * current if p95 <= current else 0))
+        if target <= current:
+            target = nice_ms(current * 2)
+        rationale = (
+            f"{len(found.timeouts)} attempt{'s' * (len(found.timeouts) > 1)} of "
+            f"'{node.id}' hit timeout_ms {current} ({_cite(found.timeouts)}); observed "
+            f"p95 {p95} ms over {len(found.durations_ms)} attempts, so {target} ms "
+            "leaves about twice the room."
+        )
+        return self._propose(
+            node,
+            [(("timeout_ms",), target)],
+            key="timeout_ms",
+            title=f"Raise timeout_ms of '{node.id}' from {current} to {target}",
+            rationale=rationale,
+            refs=found.timeouts,
+        )
+
+    def transient_without_retry(self, node: Node, found: NodeEvidence) -> Proposal | None:
+        refs = found.refs(*TRANSIENT)
+        if not refs or node.on_error.policy == "retry":
+            return None
+        kinds = sorted({t for t in TRANSIENT if found.failures.get(t)})
+        policy = {
+            "policy": "retry",
+            "attempts": 3,
+            "backoff": "exponential",
+            "base_ms": 500,
+            "then": node.on_error.policy,
+        }
+        rationale = (
+            f"'{node.id}' failed {len(refs)} time{'s' * (len(refs) > 1)} with transient "
+            f"errors ({', '.join(kinds)}: {_cite(refs)}) under on_error "
+            f"{node.on_error.policy}, so each one cost a result; such errors usually "
+            "pass on a second try. Retry up to 3 times with exponential backoff, then "
+            f"{node.on_error.policy} as before."
+        )
+        return self._propose(
+            node,
+            [(("on_error",), policy)],
+            key="on_error.retry",
+            title=f"Retry '{node.id}' on transient errors",
+            rationale=rationale,
+            refs=refs,
+        )
+
+    def retries_exhausted(self, node: Node, found: NodeEvidence) -> Proposal | None:
+        if node.on_error.policy != "retry":
+            return None
+        refs = [r for r, t in found.exhausted if t in TRANSIENT and t != "rate_limit"]
+        if not refs:
+            return None
+        attempts = min(20, node.on_error.attempts + 2)
+        base = nice_ms(node.on_error.base_ms * 2)
+        rationale = (
+            f"'{node.id}' ran out of its {node.on_error.attempts} attempts on transient "
+            f"errors {len(refs)} time{'s' * (len(refs) > 1)} ({_cite(refs)}). "
+            f"{attempts} attempts from a {base} ms base give the failing dependency "
+            "longer to recover."
+        )
+        return self._propose(
+            node,
+            [(("on_error",), {"attempts": attempts, "base_ms": base})],
+            key="on_error.attempts",
+            title=f"Give '{node.id}' {attempts} attempts and a {base} ms backoff",
+            rationale=rationale,
+            refs=refs,
+        )
+
+    def rate_limited(self, node: Node, found: NodeEvidence) -> Proposal | None:
+        refs = found.refs("rate_limit")
+        if not refs:
+            return None
+        current = node.for_each.concurrency if node.for_each else None
+        if node.for_each and (current or self.experience.runtime.concurrency) > 1:
+            now = current or self.experience.runtime.concurrency
+            lower = max(1, now // 2)
+            rationale = (
+                f"'{node.id}' was rate-limited {len(refs)} time"
+                f"{'s' * (len(refs) > 1)} ({_cite(refs)}) with {now} items in flight; "
+                f"{lower} at a time stays under the provider's limit."
+            )
+            return self._propose(
+                node,
+                [(("for_each", "concurrency"), lower)],
+                key="for_each.concurrency.lower",
+                title=f"Lower the concurrency of '{node.id}' to {lower}",
+                rationale=rationale,
+                refs=refs,
+            )
+        base = nice_ms(max(node.on_error.base_ms, 500) * 4)
+        change: dict[str, Any] = {"base_ms": base}
+        if node.on_error.policy != "retry":
+            change = {
+                "policy": "retry",
+                "attempts": 4,
+                "backoff": "exponential",
+                "base_ms": base,
+                "then": node.on_error.policy,
+            }
+        rationale = (
+            f"'{node.id}' was rate-limited {len(refs)} time{'s' * (len(refs) > 1)} "
+            f"({_cite(refs)}); backing off from {base} ms gives the provider's window "
+            "time to reset."
+        )
+        return self._propose(
+            node,
+            [(("on_error",), change)],
+            key="on_error.backoff",
+            title=f"Back off longer when '{node.id}' is rate-limited",
+            rationale=rationale,
+            refs=refs,
+        )
+
+    def fan_out_bound(self, node: Node, found: NodeEvidence) -> Proposal | None:
+        if node.for_each is None or found.failures.get("rate_limit") or not found.fan_out:
+            return None
+        global_cap = self.experience.runtime.concurrency
+        cap = min(node.for_each.concurrency or global_cap, global_cap)
+        bound = [
+            f
+            for f in found.fan_out
+            if f["items"] >= 2 * cap
+            and f["wall_ms"] >= 200
+            and f["busy_ms"] >= 0.8 * cap * f["wall_ms"]
+        ]
+        if not bound:
+            return None
+        items = max(f["items"] for f in bound)
+        target = min(items, max(cap * 4, 8), 64)
+        if target <= cap:
+            return None
+        worst = max(bound, key=lambda f: f["wall_ms"])
+        ideal = worst["busy_ms"] / target
+        changes: list[Change] = [(("for_each", "concurrency"), target)]
+        if global_cap < target:
+            changes.append((("runtime", "concurrency"), target))
+        rationale = (
+            f"'{node.id}' ran {worst['items']} items {cap} at a time: they kept every "
+            f"slot busy ({worst['busy_ms']} ms of item time in {worst['wall_ms']} ms "
+            "of wall time) with no rate-limit error, so the fan-out waited on its "
+            f"concurrency, not on a limit. At {target} in flight it would take about "
+            f"{round(ideal)} ms."
+        )
+        if global_cap < target:
+            rationale += f" runtime.concurrency ({global_cap}) rises with it, or it would cap it."
+        refs = [Ref(f["run"], 0) for f in bound]
+        proposal = self._propose(
+            node,
+            changes,
+            key="for_each.concurrency.raise",
+            title=f"Raise the concurrency of '{node.id}' from {cap} to {target}",
+            rationale=rationale,
+            refs=refs,
+        )
+        proposal.evidence = [
+            f"run {f['run']}: node '{node.id}' wall {f['wall_ms']} ms, item time "
+            f"{f['busy_ms']} ms, {f['items']} items"
+            for f in bound
+        ]
+        return proposal
+
+    def schema_failures(self, node: Node, found: NodeEvidence) -> Proposal | None:
+        final = found.refs("schema_invalid")
+        if not found.schema_errors or not final:
+            return None
+        errors = [e for _, es in found.schema_errors for e in es]
+        truncated = [e for e in errors if "Unterminated" in e or "Expecting" in e]
+        if truncated and node.max_tokens:
+            target = node.max_tokens * 2
+            rationale = (
+                f"{len(final)} repaired replies of '{node.id}' still failed their schema "
+                f"({_cite(final)}), and the errors show JSON cut short "
+                f'("{truncated[0][:80]}"): max_tokens {node.max_tokens} leaves no room '
+                "to finish the object."
+            )
+            return self._propose(
+                node,
+                [(("max_tokens",), target)],
+                key="max_tokens",
+                title=f"Raise max_tokens of '{node.id}' to {target}",
+                rationale=rationale,
+                refs=final,
+            )
+        if node.on_error.policy == "retry":
+            return None
+        sample = errors[0][:100] if errors else "invalid output"
+        rationale = (
+            f"{len(final)} replies of '{node.id}' failed their output schema even after "
+            f'the repair turn ({_cite(final)}; e.g. "{sample}"). A fresh attempt '
+            "usually answers in shape; retry twice before giving up."
+        )
+        policy = {
+            "policy": "retry",
+            "attempts": 3,
+            "backoff": "linear",
+            "base_ms": 100,
+            "then": node.on_error.policy,
+        }
+        return self._propose(
+            node,
+            [(("on_error",), policy)],
+            key="on_error.schema_retry",
+            title=f"Retry '{node.id}' when its reply breaks the schema",
+            rationale=rationale,
+            refs=final,
+        )

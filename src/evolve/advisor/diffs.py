@@ -1,0 +1,219 @@
+"""Building unified diffs, and proving they are safe and apply.
+
+`build_diff` is the one diff builder: it writes git-style headers (`a/` `b/`, `/dev/null` for a
+new file, `\\ No newline at end of file` where it applies) with paths relative to the directory
+from which `git apply` is meant to run. `check_proposal` is the one gate every proposal passes:
+paths confined to the experience, the rules of SPEC §6, unidiff parses it, `git apply --check`
+passes on a scratch copy, and the patched experience passes `evolve validate`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from evolve.errors import SpecError
+from evolve.spec import Experience, load_experience
+
+
+def apply_root(directory: Path) -> Path:
+    """The root of the git repository holding `directory`, else the current directory."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"],
+            cwd=directory,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        out = None
+    if out is not None and out.returncode == 0 and out.stdout.strip():
+        return Path(out.stdout.strip()).resolve()
+    return Path.cwd().resolve()
+
+
+def _lines(text: str) -> list[str]:
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n\\ No newline at end of file\n"
+    return lines
+
+
+def build_diff(prefix: str, old: dict[str, str | None], new: dict[str, str | None]) -> str:
+    """A git-style unified diff turning `old` into `new` (path -> text, None: no such file).
+
+    Paths are relative to the experience; `prefix` is the experience's path from the apply root.
+    """
+    chunks = []
+    for rel in sorted(set(old) | set(new)):
+        before, after = old.get(rel), new.get(rel)
+        if before == after:
+            continue
+        path = f"{prefix}/{rel}" if prefix else rel
+        header = [f"diff --git a/{path} b/{path}\n"]
+        if before is None:
+            header.append("new file mode 100644\n")
+        body = difflib.unified_diff(
+            _lines(before or ""),
+            _lines(after or ""),
+            fromfile="/dev/null" if before is None else f"a/{path}",
+            tofile="/dev/null" if after is None else f"b/{path}",
+            n=3,
+        )
+        chunks.append("".join(header) + "".join(body))
+    return "".join(chunks)
+
+
+@dataclass
+class Check:
+    ok: bool
+    reason: str = ""
+
+
+class ProposalChecker:
+    """Checks changed files against one experience: rules, unidiff, git apply, validation."""
+
+    def __init__(self, experience: Experience, root: Path):
+        self.experience = experience
+        self.root = root  # where `git apply` runs
+        self.directory = experience.directory
+        self.prefix = (
+            self.directory.relative_to(root).as_posix()
+            if self.directory.is_relative_to(root)
+            else ""
+        )
+
+    def read(self, rel: str) -> str | None:
+        path = self.directory / rel
+        return path.read_text("utf-8") if path.is_file() else None
+
+    def confine(self, rel: str) -> str:
+        """The path normalised inside the experience, or ValueError."""
+        if not rel or rel.startswith("/") or "\\" in rel:
+            raise ValueError(f"'{rel}' is not a relative path inside the experience")
+        resolved = (self.directory / rel).resolve()
+        if not resolved.is_relative_to(self.directory):
+            raise ValueError(f"'{rel}' is outside the experience directory")
+        return resolved.relative_to(self.directory).as_posix()
+
+    def diff(self, files: dict[str, str | None]) -> str:
+        old = {rel: self.read(rel) for rel in files}
+        new = {rel: (text if text is not None else old[rel]) for rel, text in files.items()}
+        return build_diff(self.prefix, old, new)
+
+    def check(self, files: dict[str, str | None], diff: str) -> Check:
+        try:
+            for rel in files:
+                if self.confine(rel) != rel:
+                    return Check(False, f"'{rel}' is not a normalised path inside the experience")
+        except ValueError as exc:
+            return Check(False, str(exc))
+        if not diff.strip():
+            return Check(False, "the proposal changes nothing")
+        rules = self._rules(files)
+        if rules:
+            return Check(False, rules)
+        try:
+            from unidiff import PatchSet
+
+            patch = PatchSet(diff)
+        except Exception as exc:  # unidiff raises its own UnidiffParseError and friends
+            return Check(False, f"the diff does not parse: {exc}")
+        if not len(patch):
+            return Check(False, "the diff has no file in it")
+        return self._apply_and_validate(diff)
+
+    def _rules(self, files: dict[str, str | None]) -> str:
+        """SPEC §6: no deletions, no kind change, no frozen node, no prompt-body rewrite."""
+        prompts = {p for n in self.experience.nodes.values() for p in (n.prompt, n.system) if p}
+        frozen = [n for n in self.experience.nodes.values() if n.frozen]
+        frozen_files = {p for n in frozen for p in (n.prompt, n.system, n.impl) if p}
+        for rel, text in files.items():
+            path = (self.directory / rel).resolve()
+            if text is None:
+                continue
+            if path in prompts and self.read(rel) is not None:
+                return f"it rewrites the prompt body {rel} (add a node or a prompt file instead)"
+            if path in frozen_files:
+                return f"it changes {rel}, which belongs to a frozen node"
+        return ""
+
+    def _compare(self, patched: Experience) -> str:
+        before, after = self.experience, patched
+        gone = [n for n in before.nodes if n not in after.nodes]
+        if gone:
+            return f"it deletes node{'s' * (len(gone) > 1)} {', '.join(gone)}"
+        for node_id, node in before.nodes.items():
+            if after.nodes[node_id].kind != node.kind:
+                return f"it changes the kind of node '{node_id}'"
+            if node.frozen and _node_spec(after.nodes[node_id]) != _node_spec(node):
+                return f"it changes the frozen node '{node_id}'"
+        old_edges = {(e.source, e.target) for e in before.edges}
+        new_edges = {(e.source, e.target) for e in after.edges}
+        if old_edges - new_edges:
+            lost = ", ".join(f"{s}->{t}" for s, t in sorted(old_edges - new_edges))
+            return f"it deletes edges {lost}"
+        lost_fields = [f for f in before.state if f not in after.state]
+        if lost_fields:
+            return f"it deletes state fields {', '.join(lost_fields)}"
+        return ""
+
+    def _apply_and_validate(self, diff: str) -> Check:
+        with tempfile.TemporaryDirectory(prefix="evolve-check-") as tmp:
+            scratch_root = Path(tmp)
+            scratch = scratch_root / self.prefix if self.prefix else scratch_root
+            shutil.copytree(
+                self.directory,
+                scratch,
+                dirs_exist_ok=True,
+                ignore=shutil.ignore_patterns(".evolve", "__pycache__", ".git"),
+            )
+            patch_file = scratch_root / ".proposal.diff"
+            patch_file.write_text(diff, "utf-8")
+            for args in (["--check"], []):
+                done = subprocess.run(
+                    ["git", "apply", *args, str(patch_file)],
+                    cwd=scratch_root,
+                    capture_output=True,
+                    text=True,
+                    timeout=30,
+                )
+                if done.returncode != 0:
+                    reason = done.stderr.strip().splitlines()
+                    return Check(
+                        False,
+                        "git apply --check fails: " + (reason[0] if reason else "unknown error"),
+                    )
+            try:
+                patched = load_experience(scratch)
+            except SpecError as exc:
+                first = exc.problems[0]
+                return Check(
+                    False,
+                    f"the patched experience does not validate: {first.message} "
+                    f"(line {first.line})",
+                )
+            broken = self._compare(patched)
+            return Check(not broken, broken)
+
+
+def _node_spec(node) -> tuple:
+    return (
+        node.kind,
+        node.reads,
+        node.writes,
+        node.on_error,
+        node.timeout_ms,
+        node.impl_text,
+        node.args,
+        node.model,
+        node.schema,
+        node.temperature,
+        node.max_tokens,
+        node.for_each and (node.for_each.source.source, node.for_each.concurrency),
+    )

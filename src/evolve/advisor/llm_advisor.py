@@ -1,0 +1,234 @@
+"""LLM proposals: the model sees the evidence, the sources and the state diff, and answers with
+structured JSON whose changes are *edits* (a file and an exact search/replace, or a new file's
+content), never diff text. evolve turns the edits into files, builds the diff itself and checks
+it like any other proposal. A proposal that fails gets one repair round with the reasons; after
+that it goes to the report's appendix. A proposal that cites no evidence cannot be `high`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from evolve.advisor.diffs import ProposalChecker
+from evolve.advisor.evidence import Evidence
+from evolve.advisor.proposal import CONFIDENCE, OPERATIONS, Proposal, Rejected
+from evolve.runtime.models import Model, ModelError, ModelRequest
+from evolve.spec import Experience
+
+ADVISOR_NODE = "advisor"
+SOURCE_CHARS = 20_000
+SKIP_DIRS = {"cassettes", "data", "__pycache__", ".evolve", ".git"}
+
+REPLY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["proposals"],
+    "properties": {
+        "proposals": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["operation", "title", "rationale", "confidence", "evidence", "edits"],
+                "properties": {
+                    "operation": {"enum": list(OPERATIONS)},
+                    "title": {"type": "string"},
+                    "rationale": {"type": "string"},
+                    "confidence": {"enum": list(CONFIDENCE)},
+                    "evidence": {"type": "array", "items": {"type": "string"}},
+                    "edits": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["file"],
+                            "properties": {
+                                "file": {"type": "string"},
+                                "search": {"type": "string"},
+                                "replace": {"type": "string"},
+                                "content": {"type": "string"},
+                            },
+                        },
+                    },
+                },
+            },
+        }
+    },
+}
+
+INSTRUCTIONS = """You improve an LLM workflow ("experience") from the evidence of its runs.
+Propose at most 5 changes, each one of:
+- add-node: a new node, with its edges, its prompt or tool file, and new state fields if needed;
+- tune-param: change an existing literal (timeout_ms, on_error, attempts, concurrency, model,
+  schema tightening, max_tokens, ...);
+- add-dataset-case: add an item to a list the experience seeds (a tool's returned list, a data
+  file's rows).
+Never delete nodes, edges or state fields, never change a node's kind, never touch a node marked
+frozen, never touch files outside the experience, never rewrite the body of an existing prompt.
+Express every change as edits: {"file": path relative to the experience, "search": exact text
+that occurs once in the current file, "replace": its replacement}, or {"file": new path,
+"content": the whole new file}. Cite evidence: event refs such as "r-abc12345#42" and state
+fields. Answer with one JSON object {"proposals": [...]} and nothing else."""
+
+
+def sources(experience: Experience) -> dict[str, str]:
+    """The experience's text files (spec, prompts, tools), shortened where huge."""
+    found: dict[str, str] = {}
+    for path in sorted(experience.directory.rglob("*")):
+        rel = path.relative_to(experience.directory)
+        if not path.is_file() or rel.parts[0] in SKIP_DIRS or path.stat().st_size > 200_000:
+            continue
+        try:
+            text = path.read_text("utf-8")
+        except UnicodeDecodeError:
+            continue
+        found[rel.as_posix()] = text[:SOURCE_CHARS]
+    return found
+
+
+def apply_edits(checker: ProposalChecker, edits: list[dict[str, Any]]) -> dict[str, str]:
+    """The files after `edits`; ValueError says which edit could not be made and why."""
+    files: dict[str, str] = {}
+    for edit in edits:
+        rel = checker.confine(str(edit.get("file", "")))
+        current = files.get(rel, checker.read(rel))
+        if "content" in edit and edit.get("search") is None:
+            if current is not None:
+                raise ValueError(f"{rel} exists already; edit it with search/replace")
+            files[rel] = str(edit["content"])
+            continue
+        search, replace = edit.get("search"), edit.get("replace")
+        if current is None:
+            raise ValueError(f"{rel} does not exist (give 'content' to create it)")
+        if not isinstance(search, str) or not isinstance(replace, str) or not search:
+            raise ValueError(f"the edit of {rel} needs both 'search' and 'replace'")
+        count = current.count(search)
+        if count != 1:
+            where = "does not occur" if count == 0 else f"occurs {count} times"
+            raise ValueError(f"the search text {where} in {rel}: {search[:60]!r}")
+        files[rel] = current.replace(search, replace, 1)
+    return files
+
+
+class LLMAdvisor:
+    def __init__(
+        self, experience: Experience, checker: ProposalChecker, model: Model, model_name: str
+    ):
+        self.experience = experience
+        self.checker = checker
+        self.model = model
+        self.model_name = model_name
+
+    def propose(
+        self, evidence: Evidence, ledger: list[dict[str, Any]]
+    ) -> tuple[list[Proposal], list[Rejected]]:
+        return asyncio.run(self._propose(evidence, ledger))
+
+    async def _ask(self, messages: list[dict[str, str]], turn: int) -> str:
+        reply = await self.model.complete(
+            ModelRequest(
+                node_id=ADVISOR_NODE,
+                model=self.model_name,
+                messages=messages,
+                schema=REPLY_SCHEMA,
+                turn=turn,
+            )
+        )
+        return reply.text
+
+    async def _propose(self, evidence: Evidence, ledger: list[dict[str, Any]]):
+        payload = {
+            "evidence": evidence.summary(),
+            "sources": sources(self.experience),
+            "earlier_proposals": ledger,
+        }
+        messages = [
+            {"role": "system", "content": INSTRUCTIONS},
+            {"role": "user", "content": json.dumps(payload, ensure_ascii=False)},
+        ]
+        try:
+            text = await self._ask(messages, 1)
+        except ModelError as exc:
+            return [], [Rejected("(the advisor model)", f"the model call failed: {exc}")]
+        accepted, failed, note = self._judge(text)
+        if not failed and note is None:
+            return accepted, []
+        reasons = [note] if note else [f"{r.title}: {r.reason}" for r in failed]
+        repair = [
+            *messages,
+            {"role": "assistant", "content": text},
+            {
+                "role": "user",
+                "content": "These proposals could not be used:\n"
+                + "\n".join(f"- {r}" for r in reasons)
+                + "\nAnswer again with the corrected proposals only, as one JSON object "
+                '{"proposals": [...]}.',
+            },
+        ]
+        try:
+            text = await self._ask(repair, 2)
+        except ModelError as exc:
+            return accepted, failed or [
+                Rejected("(the advisor reply)", f"{note}; the repair call failed: {exc}")
+            ]
+        fixed, still, note2 = self._judge(text)
+        if note2:
+            still = still or [Rejected("(the advisor reply)", note2)]
+        return accepted + fixed, still
+
+    def _judge(self, text: str) -> tuple[list[Proposal], list[Rejected], str | None]:
+        from evolve.runtime.agent import parse_json_object
+
+        try:
+            data = parse_json_object(text)
+        except ValueError as exc:
+            return [], [], f"the reply is not JSON ({exc})"
+        if not isinstance(data, dict) or not isinstance(data.get("proposals"), list):
+            return [], [], 'the reply must be a JSON object {"proposals": [...]}'
+        accepted, rejected = [], []
+        for raw in data["proposals"]:
+            proposal, reason = self._one(raw)
+            if proposal is not None:
+                accepted.append(proposal)
+            else:
+                title = (
+                    str(raw.get("title", "(untitled)"))
+                    if isinstance(raw, dict)
+                    else "(not an object)"
+                )
+                rejected.append(Rejected(title, reason, raw if isinstance(raw, dict) else {}))
+        return accepted, rejected, None
+
+    def _one(self, raw: Any) -> tuple[Proposal | None, str]:
+        if not isinstance(raw, dict):
+            return None, "a proposal must be a JSON object"
+        operation = raw.get("operation")
+        if operation not in OPERATIONS:
+            return None, f"unknown operation {operation!r}"
+        edits = raw.get("edits")
+        if not isinstance(edits, list) or not edits:
+            return None, "a proposal needs at least one edit"
+        try:
+            files = apply_edits(self.checker, edits)
+        except ValueError as exc:
+            return None, str(exc)
+        diff = self.checker.diff(files)
+        check = self.checker.check(files, diff)
+        if not check.ok:
+            return None, check.reason
+        evidence = [str(e) for e in raw.get("evidence") or [] if str(e).strip()]
+        confidence = raw.get("confidence") if raw.get("confidence") in CONFIDENCE else "low"
+        if confidence == "high" and not evidence:
+            confidence = "medium"  # a claim with no evidence cannot be high
+        title = str(raw.get("title", "")).strip() or f"{operation} proposal"
+        return Proposal(
+            operation=operation,
+            confidence=confidence,
+            title=title,
+            rationale=str(raw.get("rationale", "")).strip(),
+            evidence=evidence,
+            files=files,
+            source="llm",
+            diff=diff,
+            fingerprint=f"{operation}:" + "|".join(sorted(files)) + ":" + title.lower(),
+            strength=len(evidence),
+        ), ""

@@ -1,0 +1,60 @@
+"""A proposal: what to change, why, on what evidence, and the diff that does it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+OPERATIONS = ("add-node", "tune-param", "add-dataset-case")
+CONFIDENCE = ("high", "medium", "low")
+MAX_PROPOSALS = 5
+
+
+@dataclass
+class Proposal:
+    operation: str
+    confidence: str
+    title: str
+    rationale: str
+    evidence: list[str]  # event refs (run#seq) and state fields
+    files: dict[str, str | None]  # path inside the experience -> new content (None: unchanged)
+    source: str = "detector"  # detector | llm
+    fingerprint: str = ""  # the same idea gets the same fingerprint across runs
+    diff: str = ""
+    strength: int = 0  # occurrences behind it, for ranking within a confidence level
+
+    def rank(self) -> tuple[int, int]:
+        return (CONFIDENCE.index(self.confidence), -self.strength)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "operation": self.operation,
+            "confidence": self.confidence,
+            "title": self.title,
+            "rationale": self.rationale,
+            "evidence": self.evidence,
+            "source": self.source,
+            "fingerprint": self.fingerprint,
+            "diff": self.diff,
+        }
+
+
+@dataclass
+class Rejected:
+    """An LLM proposal that failed validation even after its repair round."""
+
+    title: str
+    reason: str
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"title": self.title, "reason": self.reason}
+
+
+def confidence_for(occurrences: int, runs: int) -> str:
+    """More occurrences, across more runs, make a stronger case."""
+    if runs >= 2 or occurrences >= 3:
+        return "high"
+    if occurrences >= 2:
+        return "medium"
+    return "low"

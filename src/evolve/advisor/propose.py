@@ -1,0 +1,165 @@
+"""`evolve propose`: evidence from runs, proposals from detectors and (optionally) a model,
+every diff proven, at most five ranked, written as a report. Nothing is ever applied."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from evolve.advisor.detectors import Detectors
+from evolve.advisor.diffs import ProposalChecker, apply_root
+from evolve.advisor.evidence import gather
+from evolve.advisor.ledger import earlier_proposals
+from evolve.advisor.proposal import MAX_PROPOSALS, Proposal, Rejected
+from evolve.advisor.report import Report
+from evolve.errors import UsageError
+from evolve.report.runs import open_store
+from evolve.spec import load_experience
+from evolve.store.state import RunQueries
+from evolve.store.workspace import Workspace
+
+
+def _select_runs(queries: RunQueries, refs: list[str], last: int | None) -> list[dict]:
+    rows = [queries.resolve(ref) for ref in refs or ["last"]]
+    if last:
+        newest = rows[0]
+        rows = [
+            r
+            for r in queries.list(newest["experience"], last)
+            if r["experience_dir"] == newest["experience_dir"]
+        ]
+    unique = {r["id"]: r for r in rows}
+    names = {r["experience_dir"] for r in unique.values()}
+    if len(names) > 1:
+        raise UsageError(
+            "these runs belong to different experiences: "
+            + ", ".join(sorted(names))
+            + "; propose for one at a time"
+        )
+    return list(unique.values())
+
+
+def propose(
+    workspace: Workspace,
+    refs: list[str],
+    *,
+    last: int | None = None,
+    model: str | None = None,
+    no_llm: bool = False,
+    offline: bool = False,
+    api_base: str | None = None,
+    model_client=None,
+) -> Report:
+    store = open_store(workspace)
+    try:
+        queries = RunQueries(store)
+        rows = _select_runs(queries, refs, last)
+        diffs = {r["id"]: queries.state_diff(r["id"]) for r in rows}
+    finally:
+        store.close()
+    directory = Path(rows[0]["experience_dir"])
+    if not directory.is_dir():
+        raise UsageError(f"the experience of run {rows[0]['id']} is gone: {directory}")
+    experience = load_experience(directory)
+    evidence = gather(workspace, experience.name, rows, diffs)
+    root = apply_root(experience.directory)
+    checker = ProposalChecker(experience, root)
+    earlier = earlier_proposals(workspace, experience.directory, root)
+
+    proposals, rejected = [], []
+    for proposal in Detectors(experience, evidence).run():
+        proposal.diff = checker.diff(proposal.files)
+        check = checker.check(proposal.files, proposal.diff)
+        if check.ok:
+            proposals.append(proposal)
+        else:  # a detector bug, not the user's: say so rather than hide it
+            rejected.append(Rejected(proposal.title, f"internal check failed: {check.reason}"))
+
+    model_name = model or os.environ.get("EVOLVE_MODEL") or experience.runtime.model
+    if no_llm:
+        llm, note = None, "Deterministic proposals only (--no-llm)."
+    elif model_client is None and not model_name and not offline:
+        llm, note = (
+            None,
+            (
+                "Deterministic proposals only: no model is configured (pass --model "
+                "or set EVOLVE_MODEL for LLM proposals)."
+            ),
+        )
+    else:
+        from evolve.advisor.llm_advisor import LLMAdvisor
+
+        llm = model_name or "replay"
+        if model_client is None:
+            from evolve.llm import build_model
+
+            model_client = build_model(experience.directory, api_base=api_base, offline=offline)
+        advisor = LLMAdvisor(experience, checker, model_client, llm)
+        made, failed = advisor.propose(evidence, [e.to_json() for e in earlier])
+        proposals += made
+        rejected += failed
+        note = (
+            f"Deterministic proposals, and LLM proposals from {llm}"
+            + (" (replayed from the experience's cassettes)" if offline else "")
+            + "."
+        )
+
+    seen = {e.fingerprint for e in earlier}
+    repeated = [e for e in earlier if e.fingerprint in {p.fingerprint for p in proposals}]
+    fresh = [p for p in proposals if p.fingerprint not in seen]
+    ranked = _dedupe(sorted(fresh, key=Proposal.rank))
+    for extra in ranked[MAX_PROPOSALS:]:
+        rejected.append(
+            Rejected(extra.title, f"cut: only the {MAX_PROPOSALS} strongest proposals are kept")
+        )
+    report = Report(
+        experience=experience.name,
+        experience_dir=experience.directory,
+        run_ids=[r["id"] for r in rows],
+        apply_root=root,
+        llm=llm,
+        llm_note=note,
+        proposals=ranked[:MAX_PROPOSALS],
+        rejected=rejected,
+        repeated=_unique(repeated),
+        runs=[
+            {
+                "run": r.run_id,
+                "status": r.status,
+                "reason": r.reason,
+                "duration_ms": r.duration_ms,
+                "events": r.events,
+            }
+            for r in evidence.runs
+        ],
+    )
+    report.write(workspace.evolution_dir)
+    return report
+
+
+def _dedupe(proposals: list[Proposal]) -> list[Proposal]:
+    """One proposal per node parameter (the stronger one), and no two of the same idea."""
+    kept, targets, fingerprints = [], set(), set()
+    for p in proposals:
+        parts = p.fingerprint.split(":")
+        target = (
+            (parts[1], parts[2].split(".")[0])
+            if p.operation == "tune-param" and len(parts) > 2
+            else None
+        )
+        if p.fingerprint in fingerprints or (target and target in targets):
+            continue
+        fingerprints.add(p.fingerprint)
+        if target:
+            targets.add(target)
+        kept.append(p)
+    return kept
+
+
+def _unique(items: list) -> list:
+    out, seen = [], set()
+    for item in items:
+        if item.fingerprint not in seen:
+            seen.add(item.fingerprint)
+            out.append(item)
+    return out

@@ -1,0 +1,127 @@
+"""The proposal report: `.evolve/evolution/<run-id>.md` and its `.json` twin.
+
+The markdown keeps `oe`'s shape: a title naming the run, one line saying nothing is applied
+automatically and how to apply, then `## N. Title _(operation, confidence: level)_`, the rationale
+with its evidence, and a ```diff block per proposal; an appendix lists what was not proposed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evolve.advisor.ledger import Earlier
+from evolve.advisor.proposal import Proposal, Rejected
+from evolve.store.events import utc_now
+
+
+@dataclass
+class Report:
+    experience: str
+    experience_dir: Path
+    run_ids: list[str]
+    apply_root: Path
+    llm: str | None  # the model used, or None for detectors only
+    llm_note: str  # why there was no LLM, or how it went
+    proposals: list[Proposal]
+    rejected: list[Rejected] = field(default_factory=list)
+    repeated: list[Earlier] = field(default_factory=list)  # ideas not proposed again
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    created: str = field(default_factory=utc_now)
+    path: Path | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": 1,
+            "experience": self.experience,
+            "experience_dir": str(self.experience_dir),
+            "runs": self.run_ids,
+            "created": self.created,
+            "apply_root": str(self.apply_root),
+            "llm": self.llm,
+            "llm_note": self.llm_note,
+            "proposals": [{"n": i, **p.to_json()} for i, p in enumerate(self.proposals, 1)],
+            "rejected": [r.to_json() for r in self.rejected],
+            "not_proposed_again": [e.to_json() for e in self.repeated],
+        }
+
+    def markdown(self) -> str:
+        first = self.run_ids[0]
+        runs = ", ".join(f"`{r}`" for r in self.run_ids)
+        lines = [
+            f"# Proposals for `{self.experience}` from run{'s' * (len(self.run_ids) > 1)} {runs}",
+            "",
+            f"Nothing here is applied automatically: review each diff, and apply the ones you "
+            f"accept from `{self.apply_root}` with `evolve diff {first} N | git apply`.",
+            "",
+        ]
+        for r in self.runs:
+            lines.append(
+                f"- run `{r['run']}`: {r['status']}, {r['events']} events"
+                + (f", {r['duration_ms'] / 1000:.2f} s" if r.get("duration_ms") is not None else "")
+                + (f" ({r['reason']})" if r.get("reason") else "")
+            )
+        lines += ["", f"_{self.llm_note}_", ""]
+        if not self.proposals:
+            lines += ["No proposal: the evidence shows nothing to change.", ""]
+        for i, p in enumerate(self.proposals, 1):
+            lines += [
+                f"## {i}. {p.title} _({p.operation}, confidence: {p.confidence})_",
+                "",
+                p.rationale,
+                "",
+            ]
+            if p.evidence:
+                lines += [
+                    "Evidence: "
+                    + ", ".join(f"`{e}`" for e in p.evidence[:12])
+                    + (f" and {len(p.evidence) - 12} more" if len(p.evidence) > 12 else ""),
+                    "",
+                ]
+            lines += ["```diff", p.diff.rstrip("\n"), "```", ""]
+        if self.rejected or self.repeated:
+            lines += ["## Appendix: not proposed", ""]
+            for r in self.rejected:
+                lines.append(f"- {r.title}: {r.reason}")
+            for e in self.repeated:
+                state = "already applied" if e.applied else "proposed before and not applied"
+                lines.append(f"- {e.title}: {state} ({e.file})")
+            lines.append("")
+        return "\n".join(lines)
+
+    def write(self, folder: Path) -> Path:
+        """Write the .md and .json; a new numbered file rather than overwriting an earlier one."""
+        folder.mkdir(parents=True, exist_ok=True)
+        stem, n = self.run_ids[0], 1
+        while (folder / f"{stem}.md").exists() or (folder / f"{stem}.json").exists():
+            n += 1
+            stem = f"{self.run_ids[0]}-{n}"
+        self.path = folder / f"{stem}.md"
+        self.path.write_text(self.markdown(), "utf-8")
+        (folder / f"{stem}.json").write_text(
+            json.dumps(self.to_json(), indent=2, ensure_ascii=False), "utf-8"
+        )
+        return self.path
+
+
+def latest_report(folder: Path, run_id: str) -> dict[str, Any] | None:
+    """The newest proposal file for `run_id` (the numbered ones count up)."""
+    candidates = (
+        [
+            p
+            for p in folder.glob(f"{run_id}*.json")
+            if p.stem == run_id or p.stem.rsplit("-", 1)[0] == run_id
+        ]
+        if folder.is_dir()
+        else []
+    )
+    if not candidates:
+        return None
+
+    def number(p: Path) -> int:
+        tail = p.stem[len(run_id) :].lstrip("-")
+        return int(tail) if tail.isdigit() else 1
+
+    return json.loads(max(candidates, key=number).read_text("utf-8"))
