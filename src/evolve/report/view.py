@@ -332,6 +332,12 @@ def _settle(view: RunView, folder: _Folder) -> None:
         if node.status != "running":
             continue
         last = node.attempts[-1] if node.attempts else None
+        items = [i.status for i in node.items.values()]
+        if items and "running" not in items and "interrupted" not in items:
+            # a pipeline stage: its items ended, and the pipeline reports for it
+            node.status = "succeeded" if "succeeded" in items else "failed"
+            node.end_ms = max((i.end_ms or 0) for i in node.items.values())
+            continue
         node.status = (
             "failed" if last is not None and last.status in ("failed", "timeout") else "interrupted"
         )
