@@ -106,3 +106,14 @@ def test_tools_get_copies_of_state_not_the_state_itself(tmp_path):
         {"tools/a.py": sneaky},
     )
     assert run(exp, tmp_path / "ws").state["items"] == []
+
+
+def test_a_tool_may_return_nothing(tmp_path):
+    exp = build(
+        tmp_path / "x",
+        spec([tool("a", "tools/a.py")]),
+        {"tools/a.py": "def run(inputs):\n    pass\n"},
+    )
+    result = run(exp, tmp_path / "ws")
+    assert result.status == "success"
+    assert events(result, "node.finished")[0]["metrics"] == {}

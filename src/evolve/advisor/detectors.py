@@ -116,9 +116,9 @@ class Detectors:
             return None
         current = self._limit(node)
         p95 = found.timing()["p95"] or current
-        target = nice_ms(max(2 * p95, 2 * current if p95 <= current else 0))
-        if target <= current:
-            target = nice_ms(current * 2)
+        target = nice_ms(2 * max(p95, max(found.timeout_limits)))
+        if target <= current:  # the setting already leaves that room (applied since?)
+            return None
         rationale = (
             f"{len(found.timeouts)} attempt{'s' * (len(found.timeouts) > 1)} of "
             f"'{node.id}' hit timeout_ms {current} ({_cite(found.timeouts)}); observed "

@@ -1,8 +1,10 @@
 """The ledger: earlier proposal files of an experience, and which of their diffs were applied.
 
-Every `evolve propose` leaves `.evolve/evolution/<run-id>.json`. An earlier proposal counts as
-applied when its diff applies in reverse to the files as they are now (`git apply --check
---reverse`); otherwise it was passed over. Either way the same idea is not proposed again.
+Every `evolve propose` leaves `.evolve/evolution/<run-id>.json`. An earlier proposal is
+*applied* when its diff applies in reverse to the files as they are now (`git apply --check
+--reverse`); *rejected* when it was not applied and the experience has run again since it was
+made; otherwise still *pending*. Applied and rejected ideas are not proposed again; a pending one
+is proposed again, so asking twice gives the same answer.
 """
 
 from __future__ import annotations
@@ -22,14 +24,18 @@ class Earlier:
     fingerprint: str
     title: str
     operation: str
-    applied: bool
+    status: str  # applied | rejected | pending
     file: str
+
+    @property
+    def applied(self) -> bool:
+        return self.status == "applied"
 
     def to_json(self) -> dict[str, Any]:
         return {
             "title": self.title,
             "operation": self.operation,
-            "status": "applied" if self.applied else "not applied",
+            "status": self.status,
             "file": self.file,
         }
 
@@ -50,7 +56,10 @@ def is_applied(diff: str, root: Path) -> bool:
     return done.returncode == 0
 
 
-def earlier_proposals(workspace: Workspace, experience_dir: Path, root: Path) -> list[Earlier]:
+def earlier_proposals(
+    workspace: Workspace, experience_dir: Path, root: Path, newest_run: str
+) -> list[Earlier]:
+    """Earlier proposals for this experience; `newest_run` is when its newest run started."""
     found: list[Earlier] = []
     folder = workspace.evolution_dir
     if not folder.is_dir():
@@ -62,13 +71,18 @@ def earlier_proposals(workspace: Workspace, experience_dir: Path, root: Path) ->
             continue
         if data.get("experience_dir") != str(experience_dir):
             continue
+        ran_since = newest_run > data.get("created", "")
         for p in data.get("proposals", []):
+            if is_applied(p.get("diff", ""), root):
+                status = "applied"
+            else:
+                status = "rejected" if ran_since else "pending"
             found.append(
                 Earlier(
                     p.get("fingerprint", ""),
                     p.get("title", ""),
                     p.get("operation", ""),
-                    is_applied(p.get("diff", ""), root),
+                    status,
                     path.name,
                 )
             )

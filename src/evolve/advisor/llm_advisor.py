@@ -171,8 +171,12 @@ class LLMAdvisor:
                 Rejected("(the advisor reply)", f"{note}; the repair call failed: {exc}")
             ]
         fixed, still, note2 = self._judge(text)
-        if note2:
-            still = still or [Rejected("(the advisor reply)", note2)]
+        if note2:  # the repair reply was unusable: the first round's reasons stand
+            first = f"{note}; " if note else ""
+            still = [
+                Rejected(r.title, f"{r.reason} (the repair reply was unusable: {note2})", r.raw)
+                for r in failed
+            ] or [Rejected("(the advisor reply)", f"{first}the repair reply: {note2}")]
         return accepted + fixed, still
 
     def _judge(self, text: str) -> tuple[list[Proposal], list[Rejected], str | None]:

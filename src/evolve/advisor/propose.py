@@ -64,7 +64,8 @@ def propose(
     evidence = gather(workspace, experience.name, rows, diffs)
     root = apply_root(experience.directory)
     checker = ProposalChecker(experience, root)
-    earlier = earlier_proposals(workspace, experience.directory, root)
+    newest = max(r["started_at"] or "" for r in rows)
+    earlier = earlier_proposals(workspace, experience.directory, root, newest)
 
     proposals, rejected = [], []
     for proposal in Detectors(experience, evidence).run():
@@ -95,8 +96,8 @@ def propose(
 
             model_client = build_model(experience.directory, api_base=api_base, offline=offline)
         advisor = LLMAdvisor(experience, checker, model_client, llm)
-        made, failed = advisor.propose(evidence, [e.to_json() for e in earlier])
-        proposals += made
+        found, failed = advisor.propose(evidence, [e.to_json() for e in earlier])
+        proposals += found
         rejected += failed
         note = (
             f"Deterministic proposals, and LLM proposals from {llm}"
@@ -104,8 +105,9 @@ def propose(
             + "."
         )
 
-    seen = {e.fingerprint for e in earlier}
-    repeated = [e for e in earlier if e.fingerprint in {p.fingerprint for p in proposals}]
+    seen = {e.fingerprint for e in earlier if e.status != "pending"}
+    made = {p.fingerprint for p in proposals}
+    repeated = [e for e in earlier if e.fingerprint in made and e.status != "pending"]
     fresh = [p for p in proposals if p.fingerprint not in seen]
     ranked = _dedupe(sorted(fresh, key=Proposal.rank))
     for extra in ranked[MAX_PROPOSALS:]:

@@ -86,7 +86,11 @@ class Report:
             for r in self.rejected:
                 lines.append(f"- {r.title}: {r.reason}")
             for e in self.repeated:
-                state = "already applied" if e.applied else "proposed before and not applied"
+                state = (
+                    "already applied"
+                    if e.applied
+                    else "proposed before, and the experience ran again without it"
+                )
                 lines.append(f"- {e.title}: {state} ({e.file})")
             lines.append("")
         return "\n".join(lines)

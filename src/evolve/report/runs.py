@@ -123,8 +123,7 @@ def raw_events(workspace: Workspace, ref: str, node: str | None, kind: str | Non
             continue
         if kind and not (
             event["type"] == kind
-            or (event["type"].startswith(kind.rstrip("*"))
-            and kind.endswith((".", "*")))
+            or (event["type"].startswith(kind.rstrip("*")) and kind.endswith((".", "*")))
         ):
             continue
         yield event

@@ -364,7 +364,8 @@ class Scheduler:
             attempt.emit("node.failed", error_type=error_type, error=str(exc))
             self._record(row, started, "failed", error_type, str(exc))
             return None, str(exc)
-        metrics = result.get("metrics") if isinstance(result.get("metrics"), dict) else None
+        metrics = result.get("metrics") if isinstance(result, dict) else None
+        metrics = metrics if isinstance(metrics, dict) else None
         duration = _ms_since(started)
         attempt.emit("node.finished", duration_ms=duration, metrics=metrics or {})
         self._record(row, started, "succeeded", None, None, metrics)

@@ -134,9 +134,7 @@ class RunState:
                 write["count"] += 1
                 if write["count"] > 1:
                     write["item"] = None  # several items wrote it: the merge is the write
-                staged[field] = self._merge(
-                    spec, field, staged.get(field), value, once, node_id
-                )
+                staged[field] = self._merge(spec, field, staged.get(field), value, once, node_id)
         for field, write in touched.items():
             problem = _schema_problem(self.experience.state[field], staged[field])
             if problem:

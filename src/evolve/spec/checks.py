@@ -60,8 +60,9 @@ class Checker:
         self.root = root
         self.problems: list[Problem] = []
         self.referenced_files: list[Path] = []
-        self.fields = {k: v for k, v in _mapping(data, "state", "schema").items()
-                       if isinstance(v, dict)}
+        self.fields = {
+            k: v for k, v in _mapping(data, "state", "schema").items() if isinstance(v, dict)
+        }
         self.nodes = _items(data, "graph", "nodes")
         self.edges = _items(data, "graph", "edges")
         self.pipelines = _items(data, "graph", "pipelines")
@@ -99,22 +100,30 @@ class Checker:
                 self.report(where, f"state field '{name}' has an invalid schema: {exc.message}")
                 continue
             if spec.get("merge") == "array_append" and spec.get("type") != "array":
-                self.report((*path, "merge"), f"state field '{name}': merge array_append "
-                                              "needs type: array")
+                self.report(
+                    (*path, "merge"), f"state field '{name}': merge array_append needs type: array"
+                )
             if "default" in spec:
                 error = jsonschema.exceptions.best_match(
-                    jsonschema.Draft202012Validator(schema).iter_errors(spec["default"]))
+                    jsonschema.Draft202012Validator(schema).iter_errors(spec["default"])
+                )
                 if error is not None:
-                    self.report((*path, "default"), f"default of state field '{name}' does not "
-                                                    f"match its schema: {error.message}")
+                    self.report(
+                        (*path, "default", *error.absolute_path),
+                        f"default of state "
+                        f"field '{name}' does not match its schema: {error.message}",
+                    )
 
     def _field_ref(self, path: JsonPath, name: Any, verb: str) -> bool:
         if not isinstance(name, str):
             return False
         if name in self.fields:
             return True
-        self.report(path, f"{verb} undeclared state field '{name}'"
-                          f"{did_you_mean(name, self.fields)} (declare it under state.schema)")
+        self.report(
+            path,
+            f"{verb} undeclared state field '{name}'"
+            f"{did_you_mean(name, self.fields)} (declare it under state.schema)",
+        )
         return False
 
     # -- ids and references ----------------------------------------------------------------------
@@ -128,8 +137,9 @@ class Checker:
                 continue
             if ident in seen:
                 line, _ = self.loc.value((*seen[ident], "id"))
-                self.report((*item.path, "id"), f"duplicate id '{ident}' (first used on line "
-                                                f"{line})")
+                self.report(
+                    (*item.path, "id"), f"duplicate id '{ident}' (first used on line {line})"
+                )
                 continue
             seen[ident] = item.path
             if item.path[1] == "nodes":
@@ -138,8 +148,10 @@ class Checker:
             for node in self.nodes:
                 phase = node.get("phase", str)
                 if phase is not None and phase not in phases:
-                    self.report((*node.path, "phase"), f"unknown phase '{phase}'"
-                                                       f"{did_you_mean(phase, phases)}")
+                    self.report(
+                        (*node.path, "phase"),
+                        f"unknown phase '{phase}'{did_you_mean(phase, phases)}",
+                    )
         self.steps = set(seen)
 
     def _node_ref(self, path: JsonPath, name: Any, role: str) -> bool:
@@ -179,8 +191,11 @@ class Checker:
                     continue
                 path = (*edge.path, end)
                 if name in self.owner:
-                    self.report(path, f"node '{name}' runs inside '{self.owner[name]}'; "
-                                      f"connect the edge to '{self.owner[name]}' instead")
+                    self.report(
+                        path,
+                        f"node '{name}' runs inside '{self.owner[name]}'; "
+                        f"connect the edge to '{self.owner[name]}' instead",
+                    )
                 elif name not in self.steps:
                     hint = did_you_mean(name, self.steps)
                     self.report(path, f"edge '{end}' names unknown node '{name}'{hint}")
@@ -199,9 +214,11 @@ class Checker:
         try:
             sorter.prepare()
         except CycleError as exc:
-            cycle = list(reversed(exc.args[1]))  # graphlib lists it against the edge direction
-            self.report(closing[(cycle[-2], cycle[-1])], "cycle in the graph: "
-                        + " -> ".join(cycle) + " (use a loop to repeat a node)")
+            cycle = list(exc.args[1])  # each an immediate predecessor of the next: edge order
+            self.report(
+                closing[(cycle[-2], cycle[-1])],
+                "cycle in the graph: " + " -> ".join(cycle) + " (use a loop to repeat a node)",
+            )
 
     # -- expressions ---------------------------------------------------------------------------
 
@@ -211,18 +228,26 @@ class Checker:
         try:
             expression = parse_expression(source)
         except ExpressionError as exc:
-            self.problems.append(self.loc.expression_problem(path, exc.offset,
-                                                             f"invalid expression: {exc}"))
+            self.problems.append(
+                self.loc.expression_problem(path, exc.offset, f"invalid expression: {exc}")
+            )
             return
         for ref in expression.paths:
             if ref.root != "$" and not item_allowed:
-                self.problems.append(self.loc.expression_problem(
-                    path, ref.offset, f"{ref.root} is only available inside for_each"))
+                self.problems.append(
+                    self.loc.expression_problem(
+                        path, ref.offset, f"{ref.root} is only available inside for_each"
+                    )
+                )
             elif ref.root == "$" and ref.parts[0] not in self.fields:
                 hint = did_you_mean(ref.parts[0], self.fields)
-                self.problems.append(self.loc.expression_problem(
-                    path, ref.offset, f"'{ref.text}' reads undeclared state field "
-                                      f"'{ref.parts[0]}'{hint}"))
+                self.problems.append(
+                    self.loc.expression_problem(
+                        path,
+                        ref.offset,
+                        f"'{ref.text}' reads undeclared state field '{ref.parts[0]}'{hint}",
+                    )
+                )
         self.expressions[path] = expression
 
     def _array_path(self, item: _Item, key: str) -> None:
@@ -238,8 +263,10 @@ class Checker:
             return
         field = self.fields.get(tree.parts[0])
         if field is not None and len(tree.parts) == 1 and field.get("type") != "array":
-            self.report(path, f"'{source}' must name an array field; '{tree.parts[0]}' is "
-                              f"{field.get('type')}")
+            self.report(
+                path,
+                f"'{source}' must name an array field; '{tree.parts[0]}' is {field.get('type')}",
+            )
 
     # -- nodes ---------------------------------------------------------------------------------
 
@@ -253,21 +280,37 @@ class Checker:
             if isinstance(value, str) and value.startswith("$."):
                 self._expression((*node.path, "args", key), value, item_allowed=False)
         kind = node.get("kind", str)
-        check = {"tool": self._tool, "agent": self._agent, "dataset": self._dataset,
-                 "experience": self._child}.get(kind or "")
+        check = {
+            "tool": self._tool,
+            "agent": self._agent,
+            "dataset": self._dataset,
+            "experience": self._child,
+        }.get(kind or "")
         if check:
             check(node)
 
-    def _file(self, path: JsonPath, value: str | None, what: str) -> Path | None:
-        """Resolve `value` inside the experience directory, reporting a missing or escaping file."""
+    def _file(
+        self, path: JsonPath, value: str | None, what: str, *, is_file: bool = False
+    ) -> Path | None:
+        """Resolve `value` inside the experience directory, reporting a missing or escaping file
+        (or, with `is_file`, anything but a regular file)."""
         if not value:
             return None
-        resolved = (self.root / value).resolve()
+        try:
+            resolved = (self.root / value).resolve()
+            exists = resolved.is_relative_to(self.root) and resolved.exists()
+        except (OSError, ValueError, RuntimeError) as exc:  # too long, a NUL, a symlink loop
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            self.report(path, f"{what} '{value}' is not a usable path ({reason})")
+            return None
         if not resolved.is_relative_to(self.root):
             self.report(path, f"{what} '{value}' is outside the experience directory")
             return None
-        if not resolved.exists():
+        if not exists:
             self.report(path, f"{what} '{value}' does not exist")
+            return None
+        if is_file and not resolved.is_file():
+            self.report(path, f"{what} '{value}' is not a file")
             return None
         self.paths[path] = resolved
         if resolved.is_file():
@@ -287,40 +330,61 @@ class Checker:
         elif path.suffix == ".py":
             self._python_function((*node.path, "impl"), path, function or "run")
         elif path.suffix not in (".js", ".mjs") and not os.access(path, os.X_OK):
-            self.report((*node.path, "impl"), f"tool '{file}' is not executable "
-                                              f"(chmod +x {file})")
+            self.report((*node.path, "impl"), f"tool '{file}' is not executable (chmod +x {file})")
 
     def _python_function(self, path: JsonPath, file: Path, function: str) -> None:
         try:
             tree = ast.parse(file.read_bytes(), filename=str(file))
-        except (SyntaxError, ValueError) as exc:
+        except (SyntaxError, ValueError, OSError, RecursionError, MemoryError) as exc:
             line = getattr(exc, "lineno", None)
-            self.report(path, f"tool '{file.name}' has a syntax error"
-                              + (f" on line {line}" if line else "") + f": {exc.msg}"
-                        if isinstance(exc, SyntaxError) else f"tool '{file.name}' is unreadable")
+            self.report(
+                path,
+                f"tool '{file.name}' has a syntax error"
+                + (f" on line {line}" if line else "")
+                + f": {exc.msg}"
+                if isinstance(exc, SyntaxError)
+                else f"tool '{file.name}' is unreadable",
+            )
             return
-        defined = {n.name for n in tree.body
-                   if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
-        defined |= {t.id for n in tree.body if isinstance(n, ast.Assign)
-                    for t in n.targets if isinstance(t, ast.Name)}
-        defined |= {a.asname or a.name for n in tree.body if isinstance(n, ast.ImportFrom)
-                    for a in n.names}
+        defined = {
+            n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
+        }
+        defined |= {
+            t.id
+            for n in tree.body
+            if isinstance(n, ast.Assign)
+            for t in n.targets
+            if isinstance(t, ast.Name)
+        }
+        defined |= {
+            a.asname or a.name for n in tree.body if isinstance(n, ast.ImportFrom) for a in n.names
+        }
         if function not in defined:
-            self.report(path, f"tool '{file.name}' defines no function '{function}'"
-                              f"{did_you_mean(function, defined)}")
+            self.report(
+                path,
+                f"tool '{file.name}' defines no function '{function}'"
+                f"{did_you_mean(function, defined)}",
+            )
 
     def _agent(self, node: _Item) -> None:
-        prompt = self._file((*node.path, "prompt"), node.get("prompt", str), "prompt file")
-        self._file((*node.path, "system"), node.get("system", str), "system prompt file")
+        prompt = self._file(
+            (*node.path, "prompt"), node.get("prompt", str), "prompt file", is_file=True
+        )
+        self._file(
+            (*node.path, "system"), node.get("system", str), "system prompt file", is_file=True
+        )
         writes = node.get("writes", list) or []
         schema = node.get("schema", dict)
         if schema is None:
             if len(writes) != 1:
-                self.report(self._writes_path(node), f"{self._label(node)} has no output schema, "
-                            f"so it needs exactly one writes field (it has {len(writes)})")
+                self.report(
+                    self._writes_path(node),
+                    f"{self._label(node)} has no output schema, "
+                    f"so it needs exactly one writes field (it has {len(writes)})",
+                )
         else:
             self._output_schema(node, schema, writes)
-        if prompt is not None and prompt.is_file():
+        if prompt is not None:
             self._placeholders(node, prompt)
 
     def _output_schema(self, node: _Item, schema: dict[str, Any], writes: list[Any]) -> None:
@@ -330,24 +394,36 @@ class Checker:
         try:
             jsonschema.Draft202012Validator.check_schema(schema)
         except jsonschema.SchemaError as exc:
-            self.report((*path, *exc.path), f"invalid output schema of {self._label(node)}: "
-                                            f"{exc.message}")
+            self.report(
+                (*path, *exc.path), f"invalid output schema of {self._label(node)}: {exc.message}"
+            )
             return
         if schema.get("type", "object") != "object":
-            self.report((*path, "type") if "type" in schema else path, f"output schema of {self._label(node)} must describe an object "
-                              "(its keys are state fields)")
-        for key in schema.get("properties", {}) if isinstance(schema.get("properties"),
-                                                                dict) else {}:
+            self.report(
+                (*path, "type") if "type" in schema else path,
+                f"output schema of {self._label(node)} must describe an object "
+                "(its keys are state fields)",
+            )
+        for key in (
+            schema.get("properties", {}) if isinstance(schema.get("properties"), dict) else {}
+        ):
             if key not in writes:
-                self.report((*path, "properties", key),
-                            f"output schema property '{key}' is not in the writes of "
-                            f"{self._label(node)}", at_key=True)
+                self.report(
+                    (*path, "properties", key),
+                    f"output schema property '{key}' is not in the writes of {self._label(node)}",
+                    at_key=True,
+                )
 
     def _placeholders(self, node: _Item, prompt: Path) -> None:
         try:
             text = prompt.read_text("utf-8")
-        except UnicodeDecodeError:
-            self.report((*node.path, "prompt"), f"prompt file '{prompt.name}' is not UTF-8 text")
+        except (UnicodeDecodeError, OSError) as exc:
+            problem = (
+                "is not UTF-8 text"
+                if isinstance(exc, UnicodeDecodeError)
+                else f"cannot be read ({exc.strerror})"
+            )
+            self.report((*node.path, "prompt"), f"prompt file '{prompt.name}' {problem}")
             return
         readable = {x for x in node.get("reads", list) or [] if isinstance(x, str)}
         readable |= set(node.get("args", dict) or {})
@@ -365,33 +441,56 @@ class Checker:
             elif ph.root in readable:
                 continue
             else:
-                message = (f"placeholder '{{{{ {ph.text} }}}}' names no readable field"
-                           f"{did_you_mean(ph.root, readable)} (add it to reads or args)")
-            self.problems.append(Problem(display, line, col, message,
-                                         self.loc.problem((*node.path, "prompt"), "").json_path))
+                message = (
+                    f"placeholder '{{{{ {ph.text} }}}}' names no readable field"
+                    f"{did_you_mean(ph.root, readable)} (add it to reads or args)"
+                )
+            self.problems.append(
+                Problem(
+                    display,
+                    line,
+                    col,
+                    message,
+                    self.loc.problem((*node.path, "prompt"), "").json_path,
+                )
+            )
 
     def _dataset(self, node: _Item) -> None:
         source = node.get("source", dict)
         writes = node.get("writes", list) or []
         if len(writes) != 1:
-            self.report(self._writes_path(node), f"{self._label(node)} must write exactly one "
-                                                 f"field (it writes {len(writes)})")
+            self.report(
+                self._writes_path(node),
+                f"{self._label(node)} must write exactly one field (it writes {len(writes)})",
+            )
         if source is None:
             return
         spath = (*node.path, "source")
-        path = self._file((*spath, "uri"), source.get("uri") if isinstance(source.get("uri"),
-                                                                          str) else None,
-                          "data file")
-        if path and source.get("type") == "file" and "format" not in source \
-                and path.suffix.lower() not in _DATA_FORMATS:
-            self.report((*spath, "uri"), f"cannot tell the format of '{source['uri']}'; "
-                                         "set source.format to json, jsonl or csv")
+        path = self._file(
+            (*spath, "uri"),
+            source.get("uri") if isinstance(source.get("uri"), str) else None,
+            "data file",
+            is_file=True,
+        )
+        if (
+            path
+            and source.get("type") == "file"
+            and "format" not in source
+            and path.suffix.lower() not in _DATA_FORMATS
+        ):
+            self.report(
+                (*spath, "uri"),
+                f"cannot tell the format of '{source['uri']}'; "
+                "set source.format to json, jsonl or csv",
+            )
 
     def _child(self, node: _Item) -> None:
         path = self._file((*node.path, "impl"), node.get("impl", str), "child experience")
         if path is not None and not (path / "experience.yaml").is_file():
-            self.report((*node.path, "impl"), f"child experience '{node.data['impl']}' has no "
-                                              "experience.yaml")
+            self.report(
+                (*node.path, "impl"),
+                f"child experience '{node.data['impl']}' has no experience.yaml",
+            )
 
     @staticmethod
     def _writes_path(node: _Item) -> JsonPath:
@@ -408,26 +507,45 @@ class Checker:
         data = self.data
         runtime = _mapping(data, "runtime")
         return model.Experience(
-            name=data["name"], version=data["version"],
+            name=data["name"],
+            version=data["version"],
             description=data.get("description", ""),
-            directory=self.root, spec_path=spec_path.resolve(), spec_hash=spec_hash,
+            directory=self.root,
+            spec_path=spec_path.resolve(),
+            spec_hash=spec_hash,
             runtime=model.Runtime(
                 model=runtime.get("model"),
                 concurrency=runtime.get("concurrency", model.DEFAULT_CONCURRENCY),
-                timeout_ms=runtime.get("timeout_ms", model.DEFAULT_TIMEOUT_MS)),
+                timeout_ms=runtime.get("timeout_ms", model.DEFAULT_TIMEOUT_MS),
+            ),
             state={name: _field(name, spec) for name, spec in self.fields.items()},
-            phases=tuple(model.Phase(p.data["id"], p.data.get("description", ""))
-                         for p in _items(data, "phases")),
+            phases=tuple(
+                model.Phase(p.data["id"], p.data.get("description", ""))
+                for p in _items(data, "phases")
+            ),
             nodes={n.data["id"]: self._build_node(n) for n in self.nodes},
-            edges=tuple(model.Edge(e.data["from"], e.data["to"],
-                                   self.expressions.get((*e.path, "when")))
-                        for e in self.edges),
-            pipelines={p.data["id"]: model.Pipeline(
-                p.data["id"], self.expressions[(*p.path, "items")], tuple(p.data["stages"]),
-                p.data.get("concurrency")) for p in self.pipelines},
-            loops={lp.data["id"]: model.Loop(
-                lp.data["id"], lp.data["body"], self.expressions[(*lp.path, "until")],
-                lp.data["max_iters"]) for lp in self.loops},
+            edges=tuple(
+                model.Edge(e.data["from"], e.data["to"], self.expressions.get((*e.path, "when")))
+                for e in self.edges
+            ),
+            pipelines={
+                p.data["id"]: model.Pipeline(
+                    p.data["id"],
+                    self.expressions[(*p.path, "items")],
+                    tuple(p.data["stages"]),
+                    p.data.get("concurrency"),
+                )
+                for p in self.pipelines
+            },
+            loops={
+                lp.data["id"]: model.Loop(
+                    lp.data["id"],
+                    lp.data["body"],
+                    self.expressions[(*lp.path, "until")],
+                    lp.data["max_iters"],
+                )
+                for lp in self.loops
+            },
         )
 
     def _build_node(self, node: _Item) -> model.Node:
@@ -439,36 +557,56 @@ class Checker:
         impl = d.get("impl")
         function = impl.partition(":")[2] if impl and ".py:" in impl else None
         return model.Node(
-            id=d["id"], kind=d["kind"], phase=d.get("phase"),
+            id=d["id"],
+            kind=d["kind"],
+            phase=d.get("phase"),
             description=d.get("description", ""),
-            reads=tuple(d.get("reads", ())), writes=tuple(d.get("writes", ())),
+            reads=tuple(d.get("reads", ())),
+            writes=tuple(d.get("writes", ())),
             on_error=model.OnError(
                 policy=policy,
                 attempts=on_error.get("attempts", 3 if policy == "retry" else 1),
                 backoff=on_error.get("backoff", "exponential"),
-                base_ms=on_error.get("base_ms", 100), then=on_error.get("then", "fail_run")),
-            for_each=model.ForEach(self.expressions[(*node.path, "for_each", "source")],
-                                   for_each.get("concurrency")) if for_each else None,
-            timeout_ms=d.get("timeout_ms"), frozen=d.get("frozen", False),
-            impl=self.paths.get((*node.path, "impl")), impl_text=impl,
+                base_ms=on_error.get("base_ms", 100),
+                then=on_error.get("then", "fail_run"),
+            ),
+            for_each=model.ForEach(
+                self.expressions[(*node.path, "for_each", "source")], for_each.get("concurrency")
+            )
+            if for_each
+            else None,
+            timeout_ms=d.get("timeout_ms"),
+            frozen=d.get("frozen", False),
+            impl=self.paths.get((*node.path, "impl")),
+            impl_text=impl,
             function=function or ("run" if d["kind"] == "tool" else None),
             args=d.get("args", {}),
             prompt=self.paths.get((*node.path, "prompt")),
             system=self.paths.get((*node.path, "system")),
-            model=d.get("model"), schema=d.get("schema"),
-            temperature=d.get("temperature"), max_tokens=d.get("max_tokens"),
+            model=d.get("model"),
+            schema=d.get("schema"),
+            temperature=d.get("temperature"),
+            max_tokens=d.get("max_tokens"),
             source=model.DatasetSource(
-                type=source["type"], path=self.paths[(*node.path, "source", "uri")],
+                type=source["type"],
+                path=self.paths[(*node.path, "source", "uri")],
                 uri=source["uri"],
-                format=source.get("format") or _DATA_FORMATS.get(
-                    Path(source["uri"]).suffix.lower()),
-                query=source.get("query")) if source else None,
+                format=source.get("format")
+                or _DATA_FORMATS.get(Path(source["uri"]).suffix.lower()),
+                query=source.get("query"),
+            )
+            if source
+            else None,
         )
 
 
 def _field(name: str, spec: dict[str, Any]) -> model.StateField:
     return model.StateField(
-        name=name, type=spec["type"], merge=spec.get("merge", "last_wins"),
-        default=spec.get("default"), has_default="default" in spec,
+        name=name,
+        type=spec["type"],
+        merge=spec.get("merge", "last_wins"),
+        default=spec.get("default"),
+        has_default="default" in spec,
         description=spec.get("description", ""),
-        schema={k: v for k, v in spec.items() if k not in _FIELD_KEYS})
+        schema={k: v for k, v in spec.items() if k not in _FIELD_KEYS},
+    )

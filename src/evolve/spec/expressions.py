@@ -56,6 +56,7 @@ _TOKEN = re.compile(
 )
 _KEYWORDS = {"true": True, "false": False, "null": None}
 _COMPARE = {"==", "!=", ">", "<", ">=", "<="}
+_MAX_NESTING = 64
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,7 @@ class _Parser:
         self.tokens = _tokenize(source)
         self.i = 0
         self.paths: list[Path] = []
+        self.depth = 0
 
     def peek(self) -> tuple[str, str, int]:
         return self.tokens[self.i]
@@ -165,10 +167,17 @@ class _Parser:
         return left
 
     def not_(self) -> Any:
-        if self.peek()[1] == "!" and self.peek()[0] == "op":
-            self.take()
-            return Not(self.not_())
-        return self.compare()
+        # every '!', '(' and 'length(' comes through here: bound the recursion they cause
+        self.depth += 1
+        if self.depth > _MAX_NESTING:
+            raise ExpressionError("the expression is nested too deeply", self.peek()[2])
+        try:
+            if self.peek()[1] == "!" and self.peek()[0] == "op":
+                self.take()
+                return Not(self.not_())
+            return self.compare()
+        finally:
+            self.depth -= 1
 
     def compare(self) -> Any:
         left = self.primary()
@@ -259,8 +268,9 @@ def _evaluate(node: Any, state: dict[str, Any], item: Any, index: Any) -> Any:
         return bool(_evaluate(node.left, state, item, index)) or bool(
             _evaluate(node.right, state, item, index)
         )
-    return _compare(node.op, _evaluate(node.left, state, item, index),
-                    _evaluate(node.right, state, item, index))
+    return _compare(
+        node.op, _evaluate(node.left, state, item, index), _evaluate(node.right, state, item, index)
+    )
 
 
 def _compare(op: str, left: Any, right: Any) -> bool:

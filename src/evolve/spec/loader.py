@@ -22,8 +22,13 @@ from evolve.spec.source import JsonPath, Locations, json_path, parse_yaml
 SPEC_FILENAME = "experience.yaml"
 
 _TYPE_NAMES = {
-    "string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false",
-    "object": "a mapping", "array": "a list", "null": "null",
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "object": "a mapping",
+    "array": "a list",
+    "null": "null",
 }
 _PATTERN_HINTS = {
     "name": "must be lowercase letters, digits and dashes, starting with a letter or digit",
@@ -67,6 +72,8 @@ def load_experience(path: str | Path, *, display: str | None = None):  # -> Expe
         text = spec_path.read_text("utf-8")
     except UnicodeDecodeError as exc:
         raise SpecError([Problem(file, 1, 1, f"not UTF-8 text ({exc.reason})")]) from None
+    except OSError as exc:
+        raise SpecError([Problem(file, 1, 1, f"cannot read it ({exc.strerror})")]) from None
     data, loc, problems = parse_yaml(text, file)
     if data is None and problems:
         raise SpecError(problems)
@@ -111,8 +118,11 @@ def _describe(error: Any, loc: Locations, data: Any) -> list[Problem]:
         allowed = _allowed_keys(error.schema, error.instance)
         extras = [k for k in error.instance if k not in allowed]
         return [
-            loc.problem((*path, key), f"unknown key '{key}' in {where}{did_you_mean(key, allowed)}",
-                        at_key=True)
+            loc.problem(
+                (*path, key),
+                f"unknown key '{key}' in {where}{did_you_mean(key, allowed)}",
+                at_key=True,
+            )
             for key in extras
         ]
     if kind == "required":
@@ -126,18 +136,34 @@ def _describe(error: Any, loc: Locations, data: Any) -> list[Problem]:
     if kind == "enum":
         options = ", ".join(str(o) for o in error.validator_value)
         hint = did_you_mean(error.instance, error.validator_value)
-        return [loc.problem(path, f"{where} is {error.instance!r}; expected one of: {options}{hint}")]
+        return [
+            loc.problem(path, f"{where} is {error.instance!r}; expected one of: {options}{hint}")
+        ]
     if kind == "propertyNames" or "propertyNames" in error.schema_path:  # a bad field name
-        return [loc.problem((*path, error.instance), f"state field name {error.instance!r} "
-                            f"{_PATTERN_HINTS['id']}", at_key=True)]
+        return [
+            loc.problem(
+                (*path, error.instance),
+                f"state field name {error.instance!r} {_PATTERN_HINTS['id']}",
+                at_key=True,
+            )
+        ]
     if kind == "pattern":
-        hint = _PATTERN_HINTS.get(str(path[-1]) if path else "", f"must match {error.validator_value}")
+        hint = _PATTERN_HINTS.get(
+            str(path[-1]) if path else "", f"must match {error.validator_value}"
+        )
         return [loc.problem(path, f"{where} is {error.instance!r}; it {hint}")]
     if kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
-        bound = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "more than",
-                 "exclusiveMaximum": "less than"}[kind]
-        return [loc.problem(path, f"{where} must be {bound} {error.validator_value}, "
-                                  f"not {error.instance}")]
+        bound = {
+            "minimum": "at least",
+            "maximum": "at most",
+            "exclusiveMinimum": "more than",
+            "exclusiveMaximum": "less than",
+        }[kind]
+        return [
+            loc.problem(
+                path, f"{where} must be {bound} {error.validator_value}, not {error.instance}"
+            )
+        ]
     if kind in ("minItems", "minLength"):
         return [loc.problem(path, f"{where} must not be empty")]
     if kind == "uniqueItems":
@@ -165,15 +191,19 @@ def _where(path: JsonPath, data: Any) -> str:
         return "the experience"
     if path[:2] == ("graph", "nodes") and len(path) >= 3:
         node = _get(data, path[:3])
-        label = f"node '{node['id']}'" if isinstance(node, dict) and isinstance(
-            node.get("id"), str) else f"node #{int(path[2]) + 1}"
+        label = (
+            f"node '{node['id']}'"
+            if isinstance(node, dict) and isinstance(node.get("id"), str)
+            else f"node #{int(path[2]) + 1}"
+        )
         rest = ".".join(str(p) for p in path[3:])
         return f"'{rest}' of {label}" if rest else label
     if path[:2] == ("state", "schema") and len(path) >= 3:
         rest = ".".join(str(p) for p in path[3:])
         return f"'{rest}' of state field '{path[2]}'" if rest else f"state field '{path[2]}'"
     if path[0] == "graph" and len(path) >= 3 and isinstance(path[2], int):
-        noun = {"edges": "edge", "pipelines": "pipeline", "loops": "loop"}.get(str(path[1]), path[1])
+        nouns = {"edges": "edge", "pipelines": "pipeline", "loops": "loop"}
+        noun = nouns.get(str(path[1]), path[1])
         rest = ".".join(str(p) for p in path[3:])
         return f"'{rest}' of {noun} #{path[2] + 1}" if rest else f"{noun} #{path[2] + 1}"
     last = path[-1]
@@ -194,5 +224,10 @@ def _type_of(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "a boolean"
-    return {int: "an integer", float: "a number", str: "a string", list: "a list",
-            dict: "a mapping"}.get(type(value), type(value).__name__)
+    return {
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a mapping",
+    }.get(type(value), type(value).__name__)

@@ -1,8 +1,8 @@
 """The typed, immutable form of an experience that the runtime consumes.
 
-Built only by `evolve.spec.loader.load_experience`, after every check has passed, so code that holds
-an `Experience` may rely on it: ids are unique, every reference resolves, every file exists inside the
-experience directory, and every expression is already parsed.
+Built only by `evolve.spec.loader.load_experience`, after every check has passed, so code that
+holds an `Experience` may rely on it: ids are unique, every reference resolves, every file exists
+inside the experience directory, and every expression is already parsed.
 """
 
 from __future__ import annotations

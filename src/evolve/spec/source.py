@@ -7,6 +7,7 @@ value by JSON path, so later checks can point at the exact spot. Only the safe Y
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,7 @@ import yaml
 from evolve.errors import Problem
 
 JsonPath = tuple[str | int, ...]
+_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
 
 
 @dataclass
@@ -24,7 +26,8 @@ class Locations:
     file: str
     values: dict[JsonPath, tuple[int, int]] = field(default_factory=dict)
     keys: dict[JsonPath, tuple[int, int]] = field(default_factory=dict)
-    quoted: set[JsonPath] = field(default_factory=set)
+    text: str = ""
+    scalars: dict[JsonPath, tuple[int, int, str | None, str]] = field(default_factory=dict)
     broken: set[JsonPath] = field(default_factory=set)  # values dropped (None) after a problem
 
     def value(self, path: JsonPath) -> tuple[int, int]:
@@ -43,9 +46,41 @@ class Locations:
 
     def expression_problem(self, path: JsonPath, offset: int, message: str) -> Problem:
         """A problem at character `offset` inside the scalar string at `path`."""
-        line, col = self.value(path)
-        col += offset + (1 if path in self.quoted else 0)
+        line, col = self._inside(path, offset)
         return Problem(self.file, line, col, message, json_path(path))
+
+    def _inside(self, path: JsonPath, offset: int) -> tuple[int, int]:
+        """Where character `offset` of the string at `path` stands in the file.
+
+        The string's characters are found, in order, in its source text, which may also hold an
+        anchor or tag, quotes, escapes, a block scalar header, indentation, and line breaks that
+        folding turned into spaces.
+        """
+        if path not in self.scalars:
+            line, col = self.value(path)
+            return line, col + offset
+        start, end, style, value = self.scalars[path]
+        raw = self.text[start:end]
+        at = raw.find("\n") + 1 if style in ("|", ">") else raw.find(style) + 1 if style else 0
+        for index, char in enumerate(value[: offset + 1]):
+            found = _find(raw, char, at)
+            if found != -1:  # else written as an escape: stay put
+                at = found if index == offset else found + 1
+        return _position(self.text, start + at)
+
+
+def _position(text: str, index: int) -> tuple[int, int]:
+    """1-based line and column of `index` in `text`, counting line breaks as YAML does."""
+    breaks = list(_BREAK.finditer(text, 0, index))
+    return len(breaks) + 1, index - (breaks[-1].end() if breaks else 0) + 1
+
+
+def _find(raw: str, char: str, start: int) -> int:
+    """Where `char` of a scalar's value is next in its source (a space may be a folded break)."""
+    if char != " ":
+        return raw.find(char, start)
+    found = [i for i in (raw.find(" ", start), raw.find("\n", start)) if i != -1]
+    return min(found, default=-1)
 
 
 def json_path(path: JsonPath) -> str:
@@ -72,11 +107,6 @@ def _short(tag: str) -> str:
     return tag.replace("tag:yaml.org,2002:", "!!")
 
 
-class _TooLarge(Exception):
-    def __init__(self, node: yaml.Node):
-        self.node = node
-
-
 class _Builder:
     """Turns a composed node tree into Python values, recording locations and duplicate keys."""
 
@@ -84,20 +114,13 @@ class _Builder:
         self.loc = locations
         self.problems: list[Problem] = []
         self._constructor = yaml.SafeLoader("")
-        self._count = 0
 
     def _drop(self, path: JsonPath, message: str) -> None:
         """Report a value that cannot be built; it becomes None, and nothing else is said of it."""
         self.problems.append(self.loc.problem(path, message))
         self.loc.broken.add(path)
 
-    def _counted(self, node: yaml.Node) -> None:
-        self._count += 1
-        if self._count > _MAX_VALUES:
-            raise _TooLarge(node)
-
     def build(self, node: yaml.Node, path: JsonPath, depth: int = 0) -> Any:
-        self._counted(node)
         if depth > _MAX_DEPTH:
             self._drop(path, "YAML nesting is too deep")
             return None
@@ -109,8 +132,12 @@ class _Builder:
             return self._mapping(node, path, depth)
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
-        if node.style in ("'", '"'):
-            self.loc.quoted.add(path)
+        self.loc.scalars[path] = (
+            node.start_mark.index,
+            node.end_mark.index,
+            node.style,
+            node.value,
+        )
         return self._scalar(node, path)
 
     def _scalar(self, node: yaml.ScalarNode, path: JsonPath) -> Any:
@@ -125,15 +152,17 @@ class _Builder:
             self._drop(path, f"invalid YAML value: {_reason(exc)}")
             return None
         except (ValueError, KeyError):  # an explicit tag on text it cannot read: !!int abc
-            self._drop(path, f"invalid YAML value: {node.value!r} is not a valid "
-                             f"{_short(node.tag)}")
+            self._drop(
+                path, f"invalid YAML value: {node.value!r} is not a valid {_short(node.tag)}"
+            )
             return None
         if isinstance(value, float) and value != value:  # NaN is not JSON
             return None
         return value
 
-    def _merged(self, node: yaml.MappingNode, path: JsonPath,
-                seen: frozenset[int] = frozenset()) -> tuple[list[Any], list[Any]]:
+    def _merged(
+        self, node: yaml.MappingNode, path: JsonPath, seen: frozenset[int] = frozenset()
+    ) -> tuple[list[Any], list[Any]]:
         """The mapping's own key/value pairs, and those `<<` merges in (earlier ones win).
 
         Unlike PyYAML's flatten_mapping, this leaves the (possibly shared) nodes untouched.
@@ -141,18 +170,28 @@ class _Builder:
         own, merged = [], []
         seen = seen | {id(node)}
         for key_node, value_node in node.value:
-            self._counted(key_node)
             if key_node.tag != _MERGE_TAG:
                 own.append((key_node, value_node))
                 continue
-            sources = value_node.value if isinstance(value_node, yaml.SequenceNode) \
-                else [value_node]
+            sources = (
+                value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            )
             for source in sources:
-                if not isinstance(source, yaml.MappingNode) or source.tag not in _PLAIN_TAGS \
-                        or id(source) in seen:
+                if (
+                    not isinstance(source, yaml.MappingNode)
+                    or source.tag not in _PLAIN_TAGS
+                    or id(source) in seen
+                ):
                     line, col = _mark(source)
-                    self.problems.append(Problem(self.loc.file, line, col, "'<<' merges only "
-                                                 "mappings (or a list of them)", json_path(path)))
+                    self.problems.append(
+                        Problem(
+                            self.loc.file,
+                            line,
+                            col,
+                            "'<<' merges only mappings (or a list of them)",
+                            json_path(path),
+                        )
+                    )
                     continue
                 inner_own, inner_merged = self._merged(source, path, seen)
                 merged += inner_own + inner_merged
@@ -167,8 +206,9 @@ class _Builder:
             if key is None:
                 line, col = _mark(key_node)
                 self.problems.append(
-                    Problem(self.loc.file, line, col, "mapping keys must be strings",
-                            json_path(path))
+                    Problem(
+                        self.loc.file, line, col, "mapping keys must be strings", json_path(path)
+                    )
                 )
                 continue
             child = (*path, key)
@@ -178,9 +218,13 @@ class _Builder:
                 first_line, _ = self.loc.keys[child]
                 line, col = _mark(key_node)
                 self.problems.append(
-                    Problem(self.loc.file, line, col,
-                            f"duplicate key '{key}' (first defined on line {first_line})",
-                            json_path(child))
+                    Problem(
+                        self.loc.file,
+                        line,
+                        col,
+                        f"duplicate key '{key}' (first defined on line {first_line})",
+                        json_path(child),
+                    )
                 )
                 continue
             self.loc.keys[child] = _mark(key_node)
@@ -189,8 +233,7 @@ class _Builder:
 
     def _key(self, node: yaml.Node) -> str | None:
         """A mapping key as a string (numbers and booleans as written in JSON), else None."""
-        if not isinstance(node, yaml.ScalarNode) or node.tag not in _SCALAR_TAGS | {
-                _TIMESTAMP_TAG}:
+        if not isinstance(node, yaml.ScalarNode) or node.tag not in _SCALAR_TAGS | {_TIMESTAMP_TAG}:
             return None
         if node.tag == _TIMESTAMP_TAG:
             return node.value
@@ -208,35 +251,60 @@ def _reason(exc: yaml.YAMLError) -> str:
     return problem.strip()
 
 
-def _too_deep(text: str) -> tuple[int, int] | None:
-    """Where the nesting first gets deeper than _MAX_DEPTH, found from the parser's events.
+def _unbuildable(text: str, file: str) -> Problem | None:
+    """A document too deep, too large once its aliases expand, or recursive, found from the
+    parser's events before anything is composed or built.
 
     libyaml composes recursively in C: thousands of levels ("[[[[...") overflow its stack and
-    kill the process, so this is checked before composing.
+    kill the process. Ten lines of nested aliases expand to a billion values. An alias inside
+    its own anchor would be built forever.
     """
     loader = _LOADER(text)
-    depth = 0
+    sizes: dict[str, int] = {}  # anchor -> number of values it expands to
+    open_: list[tuple[str | None, int]] = []  # enclosing collections: anchor, count at start
+    unfinished: set[str] = set()  # anchors whose latest definition is a collection still open
+    count = 0
     try:
         while loader.check_event():
             event = loader.get_event()
-            if isinstance(event, yaml.CollectionStartEvent):
-                depth += 1
-                if depth > _MAX_DEPTH:
-                    return _mark(event)
+            message = None
+            if isinstance(event, yaml.AliasEvent):
+                if event.anchor in unfinished:
+                    message = f"recursive YAML alias '*{event.anchor}' (inside its own anchor)"
+                count += sizes.get(event.anchor, 1)
+            elif isinstance(event, yaml.ScalarEvent):
+                count += 1
+                if event.anchor:
+                    sizes[event.anchor] = 1
+                    unfinished.discard(event.anchor)
+            elif isinstance(event, yaml.CollectionStartEvent):
+                count += 1
+                open_.append((event.anchor, count))
+                if event.anchor:
+                    unfinished.add(event.anchor)
+                if len(open_) > _MAX_DEPTH:
+                    message = "YAML nesting is too deep"
             elif isinstance(event, yaml.CollectionEndEvent):
-                depth -= 1
+                anchor, start = open_.pop()
+                if anchor:
+                    sizes[anchor] = count - start + 1
+                    unfinished.discard(anchor)
+            if count > _MAX_VALUES:
+                message = f"the document expands to more than {_MAX_VALUES} values (aliases?)"
+            if message:
+                return Problem(file, *_mark(event), message)
     finally:
         loader.dispose()
     return None
 
 
 def parse_yaml(text: str, file: str) -> tuple[Any, Locations, list[Problem]]:
-    """Parse one YAML document. Returns (data, locations, problems); data is None on syntax errors."""
-    loc = Locations(file)
+    """Parse one YAML document: (data, locations, problems); data is None on syntax errors."""
+    loc = Locations(file, text=text)
     try:
-        deep = _too_deep(text)
-        if deep:
-            return None, loc, [Problem(file, *deep, "YAML nesting is too deep")]
+        problem = _unbuildable(text, file)
+        if problem:
+            return None, loc, [problem]
         loader = _LOADER(text)
         try:
             node = loader.get_single_node()
@@ -245,18 +313,30 @@ def parse_yaml(text: str, file: str) -> tuple[Any, Locations, list[Problem]]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        return None, loc, [Problem(file, line, col, f"YAML syntax error: {_reason(exc)}")]
+        lines = _BREAK.split(text)
+        if line > len(lines):  # the end of a file that has no final line break
+            line, col = len(lines), len(lines[-1]) + 1
+        start = exc.context_mark if exc.context and exc.problem_mark else None
+        where = ""
+        if start and exc.context.startswith("while") and start.line + 1 != line:
+            # an unclosed [ { or quote: say where it was opened
+            where = f" ({exc.context} started at line {start.line + 1}, column {start.column + 1})"
+        elif start and not exc.context.startswith("while"):  # "found duplicate anchor; ..."
+            where = f" ({exc.context} at line {start.line + 1}, column {start.column + 1})"
+        return None, loc, [Problem(file, line, col, f"YAML syntax error: {_reason(exc)}{where}")]
     except yaml.YAMLError as exc:
         return None, loc, [Problem(file, 1, 1, f"YAML error: {_reason(exc)}")]
-    if node is None:
+    empty = (
+        isinstance(node, yaml.ScalarNode)
+        and node.tag in _SCALAR_TAGS
+        and not node.value
+        and not node.style
+    )  # a document of only `---`: its null stands past the end of the file
+    if node is None or empty:
         return None, loc, [Problem(file, 1, 1, "the file is empty; expected a mapping")]
     builder = _Builder(loc)
     try:
         data = builder.build(node, ())
     except RecursionError:
         return None, loc, [Problem(file, 1, 1, "YAML nesting is too deep")]
-    except _TooLarge as exc:
-        line, col = _mark(exc.node)
-        return None, loc, [Problem(file, line, col, f"the document expands to more than "
-                                                    f"{_MAX_VALUES} values (nested aliases?)")]
     return data, loc, builder.problems

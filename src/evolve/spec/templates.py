@@ -1,8 +1,8 @@
 """Prompt placeholders: `{{ field }}`, `{{ field.sub }}`, `{{ $item.key }}`, `{{ $index }}`.
 
 `placeholders` finds them (with their offsets, for error locations); `render` fills them from the
-node's inputs, writing non-string values as JSON. A placeholder that resolves to nothing is an error,
-never sent to a model literally.
+node's inputs, writing non-string values as JSON. A placeholder that resolves to nothing is an
+error, never sent to a model literally.
 """
 
 from __future__ import annotations
@@ -17,6 +17,12 @@ from evolve.spec.expressions import MISSING, resolve_path
 
 _PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 _NAME = re.compile(r"^(\$item|\$index|[A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z0-9_\-]+)*)$")
+
+
+def _name(text: str) -> re.Match[str] | None:
+    """The placeholder's root and dotted parts, or None when malformed ($index has no parts)."""
+    name = _NAME.match(text)
+    return None if name and name.group(1) == "$index" and name.group(2) else name
 
 
 class TemplateError(EvolveError):
@@ -36,7 +42,7 @@ def placeholders(template: str) -> list[Placeholder]:
     found = []
     for match in _PLACEHOLDER.finditer(template):
         text = match.group(1).strip()
-        name = _NAME.match(text)
+        name = _name(text)
         if name:
             parts = tuple(p for p in name.group(2).split(".") if p)
             found.append(Placeholder(text, name.group(1), parts, match.start(), True))
@@ -56,7 +62,7 @@ def render(template: str, values: dict[str, Any]) -> str:
 
     def fill(match: re.Match[str]) -> str:
         text = match.group(1).strip()
-        name = _NAME.match(text)
+        name = _name(text)
         if not name:
             raise TemplateError(f"malformed placeholder '{{{{ {text} }}}}'")
         value = values.get(name.group(1), MISSING)
