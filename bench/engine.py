@@ -5,7 +5,7 @@ Prints three figures:
   fan-out   one for_each node over 5,000 trivial items    -> items per second
   sleeping  for_each over 200 items sleeping 50 ms, concurrency 20 -> wall time vs the ideal 0.5 s
 
-Usage: python bench/engine.py [--repeat N]   (best of N, default 3)
+Usage: python -m bench.engine [--repeat N]   (best of N, default 3)
 """
 
 from __future__ import annotations

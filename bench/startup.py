@@ -6,7 +6,7 @@ Prints the median (min .. max) wall time over N fresh processes of:
   python -c pass                     the interpreter alone, for scale
 
 Uses the `evolve` script next to this Python, else `python -m evolve`.
-Usage: python bench/startup.py [--runs N]   (default 20)
+Usage: python -m bench.startup [--runs N]   (default 20)
 """
 
 from __future__ import annotations

@@ -1,0 +1,96 @@
+"""Shared by the benchmarks: a real run of about 100,000 events, and timing a command's
+wall time and peak memory (max RSS) in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from evolve.runtime.run import RunOptions, RunResult, start_run
+from evolve.store.workspace import Workspace
+
+# Every 97th item fails once with a transient error (under on_error skip), so the advisor has
+# something to find; the rest write one value each.
+TOOL = """
+def run(inputs):
+    if inputs["$index"] % 97 == 0:
+        raise ConnectionError("connection reset by peer")
+    return {"state_delta": {"out": [inputs["$index"]]}}
+"""
+MEASURE = """
+import resource, subprocess, sys, time
+began = time.perf_counter()
+done = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+elapsed = time.perf_counter() - began
+peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(elapsed, peak_kb, done.returncode, done.stderr.decode()[-300:].replace(chr(10), ' '))
+"""
+
+
+def big_run(root: Path, workspace: Path, items: int) -> RunResult:
+    """A fan-out over `items` items (two events each) read from a data file, run for real."""
+    exp = root / "big"
+    (exp / "tools").mkdir(parents=True)
+    (exp / "data").mkdir()
+    (exp / "tools" / "t.py").write_text(TOOL)
+    (exp / "data" / "items.json").write_text(json.dumps(list(range(items))))
+    document = {
+        "name": "big",
+        "version": "0.1.0",
+        "runtime": {"concurrency": 8},
+        "state": {
+            "schema": {
+                "items": {"type": "array"},
+                "out": {"type": "array", "merge": "array_append", "default": []},
+            }
+        },
+        "graph": {
+            "nodes": [
+                {
+                    "id": "load",
+                    "kind": "dataset",
+                    "writes": ["items"],
+                    "source": {"type": "file", "uri": "data/items.json"},
+                },
+                {
+                    "id": "fan",
+                    "kind": "tool",
+                    "impl": "tools/t.py",
+                    "writes": ["out"],
+                    "for_each": {"source": "$.items"},
+                    "on_error": {"policy": "skip"},
+                },
+            ],
+            "edges": [{"from": "load", "to": "fan"}],
+        },
+    }
+    (exp / "experience.yaml").write_text(yaml.safe_dump(document))
+    return start_run(exp, Workspace(workspace), RunOptions())
+
+
+def evolve_command() -> list[str]:
+    script = Path(sys.executable).with_name("evolve")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "evolve"]
+
+
+def measure(command: list[str], env: dict[str, str], repeat: int) -> tuple[float, float]:
+    """(median seconds, peak MB) of `command` over `repeat` subprocess runs."""
+    times, peaks = [], []
+    for _ in range(repeat):
+        out = subprocess.run(
+            [sys.executable, "-c", MEASURE, *command],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split(maxsplit=3)
+        if out[2] != "0":
+            sys.exit(f"{' '.join(command)} failed: {out[3] if len(out) > 3 else ''}")
+        times.append(float(out[0]))
+        peaks.append(int(out[1]) / 1024)
+    return statistics.median(times), max(peaks)
