@@ -553,10 +553,8 @@ def propose(
     if as_json:
         print(json.dumps({**report.to_json(), "path": str(report.path)}, ensure_ascii=False))
         return
-    print(
-        f"wrote {_display(report.path)} ({len(report.proposals)} proposal"
-        f"{'s' * (len(report.proposals) != 1)}; {report.llm_note.rstrip('.').lower()})"
-    )
+    count = len(report.proposals)
+    print(f"wrote {_display(report.path)}: {count} proposal{'s' * (count != 1)}. {report.llm_note}")
     for i, p in enumerate(report.proposals, 1):
         print(f"  {i}. [{p.operation}, {p.confidence}] {p.title}")
     if report.rejected:
@@ -604,3 +602,21 @@ def diff(
     _err(f"# apply from {report['apply_root']}")
     for proposal in proposals:
         sys.stdout.write(proposal["diff"])
+
+
+@app.command()
+@friendly_errors
+def init(
+    directory: Annotated[
+        Path,
+        typer.Argument(help="A new (or empty) directory for the experience.", show_default=False),
+    ],
+) -> None:
+    """Create a starter experience that validates and runs offline at once, ready to grow."""
+    from evolve.scaffold import create_experience
+
+    written = create_experience(directory)
+    print(f"created {_display(directory)} ({len(written)} files). Next:")
+    print(f"  evolve run {directory} --offline")
+    print("  evolve inspect last")
+    print("  evolve propose last --offline")

@@ -1,0 +1,83 @@
+"""The README's loop, end to end, offline, in a git repository with the real `git apply`:
+run -> propose -> `evolve diff last 1 | git apply` -> run again."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from evolve.cli import app
+
+ROOT = Path(__file__).resolve().parent.parent
+EVOLVE = [sys.executable, "-m", "evolve"]
+
+
+def sh(repo: Path, command: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    env.pop("EVOLVE_MODEL", None)
+    done = subprocess.run(
+        command, shell=True, cwd=repo, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+def state(repo: Path, field: str):
+    return json.loads(sh(repo, f"{sys.executable} -m evolve state last {field} --json").stdout)
+
+
+@pytest.mark.slow
+def test_the_review_branch_loop_finds_the_injection_only_after_the_apply(tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(ROOT / "examples" / "review-branch", repo / "examples" / "review-branch")
+    for command in (
+        "git init -q",
+        "git add -A",
+        "git -c user.email=t@t -c user.name=t commit -qm base",
+    ):
+        sh(repo, command)
+    evolve = f"{sys.executable} -m evolve"
+
+    sh(repo, f"{evolve} run examples/review-branch --offline")
+    before = state(repo, "verified")
+    risk_before = state(repo, "risk_score")
+    assert not any("SQL injection" in f["title"] for f in before)
+
+    proposed = sh(repo, f"{evolve} propose last --offline").stdout
+    assert "1. [add-dataset-case, medium] Review every branch for security too" in proposed
+    sh(repo, f"{evolve} diff last 1 | git apply")
+    changed = sh(repo, "git diff --stat").stdout
+    assert "examples/review-branch/tools/list_dimensions.py | 1 +" in changed
+
+    sh(repo, f"{evolve} run examples/review-branch --offline")
+    after = state(repo, "verified")
+    risk_after = state(repo, "risk_score")
+    injection = [f for f in after if "SQL injection" in f["title"]]
+    assert injection and injection[0]["file"] == "app/routes/users.py"
+    assert risk_after > risk_before
+    assert (risk_before, risk_after) == (6.5, 10.0)
+
+
+def test_init_creates_a_starter_that_validates_and_runs_offline(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("EVOLVE_MODEL", raising=False)
+    runner = CliRunner()
+    made = runner.invoke(app, ["init", "my notes"])
+    assert made.exit_code == 0, made.output
+    assert made.stdout.splitlines()[0] == "created my notes (7 files). Next:"
+    text = (tmp_path / "my notes" / "experience.yaml").read_text()
+    assert "name: my-notes " in text and "__NAME__" not in text
+    assert runner.invoke(app, ["validate", "my notes"]).exit_code == 0
+    ran = runner.invoke(app, ["run", "my notes", "--offline"])
+    assert ran.exit_code == 0, ran.output
+    assert runner.invoke(app, ["state", "last", "words"]).stdout.strip() == "21"  # 11 + 10 words
+    again = runner.invoke(app, ["init", "my notes"])
+    assert again.exit_code == 2
+    assert "already exists and is not an empty directory" in again.stderr
