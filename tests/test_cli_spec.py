@@ -33,18 +33,18 @@ STARTER_SUMMARY = (
 STARTER_GRAPH = """\
 flowchart TD
   subgraph phase_load["load"]
-    load_text["<b>load_text</b><br/>tool"]
-    split["<b>split</b><br/>tool"]
+    s_load_text["<b>load_text</b><br/>tool"]
+    s_split["<b>split</b><br/>tool"]
   end
   subgraph phase_count["count"]
-    count_words["<b>count_words</b><br/>tool<br/>for_each $.paragraphs, ≤2"]
+    s_count_words["<b>count_words</b><br/>tool<br/>for_each $.paragraphs, ≤2"]
   end
   subgraph phase_report["report"]
-    total["<b>total</b><br/>tool"]
+    s_total["<b>total</b><br/>tool"]
   end
-  load_text --> split
-  split --> count_words
-  count_words -->|"when length($.counts) #gt; 0"| total
+  s_load_text --> s_split
+  s_split --> s_count_words
+  s_count_words -->|"when length($.counts) #gt; 0"| s_total
 """
 
 # Two problems on known lines: a missing tool file and a misspelt edge target.
@@ -103,20 +103,20 @@ GROUPS_FILES = {
 GROUPS_GRAPH = """\
 flowchart TD
   subgraph phase_prepare["prepare"]
-    fetch[("<b>fetch</b><br/>dataset")]
+    s_fetch[("<b>fetch</b><br/>dataset")]
   end
-  publish["<b>publish</b><br/>tool"]
-  subgraph per_doc["pipeline per_doc: each of $.docs"]
-    clean["<b>clean</b><br/>tool<br/>frozen"]
-    review(["<b>review</b><br/>agent"])
-    clean --> review
+  s_publish["<b>publish</b><br/>tool"]
+  subgraph s_per_doc["pipeline per_doc: each of $.docs"]
+    s_clean["<b>clean</b><br/>tool<br/>frozen"]
+    s_review(["<b>review</b><br/>agent"])
+    s_clean --> s_review
   end
-  subgraph polish["loop polish: until $.score #gt;= 3, ≤5 times"]
-    improve[["<b>improve</b><br/>experience"]]
+  subgraph s_polish["loop polish: until $.score #gt;= 3, ≤5 times"]
+    s_improve[["<b>improve</b><br/>experience"]]
   end
-  fetch --> per_doc
-  per_doc --> polish
-  polish -->|"when $.label == #quot;a#124;b#quot; #amp;#amp; $.score #gt; 0"| publish
+  s_fetch --> s_per_doc
+  s_per_doc --> s_polish
+  s_polish -->|"when $.label == #quot;a#124;b#quot; #amp;#amp; $.score #gt; 0"| s_publish
 """
 
 
@@ -331,8 +331,8 @@ def test_graph_draws_pipelines_and_loops_as_subgraphs(in_tmp):
     result = runner.invoke(app, ["graph", "groups/experience.yaml"])
     assert_clean_exit(result, 0)
     assert result.stdout == GROUPS_GRAPH
-    assert '  subgraph per_doc["pipeline per_doc: each of $.docs"]' in result.stdout.splitlines()
-    assert any(line.startswith("  subgraph polish[") for line in result.stdout.splitlines())
+    assert '  subgraph s_per_doc["pipeline per_doc: each of $.docs"]' in result.stdout.splitlines()
+    assert any(line.startswith("  subgraph s_polish[") for line in result.stdout.splitlines())
 
 
 def test_graph_of_an_invalid_experience_prints_its_problems_and_exits_2(in_tmp):
@@ -393,3 +393,21 @@ def test_top_level_help_lists_every_command():
     listed = result.stdout.split("Commands:", 1)[1].split()
     for name in COMMANDS:
         assert name in listed
+
+
+def test_graph_ids_never_collide_with_mermaid_words(tmp_path):
+    root = tmp_path / "words"
+    (root / "tools").mkdir(parents=True)
+    (root / "tools" / "t.py").write_text("def run(inputs):\n    return {}\n")
+    (root / "experience.yaml").write_text(
+        "name: words\nversion: 0.1.0\ngraph:\n  nodes:\n"
+        "    - {id: end, kind: tool, impl: tools/t.py}\n"
+        "    - {id: style, kind: tool, impl: tools/t.py}\n"
+        "  edges:\n    - {from: end, to: style}\n"
+    )
+    result = runner.invoke(app, ["graph", str(root)])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert '  s_end["<b>end</b><br/>tool"]' in lines
+    assert "  s_end --> s_style" in lines
+    assert not any(line.strip().startswith(("end[", "end -->")) for line in lines)

@@ -26,6 +26,11 @@ def _text(value: str) -> str:
     )
 
 
+def _id(step: str) -> str:
+    """A Mermaid id for a step: prefixed, since ids such as `end` or `style` are Mermaid words."""
+    return f"s_{step}"
+
+
 def _node(node: Node) -> str:
     label = f"<b>{node.id}</b><br/>{node.kind}"
     if node.for_each:
@@ -34,7 +39,7 @@ def _node(node: Node) -> str:
     if node.frozen:
         label += "<br/>frozen"
     opening, closing = _SHAPES[node.kind]
-    return f"{node.id}{opening}{label}{closing}"
+    return f"{_id(node.id)}{opening}{label}{closing}"
 
 
 def mermaid(experience: Experience) -> str:
@@ -63,12 +68,12 @@ def mermaid(experience: Experience) -> str:
             lines.append("  end")
     lines += [f"  {m}" for m in loose]
     for ident, title, members in groups:
-        lines.append(f'  subgraph {ident}["{title}"]')
+        lines.append(f'  subgraph {_id(ident)}["{title}"]')
         lines += [f"    {_node(experience.nodes[m])}" for m in members]
         for first, second in pairwise(members):
-            lines.append(f"    {first} --> {second}")
+            lines.append(f"    {_id(first)} --> {_id(second)}")
         lines.append("  end")
     for edge in experience.edges:
         arrow = f'-->|"when {_text(edge.when.source)}"|' if edge.when else "-->"
-        lines.append(f"  {edge.source} {arrow} {edge.target}")
+        lines.append(f"  {_id(edge.source)} {arrow} {_id(edge.target)}")
     return "\n".join(lines) + "\n"
