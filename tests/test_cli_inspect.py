@@ -250,3 +250,37 @@ def test_inspect_an_interrupted_run(tmp_path):
     ]
     assert "! attempt 1" in result.stdout
     assert normalise(cli(ws, "runs").stdout).splitlines()[1].startswith("r-ID sleepy interrupted")
+
+
+@pytest.mark.slow
+def test_inspect_and_runs_read_a_run_that_is_still_going(tmp_path):
+    exp = build(
+        tmp_path / "x",
+        spec(
+            [tool("quick", "tools/q.py"), tool("slow", "tools/slow.py")],
+            [{"from": "quick", "to": "slow"}],
+            name="going",
+        ),
+        {"tools/slow.py": SLOW, "tools/q.py": "def run(i):\n    return {}\n"},
+    )
+    ws = tmp_path / "ws"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "evolve", "run", str(exp), "--workspace", str(ws)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            logs = list((ws / "runs").glob("*.jsonl")) if (ws / "runs").exists() else []
+            if logs and b'"node_id": "slow", "attempt"' in logs[0].read_bytes():
+                break
+            time.sleep(0.02)
+        shown = normalise(cli(ws, "inspect", "last").stdout).splitlines()
+        assert shown[0] == "run r-ID · going · running · N ms · started TIME"
+        assert "├── ✓ quick tool · N ms" in shown
+        assert "└── … slow tool · —" in shown
+        assert normalise(cli(ws, "runs").stdout).splitlines()[1].startswith("r-ID going running")
+    finally:
+        proc.kill()
+        proc.wait()
