@@ -497,3 +497,34 @@ def test_no_evidence_no_high_and_more_than_five_are_cut(tmp_path):
     cut = [r for r in report.rejected if r.reason.startswith("cut:")]
     assert len(cut) == 2
     assert "Case 0" in [r.title for r in cut]  # it cited nothing, so it ranked last (medium)
+
+
+def test_offline_without_an_advisor_reply_is_deterministic_only(tmp_path):
+    document = spec(
+        [tool("slow", "tools/slow.py", timeout_ms=100, on_error={"policy": "skip"})], name="x"
+    )
+    _, exp = repo_with(tmp_path, document, {"tools/slow.py": SLEEP})
+    run_once(exp, tmp_path)
+    report = propose(Workspace(tmp_path / "ws"), [], offline=True)
+    assert report.llm is None and report.rejected == []
+    assert report.llm_note.startswith(
+        "Deterministic proposals only: the experience's cassettes hold no reply for the advisor"
+    )
+    assert [p.title for p in report.proposals] == ["Raise timeout_ms of 'slow' from 100 to 200"]
+
+
+def test_a_cassette_miss_is_not_retried(tmp_path):
+    node = {
+        "id": "ask",
+        "kind": "agent",
+        "prompt": "p.md",
+        "writes": ["t"],
+        "on_error": {"policy": "retry", "attempts": 3, "base_ms": 2000},
+    }
+    exp = build(tmp_path / "x", spec([node], state={"t": {"type": "string"}}), {"p.md": "hi"})
+    result = start_run(exp, Workspace(tmp_path / "ws"), RunOptions(offline=True))
+    assert result.status == "failed"
+    assert [e["error_type"] for e in events(result, "node.failed")] == ["cassette_miss"]
+    assert events(result, "node.retry") == []
+    assert "failed after 1 attempt" in result.reason
+    assert '{"node": "ask", "response": {"text": "..."}}' in result.reason

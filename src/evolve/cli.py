@@ -80,10 +80,11 @@ def main(
 
 def _display(path: Path) -> str:
     """A path as the user would write it: relative to the current directory when inside it."""
+    resolved = path.resolve()
     try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
+        return str(resolved.relative_to(Path.cwd().resolve()))
     except ValueError:
-        return str(path)
+        return str(resolved)
 
 
 @app.command()
@@ -600,8 +601,16 @@ def diff(
             )
         proposals = [proposals[number - 1]]
     _err(f"# apply from {report['apply_root']}")
-    for proposal in proposals:
-        sys.stdout.write(proposal["diff"])
+    combined = "".join(p["diff"] for p in proposals)
+    if len(proposals) > 1:
+        from evolve.advisor.ledger import applies
+
+        if not applies(combined, Path(report["apply_root"])):
+            _err(
+                "# note: these proposals touch the same lines and do not apply together; "
+                "apply them one at a time (evolve diff RUN N)"
+            )
+    sys.stdout.write(combined)
 
 
 @app.command()

@@ -250,6 +250,12 @@ class Cassette:
             with self.paths[0].open("a", encoding="utf-8") as f:
                 f.write(line)
 
+    def knows(self, node_id: str) -> bool:
+        """Whether any line answers calls of `node_id`."""
+        return any(e.get("node") == node_id for e in self.by_node) or any(
+            e.get("node") == node_id for entries in self.by_key.values() for e in entries
+        )
+
     def take(self, request: ModelRequest, key: str) -> dict[str, Any] | None:
         with self._lock:
             recorded = self.by_key.get(key)
@@ -283,7 +289,13 @@ class ReplayModel:
             raise ModelError(
                 f"no cassette entry for {where} (turn {request.turn}, key {key}) in {files}; "
                 "re-record with --record FILE and a real model, or add a line "
-                f'{{"node": "{request.node_id}", "response": {{"text": "..."}}}}',
+                + json.dumps(
+                    {
+                        "node": request.node_id,
+                        **({"item": request.item} if request.item is not None else {}),
+                        "response": {"text": "..."},
+                    }
+                ),
                 "cassette_miss",
             )
         response = entry["response"]

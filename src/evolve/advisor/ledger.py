@@ -40,12 +40,13 @@ class Earlier:
         }
 
 
-def is_applied(diff: str, root: Path) -> bool:
+def applies(diff: str, root: Path, *, reverse: bool = False) -> bool:
+    """Whether `git apply --check` (in reverse: whether it is already applied) passes."""
     with tempfile.NamedTemporaryFile("w", suffix=".diff", delete=False) as f:
         f.write(diff)
     try:
         done = subprocess.run(
-            ["git", "apply", "--check", "--reverse", f.name],
+            ["git", "apply", "--check", *(["--reverse"] if reverse else []), f.name],
             cwd=root,
             capture_output=True,
             text=True,
@@ -54,6 +55,10 @@ def is_applied(diff: str, root: Path) -> bool:
     finally:
         Path(f.name).unlink(missing_ok=True)
     return done.returncode == 0
+
+
+def is_applied(diff: str, root: Path) -> bool:
+    return applies(diff, root, reverse=True)
 
 
 def earlier_proposals(

@@ -76,34 +76,18 @@ def propose(
         else:  # a detector bug, not the user's: say so rather than hide it
             rejected.append(Rejected(proposal.title, f"internal check failed: {check.reason}"))
 
+    llm, note = None, "Deterministic proposals only (--no-llm)."
     model_name = model or os.environ.get("EVOLVE_MODEL") or experience.runtime.model
-    if no_llm:
-        llm, note = None, "Deterministic proposals only (--no-llm)."
-    elif model_client is None and not model_name and not offline:
-        llm, note = (
-            None,
-            (
-                "Deterministic proposals only: no model is configured (pass --model "
-                "or set EVOLVE_MODEL for LLM proposals)."
-            ),
-        )
-    else:
+    if not no_llm:
+        model_client, note = _advisor_model(experience, model_name, model_client, offline, api_base)
+    if model_client is not None and not no_llm:
         from evolve.advisor.llm_advisor import LLMAdvisor
 
         llm = model_name or "replay"
-        if model_client is None:
-            from evolve.llm import build_model
-
-            model_client = build_model(experience.directory, api_base=api_base, offline=offline)
         advisor = LLMAdvisor(experience, checker, model_client, llm)
         found, failed = advisor.propose(evidence, [e.to_json() for e in earlier])
         proposals += found
         rejected += failed
-        note = (
-            f"Deterministic proposals, and LLM proposals from {llm}"
-            + (" (replayed from the experience's cassettes)" if offline else "")
-            + "."
-        )
 
     seen = {e.fingerprint for e in earlier if e.status != "pending"}
     made = {p.fingerprint for p in proposals}
@@ -137,6 +121,34 @@ def propose(
     )
     report.write(workspace.evolution_dir)
     return report
+
+
+def _advisor_model(experience, model_name, client, offline, api_base):
+    """The advisor's model client (or None) and the line the report says about it."""
+    if client is not None:
+        return client, f"Deterministic proposals, and LLM proposals from {model_name or 'a model'}."
+    if offline:
+        from evolve.advisor.llm_advisor import ADVISOR_NODE
+        from evolve.llm import build_model
+
+        client = build_model(experience.directory, offline=True)
+        if not client.cassette.knows(ADVISOR_NODE):
+            return None, (
+                "Deterministic proposals only: the experience's cassettes hold no "
+                f'reply for the advisor (a line with "node": "{ADVISOR_NODE}").'
+            )
+        return client, (
+            "Deterministic proposals, and LLM proposals replayed from the experience's cassettes."
+        )
+    if not model_name:
+        return None, (
+            "Deterministic proposals only: no model is configured (pass --model or "
+            "set EVOLVE_MODEL for LLM proposals)."
+        )
+    from evolve.llm import build_model
+
+    client = build_model(experience.directory, api_base=api_base)
+    return client, f"Deterministic proposals, and LLM proposals from {model_name}."
 
 
 def _dedupe(proposals: list[Proposal]) -> list[Proposal]:

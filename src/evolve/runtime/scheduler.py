@@ -310,12 +310,14 @@ class Scheduler:
             attempt = Attempt(self, node, number, inputs, index)
             if limit is not None:
                 async with limit, self.slots:
-                    outcome, error = await self._attempt(attempt, apply)
+                    outcome, error, error_type = await self._attempt(attempt, apply)
             else:
                 async with self.slots:
-                    outcome, error = await self._attempt(attempt, apply)
+                    outcome, error, error_type = await self._attempt(attempt, apply)
             if outcome is not None:
                 return outcome
+            if error_type in policies.NEVER_RETRIED:
+                break  # the same inputs would fail the same way: do not wait to see it again
             if number < allowed:
                 delay = policies.retry_delay_ms(node.on_error, number)
                 attempt.emit("node.retry", delay_ms=delay, error=error)
@@ -326,7 +328,7 @@ class Scheduler:
                     node.id,
                     f"node '{node.id}'"
                     + (f" item {index}" if index is not None else "")
-                    + f" failed after {allowed} attempt{'s' * (allowed > 1)}: {error}",
+                    + f" failed after {number} attempt{'s' * (number > 1)}: {error}",
                 )
             )
         self.partial = True
@@ -335,7 +337,10 @@ class Scheduler:
         )
         return Outcome("failed", error=error)
 
-    async def _attempt(self, attempt: Attempt, apply: bool) -> tuple[Outcome | None, str]:
+    async def _attempt(
+        self, attempt: Attempt, apply: bool
+    ) -> tuple[Outcome | None, str, str | None]:
+        """One attempt: (outcome, "", None) on success, (None, error, error_type) on failure."""
         node = attempt.node
         limit_ms = policies.timeout_ms(self.experience, node)
         started_at, started = utc_now(), time.monotonic()
@@ -358,18 +363,18 @@ class Scheduler:
             attempt.emit("node.timeout", timeout_ms=limit_ms)
             attempt.emit("node.failed", error_type="timeout", error=error)
             self._record(row, started, "timeout", "timeout", error)
-            return None, error
+            return None, error, "timeout"
         except EvolveError as exc:
             error_type = getattr(exc, "error_type", "error")
             attempt.emit("node.failed", error_type=error_type, error=str(exc))
             self._record(row, started, "failed", error_type, str(exc))
-            return None, str(exc)
+            return None, str(exc), error_type
         metrics = result.get("metrics") if isinstance(result, dict) else None
         metrics = metrics if isinstance(metrics, dict) else None
         duration = _ms_since(started)
         attempt.emit("node.finished", duration_ms=duration, metrics=metrics or {})
         self._record(row, started, "succeeded", None, None, metrics)
-        return outcome, ""
+        return outcome, "", None
 
     def _record(
         self,
