@@ -528,3 +528,31 @@ def test_a_cassette_miss_is_not_retried(tmp_path):
     assert events(result, "node.retry") == []
     assert "failed after 1 attempt" in result.reason
     assert '{"node": "ask", "response": {"text": "..."}}' in result.reason
+
+
+def test_an_experience_at_the_root_of_its_repository(tmp_path):
+    document = spec(
+        [tool("slow", "tools/slow.py", timeout_ms=100, on_error={"policy": "skip"})], name="x"
+    )
+    repo = build(tmp_path / "repo", document, {"tools/slow.py": SLEEP})
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "base")
+    run_once(repo, tmp_path)
+    report = propose(Workspace(tmp_path / "ws"), [], no_llm=True)
+    assert report.rejected == []
+    assert report.proposals[0].diff.startswith("diff --git a/experience.yaml b/experience.yaml\n")
+    git(repo, "apply", "--check", stdin=report.proposals[0].diff)
+
+
+def test_old_timeouts_under_a_lower_limit_do_not_propose_again(tmp_path):
+    document = spec(
+        [tool("slow", "tools/slow.py", timeout_ms=100, on_error={"policy": "skip"})], name="x"
+    )
+    repo, exp = repo_with(tmp_path, document, {"tools/slow.py": SLEEP})
+    run_once(exp, tmp_path)
+    first = propose(Workspace(tmp_path / "ws"), [], no_llm=True)
+    git(repo, "apply", stdin=first.proposals[0].diff)  # 100 -> 200
+    run_once(exp, tmp_path)  # no timeout any more
+    pooled = propose(Workspace(tmp_path / "ws"), [], last=2, no_llm=True)
+    assert pooled.proposals == []

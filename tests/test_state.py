@@ -117,3 +117,28 @@ def test_a_tool_may_return_nothing(tmp_path):
     result = run(exp, tmp_path / "ws")
     assert result.status == "success"
     assert events(result, "node.finished")[0]["metrics"] == {}
+
+
+def test_secret_values_never_reach_the_log_or_the_store(tmp_path, monkeypatch):
+    secret = "sk-live-5f4dcc3b5aa765d61d83"
+    monkeypatch.setenv("ACME_API_KEY", secret)
+    leaky = (
+        "import os\n\ndef run(inputs):\n"
+        "    key = os.environ['ACME_API_KEY']\n"
+        "    if inputs.get('fail'):\n"
+        "        raise RuntimeError(f'bad key {key}')\n"
+        "    return {'state_delta': {'token': key}}\n"
+    )
+    nodes = [
+        tool("a", "tools/a.py", writes=["token"]),
+        tool("b", "tools/a.py", args={"fail": True}, on_error={"policy": "skip"}),
+    ]
+    exp = build(
+        tmp_path / "x", spec(nodes, state={"token": {"type": "string"}}), {"tools/a.py": leaky}
+    )
+    result = run(exp, tmp_path / "ws", args={"token": secret})
+    assert result.state["token"] == secret  # the run itself sees the real value
+    assert secret not in result.log_path.read_text()
+    dump = "\n".join(sqlite3.connect(tmp_path / "ws" / "state.sqlite").iterdump())
+    assert secret not in dump
+    assert "[REDACTED:ACME_API_KEY]" in dump

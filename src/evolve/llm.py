@@ -99,8 +99,14 @@ def _chain(exc: BaseException) -> list[str]:
 
 def _error_type(exc: Exception) -> str:
     lib = litellm()
-    # litellm reports a refused connection or a read timeout as a 500 from the provider
+    # litellm reports a refused connection, a read timeout or a missing key as a 500
     causes = _chain(exc)
+    if (
+        "AuthenticationError" in causes
+        or "api_key" in str(exc).lower()
+        or "api key" in str(exc).lower()
+    ):
+        return "auth"
     if any(
         n in causes for n in ("ConnectError", "ConnectionRefusedError", "APIConnectionError")
     ) or "Connection error" in str(exc):

@@ -112,18 +112,27 @@ class Detectors:
         return node.timeout_ms or self.experience.runtime.timeout_ms
 
     def timeouts(self, node: Node, found: NodeEvidence) -> Proposal | None:
-        if not found.timeouts:
-            return None
         current = self._limit(node)
-        p95 = found.timing()["p95"] or current
-        target = nice_ms(2 * max(p95, max(found.timeout_limits)))
-        if target <= current:  # the setting already leaves that room (applied since?)
+        # Only limits at least as high as today's count: a timeout hit under a lower limit,
+        # before it was raised, says nothing about the current setting.
+        hits = [
+            (r, lim)
+            for r, lim in zip(found.timeouts, found.timeout_limits, strict=False)
+            if lim >= current
+        ]
+        if not hits:
+            return None
+        refs = [r for r, _ in hits]
+        hit = max(lim for _, lim in hits)
+        p95 = found.timing()["p95"] or hit
+        target = nice_ms(2 * max(p95, hit))
+        if target <= current:
             return None
         rationale = (
-            f"{len(found.timeouts)} attempt{'s' * (len(found.timeouts) > 1)} of "
-            f"'{node.id}' hit timeout_ms {current} ({_cite(found.timeouts)}); observed "
-            f"p95 {p95} ms over {len(found.durations_ms)} attempts, so {target} ms "
-            "leaves about twice the room."
+            f"{len(refs)} attempt{'s' * (len(refs) > 1)} of '{node.id}' hit "
+            f"timeout_ms {hit} ({_cite(refs)}); observed p95 {p95} ms over "
+            f"{len(found.durations_ms)} attempts, so {target} ms leaves about twice "
+            "the room."
         )
         return self._propose(
             node,
@@ -131,7 +140,7 @@ class Detectors:
             key="timeout_ms",
             title=f"Raise timeout_ms of '{node.id}' from {current} to {target}",
             rationale=rationale,
-            refs=found.timeouts,
+            refs=refs,
         )
 
     def transient_without_retry(self, node: Node, found: NodeEvidence) -> Proposal | None:

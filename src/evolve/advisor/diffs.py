@@ -21,7 +21,8 @@ from evolve.spec import Experience, load_experience
 
 
 def apply_root(directory: Path) -> Path:
-    """The root of the git repository holding `directory`, else the current directory."""
+    """Where `git apply` runs: the root of the git repository holding `directory`; else the
+    current directory when it holds `directory`; else `directory` itself."""
     try:
         out = subprocess.run(
             ["git", "rev-parse", "--show-toplevel"],
@@ -34,7 +35,8 @@ def apply_root(directory: Path) -> Path:
         out = None
     if out is not None and out.returncode == 0 and out.stdout.strip():
         return Path(out.stdout.strip()).resolve()
-    return Path.cwd().resolve()
+    cwd = Path.cwd().resolve()
+    return cwd if directory.resolve().is_relative_to(cwd) else directory.resolve()
 
 
 def _lines(text: str) -> list[str]:
@@ -82,11 +84,12 @@ class ProposalChecker:
         self.experience = experience
         self.root = root  # where `git apply` runs
         self.directory = experience.directory
-        self.prefix = (
+        inside = (
             self.directory.relative_to(root).as_posix()
             if self.directory.is_relative_to(root)
-            else ""
+            else "."
         )
+        self.prefix = "" if inside == "." else inside  # at the root: paths need no prefix
 
     def read(self, rel: str) -> str | None:
         path = self.directory / rel

@@ -77,7 +77,8 @@ def propose(
             rejected.append(Rejected(proposal.title, f"internal check failed: {check.reason}"))
 
     llm, note = None, "Deterministic proposals only (--no-llm)."
-    model_name = model or os.environ.get("EVOLVE_MODEL") or experience.runtime.model
+    # the same order as for agent nodes: --model > runtime.model > EVOLVE_MODEL
+    model_name = model or experience.runtime.model or os.environ.get("EVOLVE_MODEL")
     if not no_llm:
         model_client, note = _advisor_model(experience, model_name, model_client, offline, api_base)
     if model_client is not None and not no_llm:

@@ -98,9 +98,6 @@ class Scheduler:
         self.model_for = model_for
         self.child_runner = child_runner
         self.max_cost = max_cost
-        from evolve.secrets import Redactor
-
-        self.redactor = Redactor()
         self.status: dict[str, str] = {}
         self.outputs: dict[str, Any] = {}
         self.partial = False  # some node or item failed under `skip`
@@ -392,7 +389,7 @@ class Scheduler:
                 "finished_at": utc_now(),
                 "duration_ms": _ms_since(started),
                 "error_type": error_type,
-                "error": self.redactor.text(error) if error else error,
+                "error": error,
                 "metrics": metrics,
             }
         )
@@ -490,10 +487,12 @@ class Scheduler:
                 "attempt": attempt.number,
                 "model": reply.model,
                 "key": reply.key,
-                "request": self.redactor.value(
-                    {"messages": request.messages, "schema": request.schema, "turn": request.turn}
-                ),
-                "response": self.redactor.value({"text": reply.text}),
+                "request": {
+                    "messages": request.messages,
+                    "schema": request.schema,
+                    "turn": request.turn,
+                },
+                "response": {"text": reply.text},
                 "tokens_in": reply.tokens_in,
                 "tokens_out": reply.tokens_out,
                 "cost_usd": reply.cost_usd,

@@ -427,7 +427,11 @@ class Checker:
             return
         readable = {x for x in node.get("reads", list) or [] if isinstance(x, str)}
         readable |= set(node.get("args", dict) or {})
-        item_ok = "for_each" in node.data or node.get("id", str) in self.owner
+        # $item and $index exist under for_each and in pipeline stages, never in a loop body
+        stage = node.get("id", str) in {
+            s for p in self.pipelines for s in (p.get("stages", list) or [])
+        }
+        item_ok = "for_each" in node.data or stage
         # named the way the spec file is named: beside it, by the path written in the spec
         display = os.path.normpath(Path(self.loc.file).parent / node.data["prompt"])
         for ph in placeholders(text):

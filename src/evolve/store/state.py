@@ -128,15 +128,18 @@ MIGRATIONS: list[tuple[str, Callable[[Database], None]]] = [
 ]
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
-
-
 class StateStore:
-    """One connection to the workspace database. Open with `StateStore.open(path)`."""
+    """One connection to the workspace database. Open with `StateStore.open(path)`.
+
+    Every value it writes passes through the secrets redactor first (SPEC §8), so a key that a
+    tool put into state, an argument or an error message never lands in the database.
+    """
 
     def __init__(self, db: Database):
+        from evolve.secrets import Redactor
+
         self.db = db
+        self._redact = Redactor().text
         self._pending: list[tuple[str, dict[str, Any]]] = []  # (table, row), in write order
         self._snapshots: dict[tuple[str, str], dict[str, Any]] = {}
         self._timer: Any = None
@@ -154,6 +157,9 @@ class StateStore:
         if not readonly:
             store.migrate()
         return store
+
+    def _json(self, value: Any) -> str:
+        return self._redact(json.dumps(value, ensure_ascii=False, default=str))
 
     def close(self) -> None:
         self.flush()
@@ -222,12 +228,14 @@ class StateStore:
             "status": "running",
             "pid": os.getpid(),
             "host": socket.gethostname(),
-            "args": _dumps(run.get("args", {})),
+            "args": self._json(run.get("args", {})),
         }
         with self.transaction():
             self.db["runs"].insert(row)
 
     def finish_run(self, run_id: str, **fields: Any) -> None:
+        if fields.get("reason"):
+            fields["reason"] = self._redact(fields["reason"])
         self.flush()
         with self.transaction():
             self.db["runs"].update(run_id, fields)
@@ -256,7 +264,9 @@ class StateStore:
 
     def record_attempt(self, row: dict[str, Any]) -> None:
         if row.get("metrics") is not None:
-            row = {**row, "metrics": _dumps(row["metrics"])}
+            row = {**row, "metrics": self._json(row["metrics"])}
+        if row.get("error"):
+            row = {**row, "error": self._redact(row["error"])}
         self._queue("node_runs", row)
 
     # -- state -----------------------------------------------------------------------------------
@@ -268,8 +278,8 @@ class StateStore:
                 {
                     "run_id": run_id,
                     "field": name,
-                    "value": _dumps(value),
-                    "initial": _dumps(value),
+                    "value": self._json(value),
+                    "initial": self._json(value),
                     "updated_at": now,
                     "updated_by_node": None,
                 }
@@ -280,13 +290,13 @@ class StateStore:
         """Record writes `{field, old, new, node_id, item}` in history and snapshot."""
         now = utc_now()
         for w in writes:
-            new = _dumps(w["new"])
+            new = self._json(w["new"])
             self._queue(
                 "state_history",
                 {
                     "run_id": run_id,
                     "field": w["field"],
-                    "value_old": _dumps(w["old"]),
+                    "value_old": self._json(w["old"]),
                     "value_new": new,
                     "node_id": w["node_id"],
                     "item": w.get("item"),
@@ -320,8 +330,8 @@ class StateStore:
             "llm_calls",
             {
                 **row,
-                "request": _dumps(row.get("request")),
-                "response": _dumps(row.get("response")),
+                "request": self._json(row.get("request")),
+                "response": self._json(row.get("response")),
                 "ts": utc_now(),
             },
         )
