@@ -201,7 +201,8 @@ def test_state_final_field_and_history(workspace):
     missing = cli(workspace, "state", mixed, "seenn")
     assert missing.exit_code == 2
     assert missing.stderr.strip() == (
-        f"error: run {mixed} has no state field 'seenn'; did you mean 'seen'?"
+        f"error: run {mixed} has no value for state field 'seenn' (never set, or not "
+        "declared); did you mean 'seen'?"
     )
 
 
@@ -216,8 +217,12 @@ def test_unknown_and_ambiguous_run_ids(workspace):
 
 def test_empty_workspace_says_how_to_start(tmp_path):
     result = cli(tmp_path / "nothing", "runs")
-    assert result.exit_code == 2
+    assert result.exit_code == 0
     assert "no runs yet" in result.stderr and "evolve run DIR" in result.stderr
+    listed = cli(tmp_path / "nothing", "runs", "--json")
+    assert (listed.exit_code, json.loads(listed.stdout)) == (0, [])
+    inspected = cli(tmp_path / "nothing", "inspect", "last")
+    assert inspected.exit_code == 2 and "no runs yet" in inspected.stderr
 
 
 @pytest.mark.slow

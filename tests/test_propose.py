@@ -456,9 +456,37 @@ def test_deleting_a_node_is_refused_even_when_the_rest_validates(tmp_path):
 
 
 def test_a_failed_search_is_repaired_in_the_second_round(tmp_path):
-    _, _, report, _ = llm_propose(tmp_path, [{"proposals": [MISSING]}, {"proposals": [ADD_NODE]}])
-    assert [p.title for p in report.proposals] == ["Check the summary"]
+    fixed = {**MISSING, "edits": ADD_NODE["edits"]}  # the same proposal, its edits mended
+    _, _, report, _ = llm_propose(tmp_path, [{"proposals": [MISSING]}, {"proposals": [fixed]}])
+    assert [p.title for p in report.proposals] == ["Missing search"]
     assert report.rejected == []
+
+
+def test_what_the_repair_round_leaves_out_stays_in_the_appendix(tmp_path):
+    _, _, report, _ = llm_propose(
+        tmp_path, [{"proposals": [ADD_NODE, MISSING, OUTSIDE]}, {"proposals": []}]
+    )
+    assert [p.title for p in report.proposals] == ["Check the summary"]
+    assert [
+        (r.title, r.reason.endswith("(not sent again in the repair round)"))
+        for r in report.rejected
+    ] == [("Missing search", True), ("Touch outside", True)]
+
+
+def test_unfreezing_a_frozen_node_is_refused(tmp_path):
+    unfreeze = bad(
+        "Unfreeze",
+        [
+            {
+                "file": "experience.yaml",
+                "search": "    frozen: true\n",
+                "replace": "    frozen: false\n",
+            }
+        ],
+    )
+    _, _, report, _ = llm_propose(tmp_path, [{"proposals": [unfreeze]}, {"proposals": [unfreeze]}])
+    assert report.proposals == []
+    assert "it changes the frozen node 'summarise'" in report.rejected[0].reason
 
 
 def test_a_reply_that_is_not_json_is_repaired_or_set_aside(tmp_path):

@@ -53,6 +53,12 @@ def friendly_errors(command: F) -> F:
         except KeyboardInterrupt:
             _err("interrupted")
             raise typer.Exit(130) from None
+        except OSError as exc:  # a path that cannot be read or written: say which, no traceback
+            if os.environ.get("EVOLVE_RAISE_ERRORS") == "1":
+                raise
+            where = f" ({exc.filename})" if exc.filename else ""
+            _err(f"error: {exc.strerror or exc}{where}")
+            raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -319,8 +325,12 @@ def run(
     )
     progress = Progress(plain=not sys.stderr.isatty())
     options.listeners.append(progress)
-    with progress:
-        result = start_run(path, Workspace.locate(workspace), options)
+    real_stdout, sys.stdout = sys.stdout, sys.stderr  # a tool's print() must not mix into results
+    try:
+        with progress:
+            result = start_run(path, Workspace.locate(workspace), options)
+    finally:
+        sys.stdout = real_stdout
     log = _display(result.log_path)
     if as_json:
         print(
@@ -404,7 +414,11 @@ def runs(
         print(json.dumps([{k: r.get(k) for k in keep} for r in rows], indent=2))
         return
     if not rows:
-        _err("no runs" + (f" of {experience}" if experience else ""))
+        _err(
+            f"no runs of {experience}"
+            if experience
+            else "no runs yet in this workspace; start one with `evolve run DIR`"
+        )
         return
     from evolve.report.tree import runs_table
 

@@ -49,7 +49,7 @@ class Detectors:
     def __init__(self, experience: Experience, evidence: Evidence):
         self.experience = experience
         self.evidence = evidence
-        self.text = experience.spec_path.read_text("utf-8")
+        self.text = experience.spec_path.read_bytes().decode("utf-8")  # CRLF stays CRLF
         self.index = {node_id: i for i, node_id in enumerate(experience.nodes)}
 
     def run(self) -> list[Proposal]:

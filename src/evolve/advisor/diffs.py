@@ -93,7 +93,8 @@ class ProposalChecker:
 
     def read(self, rel: str) -> str | None:
         path = self.directory / rel
-        return path.read_text("utf-8") if path.is_file() else None
+        # bytes, not read_text: universal newlines would turn CRLF into LF and break the diff
+        return path.read_bytes().decode("utf-8") if path.is_file() else None
 
     def confine(self, rel: str) -> str:
         """The path normalised inside the experience, or ValueError."""
@@ -154,7 +155,8 @@ class ProposalChecker:
         for node_id, node in before.nodes.items():
             if after.nodes[node_id].kind != node.kind:
                 return f"it changes the kind of node '{node_id}'"
-            if node.frozen and _node_spec(after.nodes[node_id]) != _node_spec(node):
+            changed = after.nodes[node_id]
+            if node.frozen and (not changed.frozen or _node_spec(changed) != _node_spec(node)):
                 return f"it changes the frozen node '{node_id}'"
         old_edges = {(e.source, e.target) for e in before.edges}
         new_edges = {(e.source, e.target) for e in after.edges}

@@ -177,7 +177,15 @@ class LLMAdvisor:
                 Rejected(r.title, f"{r.reason} (the repair reply was unusable: {note2})", r.raw)
                 for r in failed
             ] or [Rejected("(the advisor reply)", f"{first}the repair reply: {note2}")]
-        return accepted + fixed, still
+            return accepted + fixed, still
+        # what the repair round did not send again keeps its first-round reason
+        answered = {p.title for p in fixed} | {r.title for r in still}
+        dropped = [
+            Rejected(r.title, f"{r.reason} (not sent again in the repair round)", r.raw)
+            for r in failed
+            if r.title not in answered
+        ]
+        return accepted + fixed, still + dropped
 
     def _judge(self, text: str) -> tuple[list[Proposal], list[Rejected], str | None]:
         from evolve.runtime.agent import parse_json_object

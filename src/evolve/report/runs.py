@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from evolve.errors import UsageError
+from evolve.errors import EvolveError, UsageError
 from evolve.report.view import RunView, fold
 from evolve.store.events import read_events
 from evolve.store.state import RunQueries, StateStore
@@ -71,7 +71,12 @@ def inspect_run(workspace: Workspace, ref: str) -> Inspection:
         queries = RunQueries(store)
         row = queries.resolve(ref)
         log = workspace.log_path(row["id"])
-        events = read_events(log) if log.exists() else iter(())
+        if not log.exists():
+            raise EvolveError(
+                f"the event log of run {row['id']} is missing ({log}); the state "
+                f"store still has its state: evolve state {row['id']}"
+            )
+        events = read_events(log)
         view = fold(events, row["status"])
         view.run_id, view.experience = row["id"], row["experience"]
         view.reason = view.reason or row.get("reason")
@@ -81,6 +86,8 @@ def inspect_run(workspace: Workspace, ref: str) -> Inspection:
 
 
 def list_runs(workspace: Workspace, experience: str | None, limit: int) -> list[dict[str, Any]]:
+    if not workspace.database.exists():
+        return []  # no runs is a fine answer for a listing
     store = open_store(workspace)
     try:
         return RunQueries(store).list(experience, limit)
@@ -101,7 +108,8 @@ def run_state(workspace: Workspace, ref: str, field: str | None, history: bool) 
             from evolve.errors import did_you_mean
 
             raise UsageError(
-                f"run {row['id']} has no state field '{field}'{did_you_mean(field, final)}"
+                f"run {row['id']} has no value for state field '{field}' (never set, or not "
+                f"declared){did_you_mean(field, final)}"
             )
         return row["id"], queries.history(row["id"], field) if history else final[field]
     finally:

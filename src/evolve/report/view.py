@@ -204,9 +204,10 @@ class _Folder:
             graph = e.get("graph") or {}
             view.phases = list(graph.get("phases", []))
             view.edges = list(graph.get("edges", []))
-            for step in graph.get("steps", []):
-                info = graph["nodes"].get(step, {})
-                node = self.node(step)
+            nested = [n for n in graph.get("nodes", {}) if n not in graph.get("steps", [])]
+            for node_id in [*graph.get("steps", []), *nested]:  # steps first, in graph order
+                info = graph["nodes"].get(node_id, {})
+                node = self.node(node_id)
                 node.kind, node.phase = info.get("kind", "tool"), info.get("phase")
                 node.for_each = bool(info.get("for_each"))
             return

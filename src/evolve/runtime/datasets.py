@@ -15,6 +15,13 @@ class DatasetError(EvolveError):
     error_type = "dataset_error"
 
 
+def _json_line(line: str, number: int) -> Any:
+    try:
+        return json.loads(line)
+    except ValueError as exc:
+        raise ValueError(f"line {number}: {exc}") from None
+
+
 def load_rows(source: DatasetSource) -> list[Any]:
     try:
         if source.type == "sqlite":
@@ -22,11 +29,15 @@ def load_rows(source: DatasetSource) -> list[Any]:
             with sqlite3.connect(uri, uri=True) as conn:
                 conn.row_factory = sqlite3.Row
                 return [dict(row) for row in conn.execute(source.query or "")]
-        text = source.path.read_text("utf-8")
+        text = source.path.read_text("utf-8-sig")  # a BOM (as spreadsheets write) is dropped
         if source.format == "csv":
             return list(csv.DictReader(text.splitlines()))
         if source.format == "jsonl":
-            return [json.loads(line) for line in text.splitlines() if line.strip()]
+            return [
+                _json_line(line, number)
+                for number, line in enumerate(text.splitlines(), start=1)
+                if line.strip()
+            ]
         data = json.loads(text)
         return data if isinstance(data, list) else [data]
     except (OSError, ValueError, sqlite3.Error, csv.Error) as exc:

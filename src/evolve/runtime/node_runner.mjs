@@ -11,5 +11,12 @@ if (typeof fn !== "function") {
   console.error(`${process.argv[2]} has no default export function`);
   process.exit(2);
 }
-const result = await fn(inputs);
+let result;
+try {
+  result = await fn(inputs);
+} catch (error) {
+  // the error itself, not a stack frame of this runner, is what the user needs to see
+  console.error(error instanceof Error ? `${error.name}: ${error.message}` : String(error));
+  process.exit(1);
+}
 process.stdout.write(JSON.stringify(result ?? null));

@@ -27,6 +27,7 @@ from evolve.store.events import EventLog, Listener, utc_now
 from evolve.store.state import StateStore
 from evolve.store.workspace import Workspace, new_run_id
 
+MAX_NESTING = 8  # experience nodes inside experience nodes; deeper is almost surely a cycle
 EXIT_CODES = {"success": 0, "failed": 1, "partial": 1, "interrupted": 130}
 
 
@@ -133,6 +134,7 @@ class Run:
         self.values = initial_values(experience, options.args)
         check_models(experience, options.model, options.replaying)
         self.run_id = new_run_id()
+        self.depth = 0  # how many parents this run has
 
     async def execute(self) -> RunResult:
         experience, run_id = self.experience, self.run_id
@@ -233,6 +235,12 @@ class Run:
     async def _child(self, node: Node, args: dict[str, Any]) -> dict[str, Any]:
         from evolve.runtime.scheduler import NodeError
 
+        if self.depth >= MAX_NESTING:
+            raise NodeError(
+                f"experiences nest deeper than {MAX_NESTING} levels here; does a "
+                "child experience run one of its parents?",
+                "nesting_too_deep",
+            )
         child_experience = load_experience(node.impl)
         options = RunOptions(
             args=args,
@@ -250,6 +258,7 @@ class Run:
             self.model,
             parent=(self.run_id, node.id),
         )
+        child.depth = self.depth + 1
         result = await child.execute()
         if result.status not in ("success", "partial"):
             raise NodeError(

@@ -179,6 +179,15 @@ class Scheduler:
             started = time.monotonic()
             group = self._pipeline if step in self.experience.pipelines else self._loop
             outcome = await group(step)
+            self.store.record_attempt(
+                {
+                    "run_id": self.run_id,
+                    "node_id": step,
+                    "attempt": 0,
+                    "status": outcome.status,
+                    "duration_ms": _ms_since(started),
+                }
+            )
             self.events.emit(
                 "node.finished", node_id=step, status=outcome.status, duration_ms=_ms_since(started)
             )
@@ -279,6 +288,17 @@ class Scheduler:
             self.events.emit(
                 "node.failed", node_id=node.id, item=item, error_type=error_type, error=error
             )
+            if node.for_each is None:  # a fan-out records its node row itself, once
+                self.store.record_attempt(
+                    {
+                        "run_id": self.run_id,
+                        "node_id": node.id,
+                        "attempt": 0,
+                        "status": "failed",
+                        "error_type": error_type,
+                        "error": error,
+                    }
+                )
         if policies.final_policy(node.on_error) == "fail_run":
             raise self.halt(RunFailed(node.id, f"node '{node.id}' failed: {error}"))
         self.partial = True

@@ -124,6 +124,8 @@ async def call_python(path: Path, function: str, inputs: dict[str, Any]) -> Any:
         return await _THREADS.submit(func, inputs)
     except asyncio.CancelledError:
         raise
+    except SystemExit as exc:  # a tool may not end evolve: it ends its own attempt
+        raise ToolError(f"{path.name}:{function} called sys.exit({exc.code!r})") from None
     except Exception as exc:
         raise ToolError(
             f"{path.name}:{function} raised {type(exc).__name__}: {exc}", error_type_of(exc)

@@ -490,7 +490,13 @@ class Checker:
 
     def _child(self, node: _Item) -> None:
         path = self._file((*node.path, "impl"), node.get("impl", str), "child experience")
-        if path is not None and not (path / "experience.yaml").is_file():
+        if path is not None and path == self.root:
+            self.report(
+                (*node.path, "impl"),
+                f"child experience '{node.data['impl']}' is this experience itself "
+                "(it would run itself forever)",
+            )
+        elif path is not None and not (path / "experience.yaml").is_file():
             self.report(
                 (*node.path, "impl"),
                 f"child experience '{node.data['impl']}' has no experience.yaml",

@@ -68,6 +68,17 @@ def load_experience(path: str | Path, *, display: str | None = None):  # -> Expe
     if not spec_path.is_file():
         where = f"no {SPEC_FILENAME} in {path}" if Path(path).is_dir() else "no such file"
         raise SpecError([Problem(file, 1, 1, where)])
+    if spec_path.suffix not in (".yaml", ".yml"):
+        raise SpecError(
+            [
+                Problem(
+                    file,
+                    1,
+                    1,
+                    f"not an experience: give the experience's directory or its {SPEC_FILENAME}",
+                )
+            ]
+        )
     try:
         text = spec_path.read_text("utf-8")
     except UnicodeDecodeError as exc:

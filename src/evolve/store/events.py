@@ -48,7 +48,10 @@ class EventLog:
             "type": type,
         }
         event.update((k, v) for k, v in fields.items() if v is not None)
-        line = self.redactor.text(json.dumps(event, ensure_ascii=False, default=str)) + "\n"
+        raw = json.dumps(event, ensure_ascii=False, default=str)
+        line = self.redactor.text(raw) + "\n"
+        if line[:-1] != raw:  # a secret was replaced: listeners see the clean event too
+            event = json.loads(line)
         os.write(self._fd, line.encode("utf-8"))  # one write per line: a crash tears one line
         for listener in self.listeners:
             listener(event)
