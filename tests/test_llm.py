@@ -346,3 +346,41 @@ def test_cost_comes_from_litellm_prices_when_it_knows_the_model(tmp_path):
     assert db.execute("select cost_usd from runs where id = ?", [result.run_id]).fetchone()[
         0
     ] == pytest.approx(0.025)
+
+
+def test_budget_stop_through_litellm_with_a_priced_fake_provider(tmp_path, fake):
+    litellm().register_model(
+        {
+            "fake/priced": {
+                "input_cost_per_token": 0.0001,
+                "output_cost_per_token": 0.0002,
+                "litellm_provider": "fake",
+                "mode": "chat",
+            }
+        }
+    )
+    node = {
+        "id": "ask",
+        "kind": "agent",
+        "prompt": "p.md",
+        "writes": ["answers"],
+        "for_each": {"source": "$.qs", "concurrency": 1},
+    }
+    exp = build(
+        tmp_path / "x",
+        spec(
+            [node],
+            state={
+                "qs": {"type": "array", "default": list(range(10))},
+                "answers": {"type": "array", "merge": "array_append"},
+            },
+        ),
+        {"p.md": "Q {{ $item }}"},
+    )
+    fake.replies = ["a"] * 10  # each call: 9 tokens in, 4 out = $0.0017
+    result = start_run(
+        exp, Workspace(tmp_path / "ws"), RunOptions(model="fake/priced", max_cost=0.004)
+    )
+    assert [e["cost_usd"] for e in events(result, "llm.call")] == pytest.approx([0.0017] * 3)
+    assert result.status == "failed" and len(fake.calls) == 3
+    assert result.reason == "budget reached: spent $0.0051 of --max-cost $0.0040"
