@@ -102,6 +102,7 @@ class Scheduler:
         self.outputs: dict[str, Any] = {}
         self.partial = False  # some node or item failed under `skip`
         self.halted: RunFailed | None = None  # once set, no new attempt starts
+        self.loaded: dict[Any, Any] = {}  # Python tool functions, loaded once per run
         self.tokens_in = 0
         self.tokens_out = 0
         self.cost_usd: float | None = None
@@ -458,7 +459,9 @@ class Scheduler:
         node = attempt.node
         if node.kind == "tool":
             if node.impl.suffix == ".py":
-                return await tools.call_python(node.impl, node.function or "run", attempt.inputs)
+                return await tools.call_python(
+                    node.impl, node.function or "run", attempt.inputs, self.loaded
+                )
             return await tools.call_process(node.impl, attempt.inputs)
         if node.kind == "agent":
             from evolve.runtime.agent import run_agent

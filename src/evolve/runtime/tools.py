@@ -116,8 +116,17 @@ def python_function(path: Path, function: str) -> Any:
     return func
 
 
-async def call_python(path: Path, function: str, inputs: dict[str, Any]) -> Any:
-    func = python_function(path, function)
+async def call_python(
+    path: Path, function: str, inputs: dict[str, Any], loaded: dict[Any, Any] | None = None
+) -> Any:
+    """Call a Python tool; `loaded` caches the function for a run (files don't change mid-run,
+    and a stat per call is a real cost on a 5,000-item fan-out)."""
+    key = (path, function)
+    func = loaded.get(key) if loaded is not None else None
+    if func is None:
+        func = python_function(path, function)
+        if loaded is not None:
+            loaded[key] = func
     try:
         if inspect.iscoroutinefunction(func):
             return await func(inputs)
