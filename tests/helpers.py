@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -70,7 +69,3 @@ def max_in_flight(all_events: list[dict[str, Any]], node_id: str | None = None) 
         elif e["type"] in ("node.finished", "node.failed"):
             running -= 1
     return peak
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value)

@@ -184,3 +184,18 @@ def test_a_python_file_is_not_an_experience(tmp_path):
     assert (
         "not an experience: give the experience's directory or its experience.yaml" in result.stderr
     )
+
+
+def test_a_malformed_pipeline_stage_is_reported_not_a_crash(tmp_path):
+    root = build(
+        tmp_path / "x",
+        "name: x\nversion: 0.1.0\nstate:\n  schema:\n"
+        "    items: {type: array}\n    t: {type: string}\n"
+        "graph:\n  nodes:\n"
+        "    - {id: a, kind: agent, prompt: p.md, writes: [t]}\n"
+        "  pipelines:\n    - {id: p, items: $.items, stages: [[a]]}\n",
+        {"p.md": "{{ $item }}"},
+    )
+    result = runner.invoke(app, ["validate", str(root)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "needs for_each on the node" in result.stdout

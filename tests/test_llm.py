@@ -155,9 +155,8 @@ def test_unknown_placeholder_is_an_error_never_sent(tmp_path):
     )
 
 
-def test_max_cost_stops_the_run_cleanly(tmp_path):
-    from fakes import ScriptedModel
-
+def ten_questions(tmp_path):
+    """An agent asked ten questions one at a time: a budget stops it part way."""
     node = {
         "id": "ask",
         "kind": "agent",
@@ -165,17 +164,17 @@ def test_max_cost_stops_the_run_cleanly(tmp_path):
         "writes": ["answers"],
         "for_each": {"source": "$.qs", "concurrency": 1},
     }
-    exp = build(
-        tmp_path / "x",
-        spec(
-            [node],
-            state={
-                "qs": {"type": "array", "default": list(range(10))},
-                "answers": {"type": "array", "merge": "array_append"},
-            },
-        ),
-        {"p.md": "Q {{ $item }}"},
-    )
+    state = {
+        "qs": {"type": "array", "default": list(range(10))},
+        "answers": {"type": "array", "merge": "array_append"},
+    }
+    return build(tmp_path / "x", spec([node], state=state), {"p.md": "Q {{ $item }}"})
+
+
+def test_max_cost_stops_the_run_cleanly(tmp_path):
+    from fakes import ScriptedModel
+
+    exp = ten_questions(tmp_path)
     model = ScriptedModel(["a"] * 10)  # each call costs $0.001
     result = start_run(
         exp, Workspace(tmp_path / "ws"), RunOptions(model="fake/m", max_cost=0.0025), model
@@ -359,24 +358,7 @@ def test_budget_stop_through_litellm_with_a_priced_fake_provider(tmp_path, fake)
             }
         }
     )
-    node = {
-        "id": "ask",
-        "kind": "agent",
-        "prompt": "p.md",
-        "writes": ["answers"],
-        "for_each": {"source": "$.qs", "concurrency": 1},
-    }
-    exp = build(
-        tmp_path / "x",
-        spec(
-            [node],
-            state={
-                "qs": {"type": "array", "default": list(range(10))},
-                "answers": {"type": "array", "merge": "array_append"},
-            },
-        ),
-        {"p.md": "Q {{ $item }}"},
-    )
+    exp = ten_questions(tmp_path)
     fake.replies = ["a"] * 10  # each call: 9 tokens in, 4 out = $0.0017
     result = start_run(
         exp, Workspace(tmp_path / "ws"), RunOptions(model="fake/priced", max_cost=0.004)

@@ -53,9 +53,6 @@ class NodeEvidence:
     tokens_out: int = 0
     cost_usd: float | None = None
 
-    def failure_count(self, *types: str) -> int:
-        return sum(len(v) for k, v in self.failures.items() if not types or k in types)
-
     def refs(self, *types: str) -> list[Ref]:
         return sorted(
             (r for k, v in self.failures.items() if not types or k in types for r in v),

@@ -9,7 +9,7 @@ the text and what the call cost. The real implementation (litellm, record/replay
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from evolve.errors import EvolveError
@@ -44,7 +44,6 @@ class ModelReply:
     latency_ms: int = 0
     replayed: bool = False
     key: str | None = None
-    raw: dict[str, Any] = field(default_factory=dict)
 
 
 class Model(Protocol):

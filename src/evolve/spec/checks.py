@@ -429,7 +429,10 @@ class Checker:
         readable |= set(node.get("args", dict) or {})
         # $item and $index exist under for_each and in pipeline stages, never in a loop body
         stage = node.get("id", str) in {
-            s for p in self.pipelines for s in (p.get("stages", list) or [])
+            s
+            for p in self.pipelines
+            for s in (p.get("stages", list) or [])
+            if isinstance(s, str)  # a malformed stage was reported by the schema already
         }
         item_ok = "for_each" in node.data or stage
         # named the way the spec file is named: beside it, by the path written in the spec

@@ -312,17 +312,6 @@ class StateStore:
                 "updated_by_node": w["node_id"],
             }
 
-    def snapshot(self, run_id: str) -> dict[str, dict[str, Any]]:
-        self.flush()
-        return {
-            r["field"]: {
-                "value": json.loads(r["value"]),
-                "initial": json.loads(r["initial"]) if r["initial"] else None,
-                "updated_by_node": r["updated_by_node"],
-            }
-            for r in self.db["state_snapshot"].rows_where("run_id = ?", [run_id])
-        }
-
     # -- llm calls -------------------------------------------------------------------------------
 
     def record_llm_call(self, row: dict[str, Any]) -> None:
