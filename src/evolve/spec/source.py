@@ -258,8 +258,22 @@ def _unbuildable(text: str, file: str) -> Problem | None:
     libyaml composes recursively in C: thousands of levels ("[[[[...") overflow its stack and
     kill the process. Ten lines of nested aliases expand to a billion values. An alias inside
     its own anchor would be built forever.
+
+    Newer libyaml releases stop at a nesting cap of their own, which their scanner can reach
+    (it reads flow collections ahead) before our limit shows in the events. evolve's limit must
+    not move with the library's version, so when libyaml stops on nesting the same walk is
+    made again with PyYAML's pure-Python parser, which has no cap: the error is the same
+    located problem whichever libyaml is installed.
     """
-    loader = _LOADER(text)
+    try:
+        return _walk_events(_LOADER(text), file)
+    except yaml.MarkedYAMLError as exc:
+        if _LOADER is yaml.SafeLoader or "nesting" not in _reason(exc):
+            raise
+        return _walk_events(yaml.SafeLoader(text), file)
+
+
+def _walk_events(loader: Any, file: str) -> Problem | None:
     sizes: dict[str, int] = {}  # anchor -> number of values it expands to
     open_: list[tuple[str | None, int]] = []  # enclosing collections: anchor, count at start
     unfinished: set[str] = set()  # anchors whose latest definition is a collection still open
