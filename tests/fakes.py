@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from evolve.runtime.models import ModelError, ModelReply, ModelRequest
+from evolve.llm.model import ModelError, ModelReply, ModelRequest
 
 
 @dataclass

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from evolve.runtime.run import RunOptions, RunResult, start_run
-from evolve.store.events import read_events
+from evolve.store.log import read_events
 from evolve.store.workspace import Workspace
 
 

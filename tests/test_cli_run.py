@@ -56,7 +56,8 @@ def test_args_and_set_reach_the_initial_state(tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["status"] == "success"
-    from evolve.store.state import RunQueries, StateStore
+    from evolve.store.queries import RunQueries
+    from evolve.store.writer import StateStore
 
     store = StateStore.open(tmp_path / "ws" / "state.sqlite")
     assert RunQueries(store).final_state(summary["run_id"])["out"] == "evolve x3"

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from evolve.store.events import read_events
-from evolve.store.state import StateStore
+from evolve.store.log import read_events
+from evolve.store.writer import StateStore
 from helpers import build, spec, tool
 
 SLEEPY = """

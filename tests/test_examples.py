@@ -19,7 +19,7 @@ import yaml
 from typer.testing import CliRunner
 
 from evolve.cli import app
-from evolve.store.events import read_events
+from evolve.store.log import read_events
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 EXAMPLES = sorted(path.parent for path in EXAMPLES_DIR.glob("*/experience.yaml"))

@@ -9,7 +9,7 @@ import sqlite3
 
 import pytest
 
-from evolve.llm import litellm
+from evolve.llm.client import litellm
 from evolve.runtime.run import RunOptions, start_run
 from evolve.store.workspace import Workspace
 from helpers import build, events, spec, tool

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from evolve.advisor.propose import propose
 from evolve.cli import app
-from evolve.runtime.models import ModelError
+from evolve.llm.model import ModelError
 from evolve.runtime.run import RunOptions, start_run
 from evolve.spec import load_experience
 from evolve.store.workspace import Workspace

@@ -25,9 +25,9 @@ from typer.testing import CliRunner
 
 from evolve.cli import app
 from evolve.report.html import ITEMS_DRAWN, render_html, write_html
-from evolve.report.runs import Inspection, inspect_run
-from evolve.report.view import fold
+from evolve.store.queries import Inspection, inspect_run
 from evolve.store.workspace import Workspace
+from evolve.view import fold
 from helpers import build, run, spec, tool
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"

@@ -389,7 +389,7 @@ def runs(
     as_json: Annotated[bool, typer.Option("--json", help="Print the runs as JSON.")] = False,
 ) -> None:
     """List runs, newest first: status, timing, nodes, items, tokens and cost."""
-    from evolve.report.runs import list_runs
+    from evolve.store.queries import list_runs
     from evolve.store.workspace import Workspace
 
     rows = list_runs(Workspace.locate(workspace), experience, limit)
@@ -456,12 +456,12 @@ def inspect(
 
     ws = Workspace.locate(workspace)
     if events:
-        from evolve.report.runs import raw_events
+        from evolve.store.queries import raw_events
 
         for event in raw_events(ws, run_id, node, event_type):
             sys.stdout.write(json.dumps(event, ensure_ascii=False) + "\n")
         return
-    from evolve.report.runs import inspect_run
+    from evolve.store.queries import inspect_run
 
     report = inspect_run(ws, run_id)
     if html is not None:
@@ -493,7 +493,7 @@ def state(
 ) -> None:
     """Print a run's final state, one field of it, or one field's history of writes."""
     from evolve.errors import UsageError
-    from evolve.report.runs import run_state
+    from evolve.store.queries import run_state
     from evolve.store.workspace import Workspace
 
     if history and field is None:
@@ -590,8 +590,7 @@ def diff(
     """Print the raw diff of proposal N of a run's newest report, for `| git apply`."""
     from evolve.advisor.report import latest_report
     from evolve.errors import UsageError
-    from evolve.report.runs import open_store
-    from evolve.store.state import RunQueries
+    from evolve.store.queries import RunQueries, open_store
     from evolve.store.workspace import Workspace
 
     ws = Workspace.locate(workspace)

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from evolve.store.events import read_events
+from evolve.store.log import read_events
 from evolve.store.workspace import Workspace
 
 # Failures that often pass on a second try. "deadline" (an attempt that ran into its own

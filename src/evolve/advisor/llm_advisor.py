@@ -14,7 +14,8 @@ from typing import Any
 from evolve.advisor.diffs import ProposalChecker
 from evolve.advisor.evidence import Evidence
 from evolve.advisor.proposal import CONFIDENCE, OPERATIONS, Proposal, Rejected
-from evolve.runtime.models import Model, ModelError, ModelRequest
+from evolve.llm.model import Model, ModelError, ModelRequest
+from evolve.llm.replies import parse_json_object, repair_request
 from evolve.spec import Experience
 
 ADVISOR_NODE = "advisor"
@@ -123,17 +124,8 @@ class LLMAdvisor:
     ) -> tuple[list[Proposal], list[Rejected]]:
         return asyncio.run(self._propose(evidence, ledger))
 
-    async def _ask(self, messages: list[dict[str, str]], turn: int) -> str:
-        reply = await self.model.complete(
-            ModelRequest(
-                node_id=ADVISOR_NODE,
-                model=self.model_name,
-                messages=messages,
-                schema=REPLY_SCHEMA,
-                turn=turn,
-            )
-        )
-        return reply.text
+    async def _ask(self, request: ModelRequest) -> str:
+        return (await self.model.complete(request)).text
 
     async def _propose(self, evidence: Evidence, ledger: list[dict[str, Any]]):
         payload = {
@@ -141,31 +133,33 @@ class LLMAdvisor:
             "sources": sources(self.experience),
             "earlier_proposals": ledger,
         }
-        messages = [
-            {"role": "system", "content": INSTRUCTIONS},
-            {"role": "user", "content": json.dumps(payload, ensure_ascii=False)},
-        ]
+        request = ModelRequest(
+            node_id=ADVISOR_NODE,
+            model=self.model_name,
+            messages=[
+                {"role": "system", "content": INSTRUCTIONS},
+                {"role": "user", "content": json.dumps(payload, ensure_ascii=False)},
+            ],
+            schema=REPLY_SCHEMA,
+        )
         try:
-            text = await self._ask(messages, 1)
+            text = await self._ask(request)
         except ModelError as exc:
             return [], [Rejected("(the advisor model)", f"the model call failed: {exc}")]
         accepted, failed, note = self._judge(text)
         if not failed and note is None:
             return accepted, []
         reasons = [note] if note else [f"{r.title}: {r.reason}" for r in failed]
-        repair = [
-            *messages,
-            {"role": "assistant", "content": text},
-            {
-                "role": "user",
-                "content": "These proposals could not be used:\n"
-                + "\n".join(f"- {r}" for r in reasons)
-                + "\nAnswer again with the corrected proposals only, as one JSON object "
-                '{"proposals": [...]}.',
-            },
-        ]
+        repair = repair_request(
+            request,
+            text,
+            "These proposals could not be used:",
+            reasons,
+            "Answer again with the corrected proposals only, as one JSON object "
+            '{"proposals": [...]}.',
+        )
         try:
-            text = await self._ask(repair, 2)
+            text = await self._ask(repair)
         except ModelError as exc:
             return accepted, failed or [
                 Rejected("(the advisor reply)", f"{note}; the repair call failed: {exc}")
@@ -188,8 +182,6 @@ class LLMAdvisor:
         return accepted + fixed, still + dropped
 
     def _judge(self, text: str) -> tuple[list[Proposal], list[Rejected], str | None]:
-        from evolve.runtime.agent import parse_json_object
-
         try:
             data = parse_json_object(text)
         except ValueError as exc:

@@ -13,9 +13,8 @@ from evolve.advisor.ledger import earlier_proposals
 from evolve.advisor.proposal import MAX_PROPOSALS, Proposal, Rejected
 from evolve.advisor.report import Report
 from evolve.errors import UsageError
-from evolve.report.runs import open_store
 from evolve.spec import load_experience
-from evolve.store.state import RunQueries
+from evolve.store.queries import RunQueries, open_store
 from evolve.store.workspace import Workspace
 
 

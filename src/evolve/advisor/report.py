@@ -14,7 +14,7 @@ from typing import Any
 
 from evolve.advisor.ledger import Earlier
 from evolve.advisor.proposal import Proposal, Rejected
-from evolve.store.events import utc_now
+from evolve.store.log import utc_now
 
 
 @dataclass

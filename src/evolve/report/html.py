@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from evolve import __version__
-from evolve.report.runs import Inspection
-from evolve.report.view import AttemptView, ItemView, NodeView, RunView
+from evolve.store.queries import Inspection
+from evolve.view import AttemptView, ItemView, NodeView, RunView
 
 ITEMS_DRAWN = 500
 FAILURES_SHOWN = 200

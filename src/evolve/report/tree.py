@@ -13,8 +13,8 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from evolve.report.runs import Inspection
-from evolve.report.view import AttemptView, NodeView
+from evolve.store.queries import Inspection
+from evolve.view import AttemptView, NodeView
 
 ITEMS_SHOWN = 8
 VALUE_CHARS = 60

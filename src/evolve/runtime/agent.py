@@ -9,17 +9,15 @@ state delta. Without a schema the reply text goes to the node's single `writes` 
 from __future__ import annotations
 
 import json
-import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from evolve.errors import EvolveError
-from evolve.runtime.models import ModelReply, ModelRequest
+from evolve.llm.model import ModelReply, ModelRequest
+from evolve.llm.replies import parse_json_object, repair_request
+from evolve.runtime.attempt import Attempt
 from evolve.runtime.validation import errors as schema_errors
 from evolve.spec.model import Node
 from evolve.spec.templates import TemplateError, render
-
-if TYPE_CHECKING:
-    from evolve.runtime.scheduler import Attempt
 
 
 class AgentError(EvolveError):
@@ -42,12 +40,6 @@ def build_messages(node: Node, values: dict[str, Any]) -> list[dict[str, str]]:
         )
     messages.append({"role": "user", "content": prompt})
     return messages
-
-
-def parse_json_object(text: str) -> Any:
-    """The JSON value in a reply, tolerating a ```json fence around it."""
-    fenced = re.fullmatch(r"\s*```(?:json)?\s*(.*?)\s*```\s*", text, re.DOTALL)
-    return json.loads(fenced.group(1) if fenced else text)
 
 
 async def run_agent(node: Node, attempt: Attempt, model_name: str) -> dict[str, Any]:
@@ -73,18 +65,14 @@ async def run_agent(node: Node, attempt: Attempt, model_name: str) -> dict[str, 
     problems = _check(node, reply)
     if problems:
         attempt.emit("schema.invalid", errors=problems, final=False)
-        repair = [
-            *messages,
-            {"role": "assistant", "content": reply.text},
-            {
-                "role": "user",
-                "content": "Your answer did not match the schema:\n"
-                + "\n".join(f"- {p}" for p in problems)
-                + "\nAnswer again with one corrected JSON object only.",
-            },
-        ]
         reply = await attempt.call_model(
-            ModelRequest(**{**request.__dict__, "messages": repair, "turn": 2})
+            repair_request(
+                request,
+                reply.text,
+                "Your answer did not match the schema:",
+                problems,
+                "Answer again with one corrected JSON object only.",
+            )
         )
         problems = _check(node, reply)
         if problems:

@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from evolve.errors import UsageError
-from evolve.runtime.models import Model
+from evolve.llm.model import Model
 from evolve.runtime.scheduler import RunFailed, Scheduler
 from evolve.runtime.state import RunState, initial_values
 from evolve.spec import Experience, Node, load_experience
-from evolve.store.events import EventLog, Listener, utc_now
-from evolve.store.state import StateStore
+from evolve.store.log import EventLog, Listener, utc_now
 from evolve.store.workspace import Workspace, new_run_id
+from evolve.store.writer import StateStore
 
 MAX_NESTING = 8  # experience nodes inside experience nodes; deeper is almost surely a cycle
 EXIT_CODES = {"success": 0, "failed": 1, "partial": 1, "interrupted": 130}

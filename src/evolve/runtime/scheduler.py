@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from evolve.errors import EvolveError
+from evolve.llm.model import Model, ModelReply, ModelRequest
 from evolve.runtime import policies
-from evolve.runtime.models import Model, ModelReply, ModelRequest
+from evolve.runtime.attempt import Attempt
 from evolve.runtime.state import RunState, StateWriteError
 from evolve.spec.expressions import MISSING, resolve_path
 from evolve.spec.model import Experience, Node
-from evolve.store.events import EventLog, utc_now
-from evolve.store.state import StateStore
+from evolve.store.log import EventLog, utc_now
+from evolve.store.writer import StateStore
 
 ChildRunner = Callable[[Node, dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -52,25 +53,6 @@ class Outcome:
     edge_output: Any = None
     error: str | None = None
     items_failed: int = 0
-
-
-@dataclass
-class Attempt:
-    """One try of one node (and item): what it gets, and how it reports."""
-
-    scheduler: Scheduler
-    node: Node
-    number: int
-    inputs: dict[str, Any]
-    item: int | None
-
-    def emit(self, type: str, **fields: Any) -> None:
-        self.scheduler.events.emit(
-            type, node_id=self.node.id, item=self.item, attempt=self.number, **fields
-        )
-
-    async def call_model(self, request: ModelRequest) -> ModelReply:
-        return await self.scheduler.call_model(request, self)
 
 
 class Scheduler:
@@ -325,7 +307,7 @@ class Scheduler:
             if self.halted is not None:  # the run is stopping: start nothing new
                 raise self.halted
             inputs = self._inputs(node, edge_inputs, index, item)
-            attempt = Attempt(self, node, number, inputs, index)
+            attempt = Attempt(node, number, inputs, index, self.events.emit, self.call_model)
             if limit is not None:
                 async with limit, self.slots:
                     outcome, error, error_type = await self._attempt(attempt, apply)

@@ -14,8 +14,8 @@ from typing import Any
 
 from evolve.errors import EvolveError, UsageError
 from evolve.spec.model import Experience, StateField
-from evolve.store.events import EventLog
-from evolve.store.state import StateStore
+from evolve.store.log import EventLog
+from evolve.store.writer import StateStore
 
 PREVIEW_CHARS = 200
 

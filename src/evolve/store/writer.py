@@ -1,7 +1,6 @@
-"""The state store: `.evolve/state.sqlite`, written through sqlite-utils.
+"""The state store's writer: `.evolve/state.sqlite`, written through sqlite-utils.
 
-Tables (SPEC §5): `runs`, `node_runs`, `state_snapshot`, `state_history`, `llm_calls`. The schema
-grows only through the named, ordered steps in `MIGRATIONS`, each recorded in `_migrations` once.
+The schema and its migrations are in `store.schema`, reading back is `store.queries`.
 The database is in WAL mode with a busy timeout. Node and state records of a running run are
 queued and written in one short transaction at most `FLUSH_SECONDS` later (or as soon as
 `FLUSH_ROWS` are waiting): a run then costs one commit per batch instead of one per row, several
@@ -17,115 +16,19 @@ import json
 import os
 import socket
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlite_utils import Database
 
-from evolve.store.events import utc_now
+from evolve.store.log import utc_now
+from evolve.store.schema import MIGRATIONS
 
 BUSY_TIMEOUT_MS = 30_000
 FLUSH_SECONDS = 0.05
 FLUSH_ROWS = 500
-
-
-def _m001_initial(db: Database) -> None:
-    db["runs"].create(
-        {
-            "id": str,
-            "experience": str,
-            "experience_dir": str,
-            "spec_hash": str,
-            "status": str,
-            "reason": str,
-            "started_at": str,
-            "finished_at": str,
-            "duration_ms": int,
-            "args": str,
-            "model": str,
-            "tokens_in": int,
-            "tokens_out": int,
-            "cost_usd": float,
-            "parent_run_id": str,
-            "parent_node": str,
-            "pid": int,
-            "host": str,
-            "log_path": str,
-        },
-        pk="id",
-    )
-    db["runs"].create_index(["experience", "started_at"])
-    db["node_runs"].create(
-        {
-            "id": int,
-            "run_id": str,
-            "node_id": str,
-            "item": int,
-            "attempt": int,
-            "status": str,
-            "started_at": str,
-            "finished_at": str,
-            "duration_ms": int,
-            "error_type": str,
-            "error": str,
-            "metrics": str,
-        },
-        pk="id",
-    )
-    db["node_runs"].create_index(["run_id", "node_id"])
-    db["state_snapshot"].create(
-        {
-            "run_id": str,
-            "field": str,
-            "value": str,
-            "initial": str,
-            "updated_at": str,
-            "updated_by_node": str,
-        },
-        pk=("run_id", "field"),
-    )
-    db["state_history"].create(
-        {
-            "id": int,
-            "run_id": str,
-            "field": str,
-            "value_old": str,
-            "value_new": str,
-            "node_id": str,
-            "item": int,
-            "ts": str,
-        },
-        pk="id",
-    )
-    db["state_history"].create_index(["run_id", "field"])
-    db["llm_calls"].create(
-        {
-            "id": int,
-            "run_id": str,
-            "node_id": str,
-            "item": int,
-            "attempt": int,
-            "model": str,
-            "key": str,
-            "request": str,
-            "response": str,
-            "tokens_in": int,
-            "tokens_out": int,
-            "cost_usd": float,
-            "latency_ms": int,
-            "replayed": int,
-            "ts": str,
-        },
-        pk="id",
-    )
-    db["llm_calls"].create_index(["run_id"])
-
-
-MIGRATIONS: list[tuple[str, Callable[[Database], None]]] = [
-    ("001_initial", _m001_initial),
-]
 
 
 class StateStore:
@@ -136,7 +39,7 @@ class StateStore:
     """
 
     def __init__(self, db: Database):
-        from evolve.secrets import Redactor
+        from evolve.redaction import Redactor
 
         self.db = db
         self._redact = Redactor().text
@@ -336,123 +239,3 @@ def _alive(pid: int | None) -> bool:
     except PermissionError:
         return True
     return True
-
-
-class RunQueries:
-    """Reading runs back: resolving ids, listing, state diffs and histories."""
-
-    def __init__(self, store: StateStore):
-        self.db = store.db
-
-    def resolve(self, ref: str) -> dict[str, Any]:
-        """A run by full id, unique prefix (with or without `r-`), or `last` (newest top-level)."""
-        from evolve.errors import UsageError
-
-        if not self.db["runs"].exists():
-            raise UsageError("no runs yet in this workspace; start one with `evolve run DIR`")
-        if ref == "last":
-            rows = list(
-                self.db.query(
-                    "select * from runs where parent_run_id is null "
-                    "order by started_at desc, rowid desc limit 1"
-                )
-            )
-            if not rows:
-                raise UsageError("no runs yet in this workspace; start one with `evolve run DIR`")
-            return rows[0]
-        prefix = ref if ref.startswith("r-") else f"r-{ref}"
-        rows = list(
-            self.db.query(
-                "select * from runs where id = ? or id like ? order by id",
-                [ref, prefix.replace("_", "\\_") + "%"],
-            )
-        )
-        exact = [r for r in rows if r["id"] == ref]
-        if exact or len(rows) == 1:
-            return (exact or rows)[0]
-        if rows:
-            listed = ", ".join(r["id"] for r in rows[:8])
-            raise UsageError(
-                f"run id '{ref}' is ambiguous: it matches {listed}"
-                + (" ..." if len(rows) > 8 else "")
-            )
-        ids = [r["id"] for r in self.db.query("select id from runs")]
-        import difflib
-
-        close = difflib.get_close_matches(prefix, ids, n=3, cutoff=0.5)
-        hint = f"; closest: {', '.join(close)}" if close else ""
-        raise UsageError(f"no run '{ref}' in this workspace{hint} (see `evolve runs`)")
-
-    def list(self, experience: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
-        """Newest first, with per-run node and item counts."""
-        where, params = "", []
-        if experience:
-            where, params = "where r.experience = ?", [experience]
-        sql = f"""
-            with node_status as (
-                select run_id, node_id,
-                    coalesce(
-                        (select status from node_runs z where z.run_id = n.run_id
-                          and z.node_id = n.node_id and z.attempt = 0 limit 1),
-                        (select status from node_runs z where z.run_id = n.run_id
-                          and z.node_id = n.node_id and z.item is null
-                          order by attempt desc limit 1)) as status
-                from (select distinct run_id, node_id from node_runs) n
-            )
-            select r.*,
-                (select count(*) from node_status s where s.run_id = r.id
-                  and s.status = 'succeeded') as nodes_succeeded,
-                (select count(*) from node_status s where s.run_id = r.id
-                  and s.status in ('failed', 'timeout')) as nodes_failed,
-                (select count(*) from node_status s where s.run_id = r.id
-                  and s.status = 'skipped') as nodes_skipped,
-                (select count(distinct node_id || ':' || item) from node_runs i
-                  where i.run_id = r.id and i.item is not null) as items
-            from runs r {where}
-            order by r.started_at desc, r.rowid desc limit ?"""
-        return list(self.db.query(sql, [*params, limit]))
-
-    def state_diff(self, run_id: str) -> list[dict[str, Any]]:
-        """Per field the run wrote: its value before the run and after, and how many writes."""
-        rows = self.db.query(
-            "select s.field, s.initial, s.value, s.updated_by_node, count(h.id) as writes "
-            "from state_snapshot s join state_history h on h.run_id = s.run_id "
-            "and h.field = s.field where s.run_id = ? group by s.field order by min(h.id)",
-            [run_id],
-        )
-        return [
-            {
-                "field": r["field"],
-                "before": _loads(r["initial"]),
-                "after": _loads(r["value"]),
-                "writes": r["writes"],
-                "last_writer": r["updated_by_node"],
-            }
-            for r in rows
-        ]
-
-    def final_state(self, run_id: str) -> dict[str, Any]:
-        rows = self.db.query(
-            "select field, value from state_snapshot where run_id = ? order by field", [run_id]
-        )
-        return {r["field"]: _loads(r["value"]) for r in rows}
-
-    def history(self, run_id: str, field: str) -> list[dict[str, Any]]:
-        rows = self.db.query(
-            "select * from state_history where run_id = ? and field = ? order by id",
-            [run_id, field],
-        )
-        return [
-            {
-                "ts": r["ts"],
-                "node": r["node_id"],
-                "item": r["item"],
-                "old": _loads(r["value_old"]),
-                "new": _loads(r["value_new"]),
-            }
-            for r in rows
-        ]
-
-
-def _loads(text: str | None) -> Any:
-    return json.loads(text) if text is not None else None

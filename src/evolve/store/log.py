@@ -28,7 +28,7 @@ class EventLog:
     """Appends events for one run; listeners (progress displays) see each event as it is written."""
 
     def __init__(self, path: Path, run_id: str, listeners: list[Listener] | None = None):
-        from evolve.secrets import Redactor
+        from evolve.redaction import Redactor
 
         self.redactor = Redactor()
         self.path = path

@@ -1,10 +1,10 @@
-"""The one small interface between agent nodes and whatever answers them.
+"""The model protocol: the one small interface between its callers and whatever answers them.
 
-An agent node builds a `ModelRequest` and awaits `Model.complete`; a `ModelReply` comes back with
-the text and what the call cost. The real implementation (litellm, record/replay) lives in
-`evolve.llm`; tests use a scripted fake. A provider failure is raised as `ModelError` with an
-`error_type` (rate_limit, server_error, timeout, connection, bad_response, ...) so the node's
-`on_error` policy can decide what follows.
+An agent node (or the advisor) builds a `ModelRequest` and awaits `Model.complete`; a
+`ModelReply` comes back with the text and what the call cost. The real implementations
+(litellm, record/replay) live beside this module; tests use a scripted fake. A provider failure
+is raised as `ModelError` with an `error_type` (rate_limit, server_error, timeout, connection,
+bad_response, ...) so the node's `on_error` policy can decide what follows.
 """
 
 from __future__ import annotations

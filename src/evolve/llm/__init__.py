@@ -1,0 +1,50 @@
+"""The model boundary: what agent nodes and the advisor ask of a model, and who answers.
+
+- `model`: the protocol (`Model`, `ModelRequest`, `ModelReply`, `ModelError`).
+- `replies`: reading a JSON reply and the one repair turn after an unusable reply.
+- `client`: real calls through litellm (the only module that imports it, lazily).
+- `cassettes`: offline record and replay.
+
+`build_model` picks the client for a run: `LiteLLMModel` for real calls (optionally recording
+every call to a cassette), or `ReplayModel`, which serves every call from a cassette and never
+touches litellm or the network. This package imports nothing of the runtime or the advisor.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from evolve.errors import UsageError
+from evolve.llm.cassettes import Cassette, ReplayModel, offline_cassettes
+from evolve.llm.client import LiteLLMModel
+from evolve.llm.model import Model, ModelError, ModelReply, ModelRequest
+
+__all__ = [
+    "Model",
+    "ModelError",
+    "ModelReply",
+    "ModelRequest",
+    "build_model",
+]
+
+
+def build_model(
+    experience_dir: Path,
+    *,
+    api_base: str | None = None,
+    record: Path | None = None,
+    replay: Path | None = None,
+    offline: bool = False,
+) -> LiteLLMModel | ReplayModel:
+    if sum(bool(x) for x in (record, replay, offline)) > 1:
+        raise UsageError("use only one of --record, --replay and --offline")
+    if offline:
+        return ReplayModel(Cassette(offline_cassettes(experience_dir)))
+    if replay is not None:
+        if not replay.is_file():
+            raise UsageError(f"--replay: no such cassette {replay}")
+        return ReplayModel(Cassette([replay]))
+    if record is not None:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text("", encoding="utf-8")  # a recording starts a fresh cassette
+    return LiteLLMModel(api_base, Cassette([record]) if record else None)

@@ -1,0 +1,160 @@
+"""Cassettes: offline record and replay of model calls, so a run needs no network.
+
+Cassettes are JSONL, one call per line::
+
+    {"key": "3f2a...", "node": "review", "item": 0, "turn": 1, "model": "openai/gpt-4o-mini",
+     "request": {...}, "response": {"text": "...", "tokens_in": 812, "tokens_out": 95,
+     "cost_usd": 0.00018}}
+
+A recorded line carries `key` (a hash of model, messages and response format) and is served only
+to the very same request. A hand-written line leaves `key` out: it is served to the next call of
+its `node` (and `item` and `turn`, where given), in file order, so a prompt edit never forces
+editing opaque hashes by hand. `response.json` may stand in for `response.text` (an object
+written as JSON). `ReplayModel` serves every call from cassettes and never imports litellm.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+from evolve.errors import UsageError
+from evolve.llm.model import ModelError, ModelReply, ModelRequest
+from evolve.redaction import Redactor
+
+
+def request_key(request: ModelRequest) -> str:
+    """The cassette key: a hash of what decides the answer (model, messages, response format)."""
+    payload = {
+        "model": request.model,
+        "messages": request.messages,
+        "schema": request.schema,
+        "temperature": request.temperature,
+        "max_tokens": request.max_tokens,
+    }
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode())
+    return digest.hexdigest()[:16]
+
+
+class Cassette:
+    """A JSONL file of calls: appended to when recording, indexed when replaying."""
+
+    def __init__(self, paths: list[Path]):
+        self.paths = paths
+        self.redactor = Redactor()
+        self.by_key: dict[str, list[dict[str, Any]]] = {}
+        self.by_node: list[dict[str, Any]] = []  # hand-written entries, in file order
+        self._lock = threading.Lock()
+        for path in paths:
+            self._index(path)
+
+    def _index(self, path: Path) -> None:
+        if not path.exists():
+            return
+        for number, raw in enumerate(path.read_text("utf-8").splitlines(), start=1):
+            if not raw.strip():
+                continue
+            try:
+                entry = json.loads(raw)
+            except ValueError as exc:
+                raise UsageError(f"{path}:{number}: not a JSON line ({exc})") from None
+            if not isinstance(entry, dict) or not isinstance(entry.get("response"), dict):
+                raise UsageError(f"{path}:{number}: a cassette line needs a 'response' object")
+            if entry.get("key"):
+                self.by_key.setdefault(entry["key"], []).append(entry)
+            elif entry.get("node"):
+                self.by_node.append(entry)
+            else:
+                raise UsageError(f"{path}:{number}: a cassette line needs a 'key' or a 'node'")
+
+    def record(self, request: ModelRequest, reply: ModelReply) -> None:
+        entry = {
+            "key": reply.key,
+            "node": request.node_id,
+            "item": request.item,
+            "turn": request.turn,
+            "model": request.model,
+            "request": {"messages": request.messages, "schema": request.schema},
+            "response": {
+                "text": reply.text,
+                "tokens_in": reply.tokens_in,
+                "tokens_out": reply.tokens_out,
+                "cost_usd": reply.cost_usd,
+            },
+        }
+        line = json.dumps(self.redactor.value(entry), ensure_ascii=False) + "\n"
+        with self._lock:
+            self.paths[0].parent.mkdir(parents=True, exist_ok=True)
+            with self.paths[0].open("a", encoding="utf-8") as f:
+                f.write(line)
+
+    def knows(self, node_id: str) -> bool:
+        """Whether any line answers calls of `node_id`."""
+        return any(e.get("node") == node_id for e in self.by_node) or any(
+            e.get("node") == node_id for entries in self.by_key.values() for e in entries
+        )
+
+    def take(self, request: ModelRequest, key: str) -> dict[str, Any] | None:
+        with self._lock:
+            recorded = self.by_key.get(key)
+            if recorded:
+                return recorded.pop(0) if len(recorded) > 1 else recorded[0]
+            for i, entry in enumerate(self.by_node):
+                if entry["node"] != request.node_id:
+                    continue
+                if "item" in entry and entry["item"] != request.item:
+                    continue
+                if "turn" in entry and entry["turn"] != request.turn:
+                    continue
+                return self.by_node.pop(i)
+        return None
+
+
+class ReplayModel:
+    """Serves every call from a cassette; never imports litellm, never opens a socket."""
+
+    def __init__(self, cassette: Cassette):
+        self.cassette = cassette
+
+    async def complete(self, request: ModelRequest) -> ModelReply:
+        key = request_key(request)
+        entry = self.cassette.take(request, key)
+        if entry is None:
+            where = f"node '{request.node_id}'" + (
+                f" item {request.item}" if request.item is not None else ""
+            )
+            files = ", ".join(str(p) for p in self.cassette.paths) or "no cassette files"
+            raise ModelError(
+                f"no cassette entry for {where} (turn {request.turn}, key {key}) in {files}; "
+                "re-record with --record FILE and a real model, or add a line "
+                + json.dumps(
+                    {
+                        "node": request.node_id,
+                        **({"item": request.item} if request.item is not None else {}),
+                        "response": {"text": "..."},
+                    }
+                ),
+                "cassette_miss",
+            )
+        response = entry["response"]
+        text = response.get("text")
+        if text is None and "json" in response:
+            text = json.dumps(response["json"], ensure_ascii=False)
+        return ModelReply(
+            text=text or "",
+            model=entry.get("model") or request.model,
+            tokens_in=response.get("tokens_in"),
+            tokens_out=response.get("tokens_out"),
+            cost_usd=response.get("cost_usd"),
+            latency_ms=0,
+            replayed=True,
+            key=key,
+        )
+
+
+def offline_cassettes(experience_dir: Path) -> list[Path]:
+    """The cassettes `--offline` replays: every *.jsonl in the experience's cassettes/ folder."""
+    return sorted((experience_dir / "cassettes").glob("*.jsonl"))

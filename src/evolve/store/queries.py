@@ -1,0 +1,259 @@
+"""Reading a workspace's runs back: which run an id means, listings, state, and everything
+about one run (its store row, its folded event log and its state diff).
+
+Readers work on a run that is still going or was killed: the database is in WAL mode (readers
+never wait for a writer) and the event log is read tolerantly. A run whose process is gone without
+`run.finished` is reported as interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from evolve.errors import EvolveError, UsageError
+from evolve.store.log import read_events
+from evolve.store.workspace import Workspace
+from evolve.store.writer import StateStore
+from evolve.view import RunView, fold
+
+
+class RunQueries:
+    """Reading runs back: resolving ids, listing, state diffs and histories."""
+
+    def __init__(self, store: StateStore):
+        self.db = store.db
+
+    def resolve(self, ref: str) -> dict[str, Any]:
+        """A run by full id, unique prefix (with or without `r-`), or `last` (newest top-level)."""
+        from evolve.errors import UsageError
+
+        if not self.db["runs"].exists():
+            raise UsageError("no runs yet in this workspace; start one with `evolve run DIR`")
+        if ref == "last":
+            rows = list(
+                self.db.query(
+                    "select * from runs where parent_run_id is null "
+                    "order by started_at desc, rowid desc limit 1"
+                )
+            )
+            if not rows:
+                raise UsageError("no runs yet in this workspace; start one with `evolve run DIR`")
+            return rows[0]
+        prefix = ref if ref.startswith("r-") else f"r-{ref}"
+        rows = list(
+            self.db.query(
+                "select * from runs where id = ? or id like ? order by id",
+                [ref, prefix.replace("_", "\\_") + "%"],
+            )
+        )
+        exact = [r for r in rows if r["id"] == ref]
+        if exact or len(rows) == 1:
+            return (exact or rows)[0]
+        if rows:
+            listed = ", ".join(r["id"] for r in rows[:8])
+            raise UsageError(
+                f"run id '{ref}' is ambiguous: it matches {listed}"
+                + (" ..." if len(rows) > 8 else "")
+            )
+        ids = [r["id"] for r in self.db.query("select id from runs")]
+        import difflib
+
+        close = difflib.get_close_matches(prefix, ids, n=3, cutoff=0.5)
+        hint = f"; closest: {', '.join(close)}" if close else ""
+        raise UsageError(f"no run '{ref}' in this workspace{hint} (see `evolve runs`)")
+
+    def list(self, experience: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        """Newest first, with per-run node and item counts."""
+        where, params = "", []
+        if experience:
+            where, params = "where r.experience = ?", [experience]
+        sql = f"""
+            with node_status as (
+                select run_id, node_id,
+                    coalesce(
+                        (select status from node_runs z where z.run_id = n.run_id
+                          and z.node_id = n.node_id and z.attempt = 0 limit 1),
+                        (select status from node_runs z where z.run_id = n.run_id
+                          and z.node_id = n.node_id and z.item is null
+                          order by attempt desc limit 1)) as status
+                from (select distinct run_id, node_id from node_runs) n
+            )
+            select r.*,
+                (select count(*) from node_status s where s.run_id = r.id
+                  and s.status = 'succeeded') as nodes_succeeded,
+                (select count(*) from node_status s where s.run_id = r.id
+                  and s.status in ('failed', 'timeout')) as nodes_failed,
+                (select count(*) from node_status s where s.run_id = r.id
+                  and s.status = 'skipped') as nodes_skipped,
+                (select count(distinct node_id || ':' || item) from node_runs i
+                  where i.run_id = r.id and i.item is not null) as items
+            from runs r {where}
+            order by r.started_at desc, r.rowid desc limit ?"""
+        return list(self.db.query(sql, [*params, limit]))
+
+    def state_diff(self, run_id: str) -> list[dict[str, Any]]:
+        """Per field the run wrote: its value before the run and after, and how many writes."""
+        rows = self.db.query(
+            "select s.field, s.initial, s.value, s.updated_by_node, count(h.id) as writes "
+            "from state_snapshot s join state_history h on h.run_id = s.run_id "
+            "and h.field = s.field where s.run_id = ? group by s.field order by min(h.id)",
+            [run_id],
+        )
+        return [
+            {
+                "field": r["field"],
+                "before": _loads(r["initial"]),
+                "after": _loads(r["value"]),
+                "writes": r["writes"],
+                "last_writer": r["updated_by_node"],
+            }
+            for r in rows
+        ]
+
+    def final_state(self, run_id: str) -> dict[str, Any]:
+        rows = self.db.query(
+            "select field, value from state_snapshot where run_id = ? order by field", [run_id]
+        )
+        return {r["field"]: _loads(r["value"]) for r in rows}
+
+    def history(self, run_id: str, field: str) -> list[dict[str, Any]]:
+        rows = self.db.query(
+            "select * from state_history where run_id = ? and field = ? order by id",
+            [run_id, field],
+        )
+        return [
+            {
+                "ts": r["ts"],
+                "node": r["node_id"],
+                "item": r["item"],
+                "old": _loads(r["value_old"]),
+                "new": _loads(r["value_new"]),
+            }
+            for r in rows
+        ]
+
+
+def _loads(text: str | None) -> Any:
+    return json.loads(text) if text is not None else None
+
+
+def open_store(workspace: Workspace) -> StateStore:
+    if not workspace.database.exists():
+        raise UsageError(f"no runs yet in {workspace.root}; start one with `evolve run DIR`")
+    store = StateStore.open(workspace.database)
+    store.reconcile()
+    return store
+
+
+@dataclass
+class Inspection:
+    row: dict[str, Any]
+    view: RunView
+    state_diff: list[dict[str, Any]]
+
+    def to_json(self) -> dict[str, Any]:
+        run = {
+            k: self.row.get(k)
+            for k in (
+                "id",
+                "experience",
+                "experience_dir",
+                "spec_hash",
+                "status",
+                "reason",
+                "started_at",
+                "finished_at",
+                "duration_ms",
+                "model",
+                "tokens_in",
+                "tokens_out",
+                "cost_usd",
+                "parent_run_id",
+                "parent_node",
+                "log_path",
+            )
+        }
+        run["status"] = self.view.status
+        return {
+            "run": run,
+            "summary": self.view.summary(),
+            "failures": [f.__dict__ for f in self.view.failures],
+            "phases": self.view.phases,
+            "edges": self.view.edges,
+            "nodes": [n.to_json() for n in self.view.nodes.values()],
+            "state_diff": self.state_diff,
+        }
+
+
+def inspect_run(workspace: Workspace, ref: str) -> Inspection:
+    store = open_store(workspace)
+    try:
+        queries = RunQueries(store)
+        row = queries.resolve(ref)
+        log = workspace.log_path(row["id"])
+        if not log.exists():
+            raise EvolveError(
+                f"the event log of run {row['id']} is missing ({log}); the state "
+                f"store still has its state: evolve state {row['id']}"
+            )
+        events = read_events(log)
+        view = fold(events, row["status"])
+        view.run_id, view.experience = row["id"], row["experience"]
+        view.reason = view.reason or row.get("reason")
+        return Inspection(row, view, queries.state_diff(row["id"]))
+    finally:
+        store.close()
+
+
+def list_runs(workspace: Workspace, experience: str | None, limit: int) -> list[dict[str, Any]]:
+    if not workspace.database.exists():
+        return []  # no runs is a fine answer for a listing
+    store = open_store(workspace)
+    try:
+        return RunQueries(store).list(experience, limit)
+    finally:
+        store.close()
+
+
+def run_state(workspace: Workspace, ref: str, field: str | None, history: bool) -> tuple[str, Any]:
+    """(run id, the final state) or (run id, one field's value) or (run id, its writes)."""
+    store = open_store(workspace)
+    try:
+        queries = RunQueries(store)
+        row = queries.resolve(ref)
+        final = queries.final_state(row["id"])
+        if field is None:
+            return row["id"], final
+        if field not in final:
+            from evolve.errors import did_you_mean
+
+            raise UsageError(
+                f"run {row['id']} has no value for state field '{field}' (never set, or not "
+                f"declared){did_you_mean(field, final)}"
+            )
+        return row["id"], queries.history(row["id"], field) if history else final[field]
+    finally:
+        store.close()
+
+
+def raw_events(workspace: Workspace, ref: str, node: str | None, kind: str | None):
+    """The events of a run, filtered by node id and type (a prefix such as `node.` works)."""
+    store = open_store(workspace)
+    try:
+        row = RunQueries(store).resolve(ref)
+    finally:
+        store.close()
+    log = workspace.log_path(row["id"])
+    if not log.exists():
+        return
+    for event in read_events(log):
+        if node and event.get("node_id") != node:
+            continue
+        if kind and not (
+            event["type"] == kind
+            or (event["type"].startswith(kind.rstrip("*")) and kind.endswith((".", "*")))
+        ):
+            continue
+        yield event

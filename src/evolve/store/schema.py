@@ -1,0 +1,109 @@
+"""The state store's schema (SPEC §5), grown only through named, ordered migrations.
+
+Tables: `runs`, `node_runs`, `state_snapshot`, `state_history`, `llm_calls`. Each step in
+`MIGRATIONS` is applied once, in order, and recorded by name in `_migrations`; a new column or
+table is a new step at the end, never an edit of an old one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlite_utils import Database
+
+
+def _m001_initial(db: Database) -> None:
+    db["runs"].create(
+        {
+            "id": str,
+            "experience": str,
+            "experience_dir": str,
+            "spec_hash": str,
+            "status": str,
+            "reason": str,
+            "started_at": str,
+            "finished_at": str,
+            "duration_ms": int,
+            "args": str,
+            "model": str,
+            "tokens_in": int,
+            "tokens_out": int,
+            "cost_usd": float,
+            "parent_run_id": str,
+            "parent_node": str,
+            "pid": int,
+            "host": str,
+            "log_path": str,
+        },
+        pk="id",
+    )
+    db["runs"].create_index(["experience", "started_at"])
+    db["node_runs"].create(
+        {
+            "id": int,
+            "run_id": str,
+            "node_id": str,
+            "item": int,
+            "attempt": int,
+            "status": str,
+            "started_at": str,
+            "finished_at": str,
+            "duration_ms": int,
+            "error_type": str,
+            "error": str,
+            "metrics": str,
+        },
+        pk="id",
+    )
+    db["node_runs"].create_index(["run_id", "node_id"])
+    db["state_snapshot"].create(
+        {
+            "run_id": str,
+            "field": str,
+            "value": str,
+            "initial": str,
+            "updated_at": str,
+            "updated_by_node": str,
+        },
+        pk=("run_id", "field"),
+    )
+    db["state_history"].create(
+        {
+            "id": int,
+            "run_id": str,
+            "field": str,
+            "value_old": str,
+            "value_new": str,
+            "node_id": str,
+            "item": int,
+            "ts": str,
+        },
+        pk="id",
+    )
+    db["state_history"].create_index(["run_id", "field"])
+    db["llm_calls"].create(
+        {
+            "id": int,
+            "run_id": str,
+            "node_id": str,
+            "item": int,
+            "attempt": int,
+            "model": str,
+            "key": str,
+            "request": str,
+            "response": str,
+            "tokens_in": int,
+            "tokens_out": int,
+            "cost_usd": float,
+            "latency_ms": int,
+            "replayed": int,
+            "ts": str,
+        },
+        pk="id",
+    )
+    db["llm_calls"].create_index(["run_id"])
+
+
+MIGRATIONS: list[tuple[str, Callable[[Database], None]]] = [
+    ("001_initial", _m001_initial),
+]
