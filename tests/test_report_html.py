@@ -13,7 +13,6 @@ import re
 import shutil
 import struct
 import subprocess
-import time
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from itertools import pairwise
@@ -142,7 +141,7 @@ def test_graph_lays_edges_left_to_right_with_when_labels(page):
     assert x["greet"] == x["slow"]  # both sources sit in the first layer
     edges = {(a["data-from"], a["data-to"]) for a in Elements(page).having("edge", "path")}
     assert edges == {("greet", "fan"), ("slow", "after_slow"), ("greet", "gated")}
-    assert "when $.greeting == &#x27;nope&#x27;</text>" in page
+    assert "when $.greeting == &#39;nope&#39;</text>" in page
 
 
 def test_every_node_element_carries_node_and_status(page, report):
@@ -188,7 +187,7 @@ def test_failures_list_seq_numbers_and_errors(page, report):
 def test_state_diff_rows_escape_values(page):
     rows = Elements(page).having("diff-row", "tr")
     assert [r["data-field"] for r in rows] == ["greeting", "seen"]
-    assert "&lt;script&gt;alert(&#x27;hi&#x27;)&lt;/script&gt;" in page
+    assert "&lt;script&gt;alert(&#39;hi&#39;)&lt;/script&gt;" in page
     assert "<script>alert" not in page
     assert page.count("<script") == 1  # the page's own script, nothing from the run
 
@@ -257,14 +256,12 @@ def synthetic_events(
     return events
 
 
-def test_a_5000_item_run_renders_fast_and_caps_the_item_bars():
+def test_a_5000_item_run_caps_the_item_bars():
+    """The page stays small however many items ran (its speed: `python -m bench.report`)."""
     view = fold(synthetic_events(5000))
     diff = [{"field": "rows", "before": [], "after": list(range(5000)), "writes": 1}]
     report = Inspection({"id": "r-big", "started_at": None}, view, diff)
-    began = time.perf_counter()
     page = render_html(report)
-    elapsed = time.perf_counter() - began
-    assert elapsed < 0.5, f"rendering 5,000 items took {elapsed:.2f}s"
     assert len(page) < 1_000_000, f"the page is {len(page):,} characters"
     items = [b for b in Elements(page).having("bar") if b.get("data-item")]
     assert len({b["data-item"] for b in items}) == ITEMS_DRAWN
