@@ -13,6 +13,7 @@ import re
 import shutil
 import struct
 import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from itertools import pairwise
@@ -24,6 +25,7 @@ from typer.testing import CliRunner
 
 from evolve.cli import app
 from evolve.report.html import ITEMS_DRAWN, render_html, write_html
+from evolve.report.templating import static_text
 from evolve.store.queries import Inspection, inspect_run
 from evolve.store.workspace import Workspace
 from evolve.view import fold
@@ -280,6 +282,33 @@ def test_an_interrupted_run_shows_amber_nodes():
     bars = Elements(page).having("att")
     interrupted = [b["data-item"] for b in bars if b["data-status"] == "interrupted"]
     assert interrupted == [str(i) for i in range(20, 40)]  # the unfinished half of the items
+
+
+JINJA_PROBE = """
+import sys
+import evolve.cli, evolve.report.graph, evolve.report.html
+print("jinja2" in sys.modules)
+from evolve.store.queries import Inspection
+from evolve.view import fold
+evolve.report.html.render_html(Inspection({"id": "r-x"}, fold([]), []))
+print("jinja2" in sys.modules)
+"""
+
+
+@pytest.mark.slow
+def test_jinja2_is_imported_when_a_page_is_rendered_not_before():
+    done = subprocess.run(
+        [sys.executable, "-c", JINJA_PROBE], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["False", "True"]
+
+
+def test_the_stylesheet_and_script_are_inlined_from_the_package(page):
+    for name, tag in (("report.css", "style"), ("report.js", "script")):
+        text = static_text(name)
+        assert len(text) > 1000 and f"</{tag}" not in text
+        assert f"<{tag}>\n{text}</{tag}>" in page
 
 
 # --- in a real browser ----------------------------------------------------------------------
