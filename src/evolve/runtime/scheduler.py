@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from evolve import jsonvalue
 from evolve.errors import EvolveError
 from evolve.llm.model import Model, ModelReply, ModelRequest
 from evolve.runtime import policies
@@ -400,6 +401,11 @@ class Scheduler:
     def _outcome(self, node: Node, result: Any) -> Outcome:
         if result is None:
             result = {}
+        not_json = jsonvalue.problem(result, "output")
+        if not_json:  # it could be neither logged nor stored: this attempt failed, not the run
+            raise NodeError(
+                f"node '{node.id}' returned a value that is not JSON: {not_json}", "bad_output"
+            )
         if not isinstance(result, dict):
             raise NodeError(
                 f"node '{node.id}' returned {type(result).__name__}; expected an "

@@ -12,6 +12,7 @@ import copy
 import json
 from typing import Any
 
+from evolve import jsonvalue
 from evolve.errors import EvolveError, UsageError
 from evolve.spec.model import Experience, StateField
 from evolve.store.log import EventLog
@@ -49,7 +50,7 @@ def initial_values(experience: Experience, args: dict[str, Any]) -> dict[str, An
                 f"--args/--set names unknown state field '{name}'"
                 f"{did_you_mean(name, experience.state)}"
             )
-        problem = _schema_problem(field, value)
+        problem = jsonvalue.problem(value, f"'{name}'") or _schema_problem(field, value)
         if problem:
             raise UsageError(f"--args/--set value for '{name}' is invalid: {problem}")
         values[name] = value

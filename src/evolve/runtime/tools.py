@@ -23,6 +23,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from evolve import jsonvalue
 from evolve.errors import EvolveError
 
 _NODE_RUNNER = Path(__file__).with_name("node_runner.mjs")
@@ -193,7 +194,7 @@ async def call_process(path: Path, inputs: dict[str, Any]) -> Any:
     if not text:
         return None
     try:
-        return json.loads(text)
+        return jsonvalue.loads(text)
     except ValueError:
         raise ToolError(
             f"{path.name} printed output that is not JSON: {text[:120]!r}", "bad_output"

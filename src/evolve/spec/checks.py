@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evolve import jsonvalue
 from evolve.errors import Problem, did_you_mean
 from evolve.spec import model
 from evolve.spec.expressions import Expression, ExpressionError, parse_expression
@@ -103,7 +104,10 @@ class Checker:
                 self.report(
                     (*path, "merge"), f"state field '{name}': merge array_append needs type: array"
                 )
-            if "default" in spec:
+            not_json = "default" in spec and jsonvalue.problem(spec["default"], "the default")
+            if not_json:
+                self.report((*path, "default"), f"state field '{name}': {not_json}")
+            elif "default" in spec:
                 error = jsonschema.exceptions.best_match(
                     jsonschema.Draft202012Validator(schema).iter_errors(spec["default"])
                 )

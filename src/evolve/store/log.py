@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from evolve import jsonvalue
+
 EVENT_VERSION = 1
 
 Listener = Callable[[dict[str, Any]], None]
@@ -48,7 +50,7 @@ class EventLog:
             "type": type,
         }
         event.update((k, v) for k, v in fields.items() if v is not None)
-        raw = json.dumps(event, ensure_ascii=False, default=str)
+        raw = jsonvalue.dumps(event, default=str)
         line = self.redactor.text(raw) + "\n"
         if line[:-1] != raw:  # a secret was replaced: listeners see the clean event too
             event = json.loads(line)

@@ -12,7 +12,6 @@ A run whose process died without finishing is reported as `interrupted` (see `re
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import sqlite3
@@ -23,6 +22,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from evolve import jsonvalue
 from evolve.store.log import utc_now
 from evolve.store.schema import MIGRATIONS
 
@@ -62,7 +62,7 @@ class StateStore:
         return store
 
     def _json(self, value: Any) -> str:
-        return self._redact(json.dumps(value, ensure_ascii=False, default=str))
+        return self._redact(jsonvalue.dumps(value, default=str))
 
     def close(self) -> None:
         self.flush()
