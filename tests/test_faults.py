@@ -4,8 +4,14 @@ child holding their stdout. Each fails (or succeeds) its own attempt, never the 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from evolve.cli import app
@@ -138,3 +144,122 @@ def test_nan_cannot_enter_through_set_or_a_declared_default(tmp_path):
         "experience.yaml:5:32: state field 'n': the default is Infinity, which is not a JSON "
         "number [$.state.schema.n.default]"
     ) in checked.stdout
+
+
+BLOCKING_ASYNC = "import time\n\nasync def run(inputs):\n    time.sleep(3)\n    return {}\n"
+CANCELLED_ASYNC = """
+import asyncio
+from pathlib import Path
+
+async def run(inputs):
+    try:
+        await asyncio.sleep(30)
+    except asyncio.CancelledError:
+        Path(inputs["marker"]).write_text("cancelled")
+        raise
+"""
+
+
+def test_an_async_tool_that_blocks_the_loop_still_fails_at_its_deadline(tmp_path):
+    nodes = [
+        tool("blocks", "tools/blocks.py", timeout_ms=300, on_error={"policy": "skip"}),
+        tool("quick", "tools/quick.py", writes=["n"]),
+    ]
+    exp = build(
+        tmp_path / "x",
+        spec(nodes, state={"n": {"type": "integer"}}),
+        {
+            "tools/blocks.py": BLOCKING_ASYNC,
+            "tools/quick.py": "def run(i):\n    return {'state_delta': {'n': 1}}\n",
+        },
+    )
+    result = run(exp, tmp_path / "ws")
+    assert result.status == "partial"
+    assert [e["timeout_ms"] for e in events(result, "node.timeout")] == [300]
+    assert [(e["node_id"], e["error_type"]) for e in events(result, "node.failed")] == [
+        ("blocks", "timeout")
+    ]
+    assert result.state == {"n": 1}  # the other node ran while the tool blocked
+    seqs = {(e["type"], e["node_id"]): e["seq"] for e in events(result) if "node_id" in e}
+    assert seqs[("node.finished", "quick")] < seqs[("node.timeout", "blocks")]
+
+
+def test_an_async_tool_past_its_deadline_is_cancelled(tmp_path):
+    marker = tmp_path / "marker"
+    node = tool(
+        "waits",
+        "tools/w.py",
+        args={"marker": str(marker)},
+        timeout_ms=100,
+        on_error={"policy": "skip"},
+    )
+    exp = build(tmp_path / "x", spec([node]), {"tools/w.py": CANCELLED_ASYNC})
+    result = run(exp, tmp_path / "ws")
+    assert [e["error_type"] for e in events(result, "node.failed")] == ["timeout"]
+    for _ in range(200):  # the cancellation reaches the tool's own loop soon after
+        if marker.exists():
+            break
+        time.sleep(0.01)
+    assert marker.read_text() == "cancelled"
+
+
+def test_a_tool_that_exits_while_its_background_child_holds_stdout_succeeds(tmp_path):
+    script = (
+        '#!/bin/sh\ncat > /dev/null\nsleep 5 &\necho \'{"state_delta": {"t": "done"}}\'\nexit 0\n'
+    )
+    node = tool("bg", "tools/bg.sh", writes=["t"], timeout_ms=2000, on_error={"policy": "skip"})
+    exp = build(
+        tmp_path / "x", spec([node], state={"t": {"type": "string"}}), {"tools/bg.sh": script}
+    )
+    result = run(exp, tmp_path / "ws")
+    assert result.status == "success", result.reason
+    assert result.state == {"t": "done"}
+    assert events(result, "node.timeout") == []
+
+
+FIRST_CALL = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from loopback import LoopbackServer
+from evolve.runtime.run import RunOptions, start_run
+from pathlib import Path
+from evolve.store.workspace import Workspace
+
+loaded_at_start = []
+
+def listen(event):
+    if event["type"] == "node.started":
+        loaded_at_start.append("litellm" in sys.modules)
+
+with LoopbackServer([{"text": "hello"}]) as server:
+    options = RunOptions(model="openai/m", api_base=server.base, listeners=[listen])
+    result = start_run(sys.argv[2], Workspace(Path(sys.argv[3])), options)
+print(json.dumps({"status": result.status, "loaded_at_start": loaded_at_start}))
+"""
+
+
+@pytest.mark.slow
+def test_the_first_agent_attempt_does_not_pay_the_model_import(tmp_path):
+    node = {"id": "say", "kind": "agent", "prompt": "p.md", "writes": ["t"], "timeout_ms": 3000}
+    exp = build(tmp_path / "x", spec([node], state={"t": {"type": "string"}}), {"p.md": "Hi"})
+    env = {**os.environ, "OPENAI_API_KEY": "sk-not-a-real-key"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            FIRST_CALL,
+            str(Path(__file__).parent),
+            str(exp),
+            str(tmp_path / "ws"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    # a fresh interpreter: litellm was imported before the attempt's clock started
+    assert json.loads(done.stdout.splitlines()[-1]) == {
+        "status": "success",
+        "loaded_at_start": [True],
+    }

@@ -129,6 +129,10 @@ class LiteLLMModel:
         self.api_base = api_base
         self.cassette = cassette
 
+    def prepare(self) -> None:
+        """Import litellm now (about 1.8 s), before any attempt's deadline is running."""
+        litellm()
+
     async def complete(self, request: ModelRequest) -> ModelReply:
         lib = litellm()
         kwargs: dict[str, Any] = {

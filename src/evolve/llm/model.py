@@ -47,4 +47,7 @@ class ModelReply:
 
 
 class Model(Protocol):
+    """Answers agent nodes. A model may also have `prepare()`, which a run calls (in a thread)
+    before its first attempt starts, so slow imports are not charged to any node's timeout."""
+
     async def complete(self, request: ModelRequest) -> ModelReply: ...

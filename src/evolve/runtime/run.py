@@ -170,6 +170,10 @@ class Run:
             parent_node=self.parent[1] if self.parent else None,
             graph=graph_outline(experience),
         )
+        if self.model is not None and any(n.kind == "agent" for n in experience.nodes.values()):
+            prepare = getattr(self.model, "prepare", None)
+            if prepare is not None:  # importing the model layer is no attempt's time
+                await asyncio.to_thread(prepare)
         started = time.monotonic()
         state = RunState(experience, run_id, self.values, self.store, events)
         scheduler = Scheduler(

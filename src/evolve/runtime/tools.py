@@ -3,8 +3,9 @@ or any other executable speaking JSON on stdin/stdout.
 
 Every call takes one `inputs` dict and returns the tool's raw result. Subprocesses run with an
 explicit argv (never a shell) in a new process group, and are killed as a group when the attempt's
-deadline passes. A sync Python function runs in a worker thread so the deadline can fire; the
-attempt is failed at the deadline even though Python cannot stop the thread.
+deadline passes. A Python function, sync or async, runs in a worker thread (an async one on that
+thread's own event loop) so the deadline can fire even when the tool blocks; the attempt is failed
+at the deadline even though Python cannot stop the thread.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import queue
 import shutil
 import signal
 import sys
+import tempfile
 import threading
 from functools import cache
 from pathlib import Path
@@ -38,10 +40,14 @@ class ToolError(EvolveError):
 
 
 class _DaemonThreads:
-    """Worker threads for sync tools that never keep the process alive.
+    """Worker threads for Python tools that never keep the process alive nor stall the run.
 
-    asyncio's default executor is joined at exit, so one sync tool stuck past its deadline would
-    hold the whole command open. These workers are daemon threads, and a new one starts whenever
+    Sync and async tools both run here, never on the run's own event loop: an `async def` tool
+    that blocks (a `time.sleep`, a CPU loop) would otherwise freeze every deadline of the run.
+    Each worker has an event loop of its own for async tools. At the deadline the attempt fails
+    and an async tool's task is cancelled; a tool blocked in sync code runs on, unseen.
+    asyncio's default executor is joined at exit, so one tool stuck past its deadline would hold
+    the whole command open. These workers are daemon threads, and a new one starts whenever
     none is idle, so a stuck tool never blocks the next one either.
     """
 
@@ -63,10 +69,14 @@ class _DaemonThreads:
         return future
 
     def _work(self) -> None:
+        own_loop: asyncio.AbstractEventLoop | None = None
         while True:
             func, arg, future, loop = self._jobs.get()
             try:
                 result, error = func(arg), None
+                if inspect.isawaitable(result):
+                    own_loop = own_loop or asyncio.new_event_loop()
+                    result = _run_awaitable(own_loop, result, future, loop)
             except BaseException as exc:
                 result, error = None, exc
             try:
@@ -75,6 +85,27 @@ class _DaemonThreads:
                 pass  # the run is over (its loop closed) while this tool overran its deadline
             with self._lock:
                 self._idle += 1
+
+
+def _run_awaitable(
+    own_loop: asyncio.AbstractEventLoop,
+    awaitable: Any,
+    future: asyncio.Future[Any],
+    run_loop: asyncio.AbstractEventLoop,
+) -> Any:
+    """Run an async tool on its worker's loop; when the attempt ends first, cancel it there."""
+    task = own_loop.create_task(_awaited(awaitable))
+
+    def cancel(_: asyncio.Future[Any]) -> None:
+        if future.cancelled():
+            own_loop.call_soon_threadsafe(task.cancel)
+
+    run_loop.call_soon_threadsafe(future.add_done_callback, cancel)
+    return own_loop.run_until_complete(task)
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -129,8 +160,6 @@ async def call_python(
         if loaded is not None:
             loaded[key] = func
     try:
-        if inspect.iscoroutinefunction(func):
-            return await func(inputs)
         return await _THREADS.submit(func, inputs)
     except asyncio.CancelledError:
         raise
@@ -169,28 +198,42 @@ def command_for(path: Path) -> list[str]:
 
 
 async def call_process(path: Path, inputs: dict[str, Any]) -> Any:
-    """Run `path` with the inputs as JSON on stdin; its stdout must be one JSON value."""
-    proc = await asyncio.create_subprocess_exec(
-        *command_for(path),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=path.parent,
-        start_new_session=True,
-    )
-    try:
-        stdout, stderr = await proc.communicate(json.dumps(inputs, default=str).encode())
-    except BaseException:
-        _kill_group(proc)
-        await proc.wait()
-        raise
+    """Run `path` with the inputs as JSON on stdin; its stdout must be one JSON value.
+
+    Its stdin, stdout and stderr are temporary files, not pipes: the tool is done when it exits,
+    even if a background child it started still holds them open.
+    """
+    with (
+        tempfile.TemporaryFile() as stdin,
+        tempfile.TemporaryFile() as stdout,
+        tempfile.TemporaryFile() as stderr,
+    ):
+        stdin.write(json.dumps(inputs, default=str).encode())
+        stdin.seek(0)
+        proc = await asyncio.create_subprocess_exec(
+            *command_for(path),
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            cwd=path.parent,
+            start_new_session=True,
+        )
+        try:
+            await proc.wait()
+        except BaseException:
+            _kill_group(proc)
+            await proc.wait()
+            raise
+        stdout.seek(0)
+        stderr.seek(0)
+        out, err = stdout.read(), stderr.read()
     if proc.returncode != 0:
-        tail = stderr.decode(errors="replace").strip().splitlines()[-3:]
+        tail = err.decode(errors="replace").strip().splitlines()[-3:]
         raise ToolError(
             f"{path.name} exited with status {proc.returncode}"
             + (": " + " | ".join(tail) if tail else "")
         )
-    text = stdout.decode(errors="replace").strip()
+    text = out.decode(errors="replace").strip()
     if not text:
         return None
     try:
