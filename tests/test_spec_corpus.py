@@ -719,11 +719,11 @@ graph:
       writes: [rows]
     - id: fetch
       kind: dataset
-      source: {type: http, uri: data/rows.json}
+      source: {type: ftp, uri: data/rows.json}
       writes: [more]
 """,
         ("11:57", "'source.format' of node 'load' is 'yaml'", "json, jsonl, csv"),
-        ("15:22", "'source.type' of node 'fetch' is 'http'", "file, sqlite"),
+        ("15:22", "'source.type' of node 'fetch' is 'ftp'", "file, sqlite, http"),
         files={"data/rows.json": "[]"},
     ),
     case(

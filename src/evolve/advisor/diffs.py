@@ -133,8 +133,10 @@ class ProposalChecker:
         return self._apply_and_validate(diff)
 
     def _rules(self, files: dict[str, str | None]) -> str:
-        """SPEC §6: no deletions, no kind change, no frozen node, no prompt-body rewrite."""
+        """SPEC §6: no deletions, no kind change, no frozen node, no prompt-body rewrite (a
+        skill's folder is its own: its SKILL.md is a prompt body, its resources are its text)."""
         prompts = {p for n in self.experience.nodes.values() for p in (n.prompt, n.system) if p}
+        skills = {n.skill.directory for n in self.experience.nodes.values() if n.skill}
         frozen = [n for n in self.experience.nodes.values() if n.frozen]
         frozen_files = {p for n in frozen for p in (n.prompt, n.system, n.impl) if p}
         for rel, text in files.items():
@@ -143,6 +145,8 @@ class ProposalChecker:
                 continue
             if path in prompts and self.read(rel) is not None:
                 return f"it rewrites the prompt body {rel} (add a node or a prompt file instead)"
+            if any(path.is_relative_to(folder) for folder in skills):
+                return f"it changes {rel}, which belongs to a skill folder (a skill is its own)"
             if path in frozen_files:
                 return f"it changes {rel}, which belongs to a frozen node"
         return ""

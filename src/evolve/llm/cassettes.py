@@ -85,6 +85,10 @@ class Cassette:
                 "cost_usd": reply.cost_usd,
             },
         }
+        self.append(entry)
+
+    def append(self, entry: dict[str, Any]) -> None:
+        """Add one line (secrets redacted) to the cassette being recorded."""
         line = json.dumps(self.redactor.value(entry), ensure_ascii=False) + "\n"
         with self._lock:
             self.paths[0].parent.mkdir(parents=True, exist_ok=True)
@@ -98,16 +102,20 @@ class Cassette:
         )
 
     def take(self, request: ModelRequest, key: str) -> dict[str, Any] | None:
+        return self.find(key, request.node_id, request.item, request.turn)
+
+    def find(self, key: str, node_id: str, item: int | None, turn: int) -> dict[str, Any] | None:
+        """The line recorded under `key`, else the next hand-written line for this node call."""
         with self._lock:
             recorded = self.by_key.get(key)
             if recorded:
                 return recorded.pop(0) if len(recorded) > 1 else recorded[0]
             for i, entry in enumerate(self.by_node):
-                if entry["node"] != request.node_id:
+                if entry["node"] != node_id:
                     continue
-                if "item" in entry and entry["item"] != request.item:
+                if "item" in entry and entry["item"] != item:
                     continue
-                if "turn" in entry and entry["turn"] != request.turn:
+                if "turn" in entry and entry["turn"] != turn:
                     continue
                 return self.by_node.pop(i)
         return None

@@ -32,9 +32,12 @@ def repair_request(
     messages = [
         *request.messages,
         {"role": "assistant", "content": reply_text},
-        {
-            "role": "user",
-            "content": f"{heading}\n" + "\n".join(f"- {p}" for p in problems) + f"\n{ask}",
-        },
+        {"role": "user", "content": repair_text(heading, problems, ask)},
     ]
     return dataclasses.replace(request, messages=messages, turn=REPAIR_TURN)
+
+
+def repair_text(heading: str, problems: list[str], ask: str) -> str:
+    """The repair turn's request: what was wrong, as a bullet list, and what to answer instead.
+    (A cli-agent node, which has no conversation, sends it after its prompt and reply.)"""
+    return f"{heading}\n" + "\n".join(f"- {p}" for p in problems) + f"\n{ask}"

@@ -1,4 +1,7 @@
-"""Agent nodes: render the prompt, ask the model, check the answer, produce the state delta.
+"""Agent and skill nodes: render the prompt, ask the model, check the answer, produce the delta.
+
+A skill node is an agent node whose system prompt is its Agent Skill folder (`SKILL.md`'s body
+and its text resource files, sent as written); its `prompt` is the task.
 
 With an output `schema` the reply must be a JSON object meeting it: an invalid reply gets one
 repair turn that sends the validation errors back, and a second invalid reply fails the attempt
@@ -19,6 +22,9 @@ from evolve.runtime.validation import errors as schema_errors
 from evolve.spec.model import Node
 from evolve.spec.templates import TemplateError, render
 
+SCHEMA_REPAIR_HEADING = "Your answer did not match the schema:"
+SCHEMA_REPAIR_ASK = "Answer again with one corrected JSON object only."
+
 
 class AgentError(EvolveError):
     def __init__(self, message: str, error_type: str):
@@ -26,18 +32,34 @@ class AgentError(EvolveError):
         self.error_type = error_type
 
 
+def json_instruction(schema: dict[str, Any] | None, writes: tuple[str, ...] = ()) -> str:
+    """What a prompt asking for structured output ends with."""
+    if schema is not None:
+        return (
+            "\n\nAnswer with one JSON object that matches this JSON Schema, and nothing "
+            "else:\n" + json.dumps(schema, ensure_ascii=False)
+        )
+    return f"\n\nAnswer with one JSON object (keys among: {', '.join(writes)}), and nothing else."
+
+
+def _system(node: Node, values: dict[str, Any]) -> str | None:
+    """A skill's SKILL.md (sent as written, with its resource files), or the rendered system."""
+    if node.skill is not None:
+        from evolve.spec.skills import system_prompt
+
+        return system_prompt(node.skill.directory, node.skill.body)
+    return render(node.system.read_text("utf-8"), values) if node.system else None
+
+
 def build_messages(node: Node, values: dict[str, Any]) -> list[dict[str, str]]:
     try:
         prompt = render(node.prompt.read_text("utf-8"), values)
-        system = render(node.system.read_text("utf-8"), values) if node.system else None
+        system = _system(node, values)
     except TemplateError as exc:
         raise AgentError(str(exc), "template_error") from None
     messages = [{"role": "system", "content": system}] if system else []
     if node.schema is not None:
-        prompt += (
-            "\n\nAnswer with one JSON object that matches this JSON Schema, and nothing "
-            "else:\n" + json.dumps(node.schema, ensure_ascii=False)
-        )
+        prompt += json_instruction(node.schema)
     messages.append({"role": "user", "content": prompt})
     return messages
 
@@ -66,13 +88,7 @@ async def run_agent(node: Node, attempt: Attempt, model_name: str) -> dict[str, 
     if problems:
         attempt.emit("schema.invalid", errors=problems, final=False)
         reply = await attempt.call_model(
-            repair_request(
-                request,
-                reply.text,
-                "Your answer did not match the schema:",
-                problems,
-                "Answer again with one corrected JSON object only.",
-            )
+            repair_request(request, reply.text, SCHEMA_REPAIR_HEADING, problems, SCHEMA_REPAIR_ASK)
         )
         problems = _check(node, reply)
         if problems:

@@ -20,6 +20,7 @@ from typing import Any
 
 from evolve.errors import UsageError
 from evolve.llm.model import Model
+from evolve.runtime.recording import CallRecorder
 from evolve.runtime.scheduler import RunFailed, Scheduler
 from evolve.runtime.state import RunState, initial_values
 from evolve.spec import Experience, Node, load_experience
@@ -28,6 +29,7 @@ from evolve.store.workspace import Workspace, new_run_id
 from evolve.store.writer import StateStore
 
 MAX_NESTING = 8  # experience nodes inside experience nodes; deeper is almost surely a cycle
+MODEL_KINDS = ("agent", "skill")  # node kinds that call the run's model
 EXIT_CODES = {"success": 0, "failed": 1, "partial": 1, "interrupted": 130}
 
 
@@ -82,7 +84,9 @@ def model_resolver(experience: Experience, override: str | None, replaying: bool
 
 def check_models(experience: Experience, override: str | None, replaying: bool = False) -> None:
     model_for = model_resolver(experience, override, replaying)
-    missing = [n.id for n in experience.nodes.values() if n.kind == "agent" and not model_for(n)]
+    missing = [
+        n.id for n in experience.nodes.values() if n.kind in MODEL_KINDS and not model_for(n)
+    ]
     if missing:
         raise UsageError(
             f"no model for agent node{'s' * (len(missing) > 1)} {', '.join(missing)}: pass "
@@ -142,7 +146,13 @@ class Run:
         events = EventLog(log_path, run_id, self.options.listeners)
         model_for = model_resolver(experience, self.options.model, self.options.replaying)
         models = sorted(
-            {m for n in experience.nodes.values() if n.kind == "agent" for m in [model_for(n)] if m}
+            {
+                m
+                for n in experience.nodes.values()
+                if n.kind in MODEL_KINDS
+                for m in [model_for(n)]
+                if m
+            }
         )
         self.store.begin_run(
             {
@@ -187,6 +197,7 @@ class Run:
             model_for=model_for,
             child_runner=self._child,
             max_cost=self.options.max_cost,
+            recorder=CallRecorder.for_model(self.model, self.options.replaying),
         )
         status, reason, stopped = "success", None, None
         try:

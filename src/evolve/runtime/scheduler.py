@@ -21,6 +21,7 @@ from evolve.errors import EvolveError
 from evolve.llm.model import Model, ModelReply, ModelRequest
 from evolve.runtime import policies
 from evolve.runtime.attempt import Attempt
+from evolve.runtime.recording import CallRecorder
 from evolve.runtime.state import RunState, StateWriteError
 from evolve.spec.expressions import MISSING, resolve_path
 from evolve.spec.model import Experience, Node
@@ -70,6 +71,7 @@ class Scheduler:
         model_for: Callable[[Node], str | None],
         child_runner: ChildRunner | None,
         max_cost: float | None = None,
+        recorder: CallRecorder | None = None,
     ):
         self.experience = experience
         self.run_id = run_id
@@ -81,6 +83,7 @@ class Scheduler:
         self.model_for = model_for
         self.child_runner = child_runner
         self.max_cost = max_cost
+        self.recorder = recorder or CallRecorder(None, replaying=False)
         self.status: dict[str, str] = {}
         self.outputs: dict[str, Any] = {}
         self.partial = False  # some node or item failed under `skip`
@@ -451,14 +454,19 @@ class Scheduler:
                     node.impl, node.function or "run", attempt.inputs, self.loaded
                 )
             return await tools.call_process(node.impl, attempt.inputs)
-        if node.kind == "agent":
+        if node.kind in ("agent", "skill"):
             from evolve.runtime.agent import run_agent
 
             return await run_agent(node, attempt, self.model_for(node) or "")
-        if node.kind == "dataset":
-            from evolve.runtime.datasets import load_rows
+        if node.kind == "cli-agent":
+            from evolve.runtime.cli_agent import run_cli_agent
 
-            rows = await asyncio.to_thread(load_rows, node.source)
+            return await run_cli_agent(node, attempt, self.recorder, self.state.values)
+        if node.kind == "dataset":
+            from evolve.runtime.datasets import fetch_rows
+
+            timeout_ms = policies.timeout_ms(self.experience, node)
+            rows = await fetch_rows(node, attempt, self.recorder, timeout_ms)
             return {
                 "state_delta": {node.writes[0]: rows},
                 "edge_output": rows,

@@ -289,6 +289,8 @@ class Checker:
             "agent": self._agent,
             "dataset": self._dataset,
             "experience": self._child,
+            "cli-agent": self._cli_agent,
+            "skill": self._skill,
         }.get(kind or "")
         if check:
             check(node)
@@ -371,25 +373,92 @@ class Checker:
             )
 
     def _agent(self, node: _Item) -> None:
-        prompt = self._file(
-            (*node.path, "prompt"), node.get("prompt", str), "prompt file", is_file=True
-        )
         self._file(
             (*node.path, "system"), node.get("system", str), "system prompt file", is_file=True
         )
+        self._prompt_and_output(node)
+
+    def _prompt_and_output(self, node: _Item, *, text_output: bool = True) -> None:
+        """The prompt file and its placeholders; an output schema, or exactly one writes field."""
+        prompt = self._file(
+            (*node.path, "prompt"), node.get("prompt", str), "prompt file", is_file=True
+        )
         writes = node.get("writes", list) or []
         schema = node.get("schema", dict)
-        if schema is None:
-            if len(writes) != 1:
-                self.report(
-                    self._writes_path(node),
-                    f"{self._label(node)} has no output schema, "
-                    f"so it needs exactly one writes field (it has {len(writes)})",
-                )
-        else:
+        if schema is not None:
             self._output_schema(node, schema, writes)
+        elif text_output and len(writes) != 1:
+            self.report(
+                self._writes_path(node),
+                f"{self._label(node)} has no output schema, "
+                f"so it needs exactly one writes field (it has {len(writes)})",
+            )
         if prompt is not None:
             self._placeholders(node, prompt)
+
+    def _skill(self, node: _Item) -> None:
+        from evolve.spec.skills import SKILL_FILE, SkillError, read_skill
+
+        path = (*node.path, "skill")
+        folder = self._file(path, node.get("skill", str), "skill folder")
+        if folder is not None and not folder.is_dir():
+            self.report(path, f"skill '{node.data['skill']}' is not a folder")
+        elif folder is not None and not (folder / SKILL_FILE).is_file():
+            self.report(path, f"skill folder '{node.data['skill']}' has no {SKILL_FILE}")
+        elif folder is not None:
+            try:
+                read_skill(folder)
+            except SkillError as exc:
+                display = os.path.normpath(
+                    Path(self.loc.file).parent / node.data["skill"] / SKILL_FILE
+                )
+                self.problems.append(
+                    Problem(display, exc.line, 1, str(exc), self.loc.problem(path, "").json_path)
+                )
+            else:
+                self.referenced_files += [p for p in folder.rglob("*") if p.is_file()]
+        self._prompt_and_output(node)
+
+    def _cli_agent(self, node: _Item) -> None:
+        has_provider, has_command = "provider" in node.data, "command" in node.data
+        if has_provider == has_command:
+            self.report(
+                (*node.path, "command") if has_command else node.path,
+                f"{self._label(node)} needs exactly one of provider "
+                "(claude-code, codex, gemini) and command",
+                at_key=has_command,
+            )
+        json_output = node.get("output_format", str) == "json"
+        if "schema" in node.data and not json_output:
+            self.report(
+                (*node.path, "schema"),
+                f"{self._label(node)} has an output schema, so it needs output_format: json",
+                at_key=True,
+            )
+        self._prompt_and_output(node, text_output=not json_output)
+        self._workdir(node)
+
+    def _workdir(self, node: _Item) -> None:
+        value = node.get("workdir", str)
+        path = (*node.path, "workdir")
+        if value is None:
+            return
+        if value.startswith("$."):
+            self._expression(path, value, item_allowed=False)
+            return
+        try:
+            resolved = (self.root / value).resolve()
+        except (OSError, ValueError, RuntimeError) as exc:
+            self.report(path, f"workdir '{value}' is not a usable path ({exc})")
+            return
+        if not resolved.is_relative_to(self.root):
+            self.report(
+                path,
+                f"workdir '{value}' is outside the experience directory "
+                "(give a path inside it, or $.field to take one from state)",
+            )
+        elif resolved.exists() and not resolved.is_dir():
+            self.report(path, f"workdir '{value}' is not a directory")
 
     def _output_schema(self, node: _Item, schema: dict[str, Any], writes: list[Any]) -> None:
         import jsonschema
@@ -474,7 +543,7 @@ class Checker:
                 self._writes_path(node),
                 f"{self._label(node)} must write exactly one field (it writes {len(writes)})",
             )
-        if source is None:
+        if source is None or source.get("type") == "http":
             return
         spath = (*node.path, "source")
         path = self._file(
@@ -604,17 +673,42 @@ class Checker:
             schema=d.get("schema"),
             temperature=d.get("temperature"),
             max_tokens=d.get("max_tokens"),
-            source=model.DatasetSource(
-                type=source["type"],
-                path=self.paths[(*node.path, "source", "uri")],
-                uri=source["uri"],
-                format=source.get("format")
-                or _DATA_FORMATS.get(Path(source["uri"]).suffix.lower()),
-                query=source.get("query"),
+            source=self._build_source(node.path, source) if source else None,
+            cli=model.CliAgent(
+                provider=d.get("provider"),
+                base=self.root,
+                command=tuple(d.get("command", ())),
+                workdir=d["workdir"],
+                output_format=d.get("output_format", "text"),
+                extra_args=tuple(d.get("extra_args", ())),
             )
-            if source
+            if d["kind"] == "cli-agent"
             else None,
+            skill=self._build_skill(node.path) if d["kind"] == "skill" else None,
         )
+
+    def _build_source(self, path: JsonPath, source: dict[str, Any]) -> model.DatasetSource:
+        if source["type"] == "http":
+            return model.DatasetSource(
+                type="http",
+                url=source["url"],
+                format=source.get("format", "json"),
+                headers=dict(source.get("headers", {})),
+            )
+        return model.DatasetSource(
+            type=source["type"],
+            path=self.paths[(*path, "source", "uri")],
+            uri=source["uri"],
+            format=source.get("format") or _DATA_FORMATS.get(Path(source["uri"]).suffix.lower()),
+            query=source.get("query"),
+        )
+
+    def _build_skill(self, path: JsonPath) -> model.Skill:
+        from evolve.spec.skills import read_skill
+
+        folder = self.paths[(*path, "skill")]
+        text = read_skill(folder)
+        return model.Skill(folder, text.name, text.description, text.body)
 
 
 def _field(name: str, spec: dict[str, Any]) -> model.StateField:

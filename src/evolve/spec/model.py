@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from evolve.spec.expressions import Expression
 
-NodeKind = Literal["tool", "agent", "dataset", "experience"]
+NodeKind = Literal["tool", "agent", "dataset", "experience", "cli-agent", "skill"]
 MergeRule = Literal["last_wins", "array_append", "set_once"]
 
 DEFAULT_CONCURRENCY = 4
@@ -49,11 +49,35 @@ class ForEach:
 
 @dataclass(frozen=True)
 class DatasetSource:
-    type: Literal["file", "sqlite"]
-    path: Path  # resolved, inside the experience directory
-    uri: str  # as written
+    type: Literal["file", "sqlite", "http"]
+    path: Path | None = None  # resolved, inside the experience directory (file and sqlite)
+    uri: str = ""  # as written (file and sqlite)
     format: str | None = None
     query: str | None = None
+    url: str | None = None  # http
+    headers: dict[str, str] = field(default_factory=dict)  # http; ${NAME} read from the env
+
+
+@dataclass(frozen=True)
+class CliAgent:
+    """How a cli-agent node runs its CLI: a known provider, or an explicit argv."""
+
+    provider: str | None  # claude-code | codex | gemini, or None with `command`
+    base: Path  # the experience directory: a relative workdir is relative to it
+    command: tuple[str, ...] = ()
+    workdir: str = "."  # as written: a path inside the experience, `$.field`, or an args key
+    output_format: Literal["text", "json"] = "text"
+    extra_args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Skill:
+    """An Agent Skill folder: SKILL.md (front matter + body) and its resource files."""
+
+    directory: Path  # resolved, inside the experience directory
+    name: str
+    description: str
+    body: str  # SKILL.md without its front matter: the system prompt
 
 
 @dataclass(frozen=True)
@@ -79,6 +103,8 @@ class Node:
     temperature: float | None = None
     max_tokens: int | None = None
     source: DatasetSource | None = None
+    cli: CliAgent | None = None
+    skill: Skill | None = None
 
 
 @dataclass(frozen=True)
