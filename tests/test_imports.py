@@ -23,6 +23,7 @@ import typer.main
 from evolve.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # every test here starts a fresh interpreter
 
 REGISTERED = sorted(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
 

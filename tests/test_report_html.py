@@ -365,6 +365,7 @@ def png_size(path: Path) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
+@pytest.mark.slow
 def test_the_report_in_headless_chromium(report, tmp_path):
     browser = chromium()
     page = tmp_path / "report.html"

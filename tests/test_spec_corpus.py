@@ -1467,10 +1467,10 @@ graph:
         "name: demo\nversion: 0.1.0\n"
         + "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
         + "".join(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 9)),
-        # 10**8 values if expanded. Counting every value (keys too): a0 is 11 values, a1 111,
-        # a2 1111, a3 11111; 12351 values are seen when a4's list opens, so its 8th *a3 (at
-        # column 10 + 7 * 5) takes the count past 100000
-        ("7:45", "the document expands to more than 100000 values"),
+        # 10**8 values if expanded. Each alias adds its anchor's size (a0 is 11 values, a1
+        # 111, a2 1111, a3 11111): a1..a3 add 110 + 1110 + 11110 = 12330, so a4's 8th *a3 (at
+        # column 10 + 7 * 5) takes what aliases added past 100000
+        ("7:45", "YAML aliases expand to more than 100000 values"),
     ),
     case(
         "nesting-too-deep",
@@ -1638,3 +1638,28 @@ def test_the_valid_starter_passes():
     result = runner.invoke(app, ["validate", str(root / "examples" / "starter")])
     assert result.exit_code == 0, result.output
     assert "ok (starter 0.1.0: 4 nodes, 3 edges, 4 state fields)" in result.stdout
+
+
+def _chain(n: int) -> str:
+    """A spec of `n` tool nodes in a chain, written out in full: no anchor, no alias."""
+    nodes = "".join(f"    - {{id: n{i}, kind: tool, impl: tools/t.py}}\n" for i in range(n))
+    edges = "".join(f"    - {{from: n{i}, to: n{i + 1}}}\n" for i in range(n - 1))
+    return f"name: demo\nversion: 0.1.0\ngraph:\n  nodes:\n{nodes}  edges:\n{edges}"
+
+
+def test_a_large_spec_without_aliases_is_not_an_alias_bomb():
+    from evolve.spec.source import parse_yaml
+
+    data, _, problems = parse_yaml(_chain(12_000), "experience.yaml")
+    assert problems == []
+    assert len(data["graph"]["nodes"]) == 12_000 and len(data["graph"]["edges"]) == 11_999
+
+
+@pytest.mark.slow
+def test_a_12000_node_chain_loads(tmp_path):
+    (tmp_path / "tools").mkdir()
+    (tmp_path / "tools" / "t.py").write_text("def run(inputs):\n    return {}\n")
+    (tmp_path / "experience.yaml").write_text(_chain(12_000))
+    experience = load_experience(tmp_path)
+    assert len(experience.nodes) == 12_000
+    assert len(experience.predecessors("n11999")) == 1

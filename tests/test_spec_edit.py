@@ -432,6 +432,7 @@ def _changes(draw) -> list[tuple[tuple[str | int, ...], Any]]:
     return changes
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_changes())
 def test_any_tuned_key_of_any_starter_node_changes_only_that_value(changes):

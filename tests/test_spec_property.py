@@ -429,6 +429,7 @@ def _copy(base: Path, into: str) -> Path:
     return target
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(data=st.data())
 def test_random_changes_to_the_data(bases, data):
@@ -442,6 +443,7 @@ def test_random_changes_to_the_data(bases, data):
         assert_loads_or_reports(exp)
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(data=st.data())
 def test_random_changes_to_the_text(bases, data):
@@ -453,6 +455,7 @@ def test_random_changes_to_the_text(bases, data):
         assert_loads_or_reports(exp)
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(data=st.data())
 def test_random_changes_to_the_referenced_files(bases, data):

@@ -6,6 +6,7 @@ like model errors (429 `rate_limit`, 5xx `server_error`, a refused or dropped co
 `${NAME}` in a header value is replaced by the environment variable NAME when the request is made;
 only the header as written is recorded (in the cassette, under the run's `CallRecorder`), never
 its value, so `--offline` replays the body with no network and no secret.
+A SQLite source's connection is closed after the read.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import re
 import sqlite3
 import time
+from contextlib import closing
 from typing import Any
 
 from evolve.errors import EvolveError
@@ -59,7 +61,8 @@ def load_rows(source: DatasetSource) -> list[Any]:
     try:
         if source.type == "sqlite":
             uri = source.path.as_uri() + "?mode=ro"
-            with sqlite3.connect(uri, uri=True) as conn:
+            # sqlite3's own context manager ends a transaction, it does not close
+            with closing(sqlite3.connect(uri, uri=True)) as conn:
                 conn.row_factory = sqlite3.Row
                 return [dict(row) for row in conn.execute(source.query or "")]
         text = source.path.read_text("utf-8-sig")  # a BOM (as spreadsheets write) is dropped

@@ -96,7 +96,9 @@ _SCALAR_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("null", "bool", "int", "float
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _MAX_DEPTH = 200
-_MAX_VALUES = 100_000  # aliases can make a small file expand exponentially ("billion laughs")
+# aliases can make a small file expand exponentially ("billion laughs"): the values that aliases
+# add are capped, not the values written out, so a large spec with no alias always loads
+_MAX_EXPANSION = 100_000
 
 
 def _mark(node: yaml.Node | yaml.Event) -> tuple[int, int]:
@@ -256,8 +258,10 @@ def _unbuildable(text: str, file: str) -> Problem | None:
     parser's events before anything is composed or built.
 
     libyaml composes recursively in C: thousands of levels ("[[[[...") overflow its stack and
-    kill the process. Ten lines of nested aliases expand to a billion values. An alias inside
-    its own anchor would be built forever.
+    kill the process. Ten lines of nested aliases expand to a billion values, so the values
+    aliases add are counted (each alias adds its anchor's full expanded size) and capped; values
+    written out are not, so a large spec without aliases loads. An alias inside its own anchor
+    would be built forever.
 
     Newer libyaml releases stop at a nesting cap of their own, which their scanner can reach
     (it reads flow collections ahead) before our limit shows in the events. evolve's limit must
@@ -277,7 +281,8 @@ def _walk_events(loader: Any, file: str) -> Problem | None:
     sizes: dict[str, int] = {}  # anchor -> number of values it expands to
     open_: list[tuple[str | None, int]] = []  # enclosing collections: anchor, count at start
     unfinished: set[str] = set()  # anchors whose latest definition is a collection still open
-    count = 0
+    count = 0  # values so far, aliases expanded: what sizes are measured in
+    expanded = 0  # of those, the values that aliases added
     try:
         while loader.check_event():
             event = loader.get_event()
@@ -285,7 +290,9 @@ def _walk_events(loader: Any, file: str) -> Problem | None:
             if isinstance(event, yaml.AliasEvent):
                 if event.anchor in unfinished:
                     message = f"recursive YAML alias '*{event.anchor}' (inside its own anchor)"
-                count += sizes.get(event.anchor, 1)
+                size = sizes.get(event.anchor, 1)
+                count += size
+                expanded += size
             elif isinstance(event, yaml.ScalarEvent):
                 count += 1
                 if event.anchor:
@@ -303,8 +310,8 @@ def _walk_events(loader: Any, file: str) -> Problem | None:
                 if anchor:
                     sizes[anchor] = count - start + 1
                     unfinished.discard(anchor)
-            if count > _MAX_VALUES:
-                message = f"the document expands to more than {_MAX_VALUES} values (aliases?)"
+            if expanded > _MAX_EXPANSION:
+                message = f"YAML aliases expand to more than {_MAX_EXPANSION} values"
             if message:
                 return Problem(file, *_mark(event), message)
     finally:
