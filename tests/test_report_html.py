@@ -2,20 +2,16 @@
 
 The browser test runs headless Chromium on the page: it must run the page's script (which sets
 `data-ready`), lay the timeline out aligned and within 1280 px, and leave a screenshot in
-`test-artifacts/` for people to look at. Without Chromium it skips, unless `CI` is set: then it
-fails, because CI is expected to install it (see `.ci/run`).
+`test-artifacts/` for people to look at (without Chromium: see tests/pages.py).
 """
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import struct
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
-from html.parser import HTMLParser
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -30,6 +26,7 @@ from evolve.store.queries import Inspection, inspect_run
 from evolve.store.workspace import Workspace
 from evolve.view import fold
 from helpers import build, run, spec, tool
+from pages import CHROMIUM_FLAGS, Elements, chromium
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
@@ -52,25 +49,6 @@ def run(i):
 """
 SLOW = "import asyncio\n\nasync def run(inputs):\n    await asyncio.sleep(5)\n"
 OK = "def run(inputs):\n    return {}\n"
-
-
-class Elements(HTMLParser):
-    """Every start tag of a page as (tag, attributes), in document order."""
-
-    def __init__(self, page: str) -> None:
-        super().__init__()
-        self.found: list[tuple[str, dict[str, str]]] = []
-        self.feed(page)
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.found.append((tag, {k: v or "" for k, v in attrs}))
-
-    def having(self, cls: str, tag: str | None = None) -> list[dict[str, str]]:
-        return [
-            a
-            for t, a in self.found
-            if cls in a.get("class", "").split() and (tag is None or t == tag)
-        ]
 
 
 @pytest.fixture(scope="module")
@@ -288,20 +266,23 @@ JINJA_PROBE = """
 import sys
 import evolve.cli, evolve.report.graph, evolve.report.html
 print("jinja2" in sys.modules)
+from evolve.spec import load_experience
 from evolve.store.queries import Inspection
 from evolve.view import fold
 evolve.report.html.render_html(Inspection({"id": "r-x"}, fold([]), []))
-print("jinja2" in sys.modules)
+evolve.report.graph.graph_page(load_experience("examples/starter"))
+print("jinja2" in sys.modules, "litellm" in sys.modules)
 """
 
 
 @pytest.mark.slow
-def test_jinja2_is_imported_when_a_page_is_rendered_not_before():
+def test_jinja2_is_imported_when_a_page_is_rendered_not_before_and_litellm_never():
     done = subprocess.run(
-        [sys.executable, "-c", JINJA_PROBE], capture_output=True, text=True, timeout=60
-    )
+        [sys.executable, "-c", JINJA_PROBE],
+        capture_output=True, text=True, timeout=60, cwd=ARTIFACTS.parent,
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == ["False", "True"]
+    assert done.stdout.split() == ["False", "True", "False"]
 
 
 def test_the_stylesheet_and_script_are_inlined_from_the_package(page):
@@ -332,31 +313,6 @@ PROBE = """<script>
   document.body.dataset.scrollWidth = String(document.documentElement.scrollWidth);
 })();
 </script></body>"""
-
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--hide-scrollbars",
-    "--window-size=1280,2000",
-]
-
-
-def chromium() -> str:
-    found = shutil.which("chromium") or (
-        "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
-    )
-    if found:
-        return found
-    message = "chromium is not installed (apt-get install chromium)"
-    if os.environ.get("CI"):
-        pytest.fail(f"{message}; CI must run the browser test")
-    pytest.skip(message)
 
 
 def png_size(path: Path) -> tuple[int, int]:

@@ -185,16 +185,34 @@ def graph(
         Path,
         typer.Argument(help="An experience directory or its experience.yaml.", show_default=False),
     ],
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the graph as a self-contained HTML page to this file instead.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Print an experience's graph as Mermaid (phases as subgraphs; for_each and when marked).
 
-    Paste it into any Mermaid viewer, or a ```mermaid block on GitHub.
+    Paste it into any Mermaid viewer, or a ```mermaid block on GitHub; or draw it as a page with
+    --html.
     """
-    from evolve.report.graph import mermaid
     from evolve.spec import load_experience, resolve_spec_path
 
     experience = load_experience(path, display=_display(resolve_spec_path(path)))
-    sys.stdout.write(mermaid(experience))
+    if html is None:
+        from evolve.report.graph import mermaid
+
+        sys.stdout.write(mermaid(experience))
+        return
+    from evolve.report.graph import write_graph_html
+
+    try:
+        write_graph_html(experience, html)
+    except OSError as exc:
+        raise EvolveError(f"cannot write {html}: {exc.strerror or exc}") from None
+    _err(f"wrote {html}")
 
 
 def _parse_args(args_json: str | None, sets: list[str]) -> dict[str, Any]:

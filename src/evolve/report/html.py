@@ -150,7 +150,10 @@ def _box_label(node: NodeView) -> str:
 
 
 def _graph(view: RunView) -> tuple[Layout, dict[str, GraphNode], list[tuple[str, str]]]:
-    edges = [(str(e.get("from")), str(e.get("to")), e.get("when")) for e in view.edges]
+    edges = [
+        (str(e.get("from")), str(e.get("to")), f"when {e['when']}" if e.get("when") else None)
+        for e in view.edges
+    ]
     labels = {key: _box_label(node) for key, node in view.nodes.items()}
     layout = layout_graph(list(view.nodes), edges, labels)
     nodes = {}

@@ -5,7 +5,7 @@ plain geometry (a `Layout`): no markup, no colours. Boxes sit in columns by long
 sources; a long edge passes through invisible dummies so it bends around the columns it crosses;
 a few barycentre sweeps order each column to untangle crossings; an edge that goes back (a cycle)
 loops below the boxes. A box is as wide as its name and its subtitle need (within bounds), and a
-gap between columns is wide enough for the `when` label of an edge that crosses it.
+gap between columns is wide enough for the label of an edge that leaves it (a `when`, say).
 
 Ids named by an edge but missing from `ids` are added after them, in edge order. The layout is
 deterministic: the same graph always gives the same figures.
@@ -52,7 +52,7 @@ class Box:
 
 @dataclass(frozen=True, slots=True)
 class EdgeLabel:
-    """The `when` of an edge, in a pill on the edge's first hop: `text` is clipped, `full` not."""
+    """An edge's label (its `when`), in a pill on its first hop: `text` is clipped, `full` not."""
 
     x: float
     y: float
@@ -100,7 +100,7 @@ def layout_graph(
     edges: Sequence[tuple[str, str, str | None]],
     subtitles: Mapping[str, str] | None = None,
 ) -> Layout:
-    """Place `ids` (boxes) and `edges` (source, target, `when` or None) left to right.
+    """Place `ids` (boxes) and `edges` (source, target, label or None) left to right.
 
     `subtitles` holds the second line of each box; it only widens boxes, it is not drawn here.
     An empty graph is a `Layout` with no boxes and no size.
@@ -132,9 +132,9 @@ def layout_graph(
 
     widths = [_column_width(column, subtitles) for column in columns]
     gaps = [float(MIN_GAP_X)] * depth
-    for chain, (_, _, when) in zip(chains, edges, strict=True):
-        if when and chain[0].layer < chain[1].layer:
-            need = len(clip(f"when {when}", LABEL_CHARS)) * MONO_W + 14 + 96
+    for chain, (_, _, label) in zip(chains, edges, strict=True):
+        if label and chain[0].layer < chain[1].layer:
+            need = len(clip(label, LABEL_CHARS)) * MONO_W + 14 + 96
             gaps[chain[0].layer] = max(gaps[chain[0].layer], need)
     heights = [
         sum(DUMMY_H if s.dummy else BOX_H for s in col) + GAP_Y * max(0, len(col) - 1)
@@ -155,9 +155,9 @@ def layout_graph(
     for i in ids:
         s = slots[i]
         result.boxes[i] = Box(i, s.x, s.y, s.w, s.h)
-    for chain, (a, b, when) in zip(chains, edges, strict=True):
-        label = _edge_label(chain, str(when)) if when else None
-        result.lines.append(Line(a, b, _edge_path(chain), label))
+    for chain, (a, b, label) in zip(chains, edges, strict=True):
+        pill = _edge_label(chain, label) if label else None
+        result.lines.append(Line(a, b, _edge_path(chain), pill))
     return result
 
 
@@ -247,7 +247,7 @@ def _edge_path(chain: list[_Slot]) -> str:
     return "".join(d)
 
 
-def _edge_label(chain: list[_Slot], when: str) -> EdgeLabel:
+def _edge_label(chain: list[_Slot], label: str) -> EdgeLabel:
     a, b = chain[0], chain[1]
     # on the curve of the first hop, past its middle: edges fanning out of one box have
     # drawn apart by then, so a label sits on its own edge only
@@ -255,5 +255,5 @@ def _edge_label(chain: list[_Slot], when: str) -> EdgeLabel:
     t = 0.62
     x = x0 + (x1 - x0) * (1.5 * t * (1 - t) + t * t * t)  # the cubic of `_edge_path`
     y = y0 + (y1 - y0) * (3 * t * t - 2 * t * t * t)
-    text = clip(f"when {when}", LABEL_CHARS)
-    return EdgeLabel(x, y, len(text) * MONO_W + 14, text, f"when {when}")
+    text = clip(label, LABEL_CHARS)
+    return EdgeLabel(x, y, len(text) * MONO_W + 14, text, label)

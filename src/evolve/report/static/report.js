@@ -28,7 +28,8 @@
   });
   each("svg.graph .node", function (node) {
     function go() {
-      var row = document.querySelector(".timeline " + byNode(node.dataset.node));
+      var q = byNode(node.dataset.node);
+      var row = document.querySelector(".timeline " + q) || document.querySelector(".node-row" + q);
       if (!row) return;
       if (row.tagName === "DETAILS") row.open = true;
       row.scrollIntoView({ behavior: "smooth", block: "center" });
