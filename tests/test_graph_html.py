@@ -44,6 +44,11 @@ graph:
     - {id: improve, kind: experience, impl: child, writes: [score]}
     - {id: publish, kind: tool, impl: tools/t.py, reads: [score, label],
        for_each: {source: $.docs, concurrency: 2}, on_error: {policy: retry, attempts: 2}}
+    - {id: check, kind: skill, skill: skills/checker, prompt: prompts/review.md, reads: [docs],
+       writes: [label]}
+    - {id: fix, kind: cli-agent, provider: codex, prompt: prompts/review.md, workdir: work,
+       reads: [docs],
+       writes: [notes]}
   pipelines:
     - {id: per_doc, items: $.docs, stages: [clean, review]}
   loops:
@@ -52,6 +57,8 @@ graph:
     - {from: fetch, to: per_doc}
     - {from: per_doc, to: polish}
     - {from: polish, to: publish, when: '$.label == "a<b" && $.score > 0'}
+    - {from: fetch, to: check}
+    - {from: check, to: fix}
 """
 FILES = {
     "tools/t.py": "def run(inputs):\n    return {}\n",
@@ -60,6 +67,7 @@ FILES = {
     "child/experience.yaml": "name: child\nversion: 0.1.0\ngraph:\n  nodes:\n"
     "    - {id: only, kind: tool, impl: tools/t.py}\n",
     "child/tools/t.py": "def run(inputs):\n    return {}\n",
+    "skills/checker/SKILL.md": "---\nname: checker\ndescription: Checks docs.\n---\nCheck.\n",
 }
 
 
@@ -81,6 +89,8 @@ def test_every_node_pipeline_and_loop_is_a_box_of_its_kind(page):
     assert {k: a["data-kind"] for k, a in boxes(page).items()} == {
         "fetch": "dataset",
         "publish": "tool",
+        "check": "skill",
+        "fix": "cli-agent",
         "per_doc": "pipeline",
         "polish": "loop",
         "clean": "tool",
@@ -101,6 +111,8 @@ def test_edges_and_dashed_member_edges_run_left_to_right(page):
         ("fetch", "per_doc", False),
         ("per_doc", "polish", False),
         ("polish", "publish", False),
+        ("fetch", "check", False),
+        ("check", "fix", False),
         ("per_doc", "clean", True),
         ("clean", "review", True),
         ("polish", "improve", True),
@@ -129,6 +141,8 @@ def test_the_tables_list_nodes_and_state_fields(page):
     assert [(r["data-node"], r["data-kind"]) for r in rows] == [
         ("fetch", "dataset"),
         ("publish", "tool"),
+        ("check", "skill"),
+        ("fix", "cli-agent"),
         ("per_doc", "pipeline"),
         ("polish", "loop"),
         ("clean", "tool"),
@@ -141,7 +155,13 @@ def test_the_tables_list_nodes_and_state_fields(page):
     assert "<td>retry ×2, then fail_run</td>" in page
     assert "<code>stages clean → review for each of $.docs</code>" in page
     assert "<code>prompts/review.md</code>" in page
+    assert "<code>skills/checker/</code>" in page
+    assert "<code>codex · prompts/review.md</code>" in page
+    assert "<code>data/docs.jsonl</code>" in page
     assert "<td><code>docs</code></td><td>array</td><td>last_wins</td><td>fetch</td>" in page
+    assert (
+        "<td><code>notes</code></td><td>array</td><td>array_append</td><td>review, fix</td>" in page
+    )
 
 
 def test_the_page_is_self_contained(page):

@@ -98,7 +98,7 @@ def mermaid(experience: Experience) -> str:
 
 # --- the HTML page ----------------------------------------------------------------------------
 
-KINDS = ("tool", "agent", "dataset", "experience", "pipeline", "loop")
+KINDS = ("tool", "agent", "skill", "cli-agent", "dataset", "experience", "pipeline", "loop")
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +149,7 @@ def graph_page(experience: Experience) -> str:
     layout = layout_graph(list(boxes), edges, {k: b.sub for k, b in boxes.items()})
     kinds = [b.kind for b in boxes.values()]
     counts = [(k, kinds.count(k)) for k in KINDS if k in kinds]
-    legend = [(f"kd-{k}", k) for k in KINDS[:4] if k in kinds]
+    legend = [(f"kd-{k}", k) for k in KINDS[:-2] if k in kinds]
     if "pipeline" in kinds or "loop" in kinds:
         legend.append(("kd-group", "pipeline / loop"))
     facts = [
@@ -255,10 +255,18 @@ def _row(experience: Experience, key: str) -> NodeRow:
 
 
 def _runs(experience: Experience, node: Node) -> str:
-    if node.kind == "dataset" and node.source:
-        return node.source.uri
-    if node.kind == "agent" and node.prompt:
-        return _relative(experience, node.prompt) + (f" ({node.model})" if node.model else "")
+    model = f" ({node.model})" if node.model else ""
+    if node.source:
+        return node.source.url or node.source.uri
+    if node.skill:
+        return f"{_relative(experience, node.skill.directory)}/{model}"
+    if node.cli:
+        runs = node.cli.provider or " ".join(node.cli.command)
+        if node.prompt:
+            runs += f" · {_relative(experience, node.prompt)}"
+        return runs + model
+    if node.prompt:
+        return _relative(experience, node.prompt) + model
     return node.impl_text or ""
 
 
