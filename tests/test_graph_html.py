@@ -200,6 +200,7 @@ def test_graph_html_to_an_unwritable_path_is_one_clear_line(experience_dir, tmp_
     assert len(result.stderr.splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_the_graph_page_in_headless_chromium(page, tmp_path):
     browser = chromium()
     path = tmp_path / "graph.html"
