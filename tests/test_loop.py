@@ -71,7 +71,9 @@ def test_init_creates_a_starter_that_validates_and_runs_offline(tmp_path, monkey
     runner = CliRunner()
     made = runner.invoke(app, ["init", "my notes"])
     assert made.exit_code == 0, made.output
-    assert made.stdout.splitlines()[0] == "created my notes (7 files). Next:"
+    assert (
+        made.stdout.splitlines()[0] == "created my notes from the agent template (8 files). Next:"
+    )
     text = (tmp_path / "my notes" / "experience.yaml").read_text()
     assert "name: my-notes " in text and "__NAME__" not in text
     assert runner.invoke(app, ["validate", "my notes"]).exit_code == 0

@@ -648,15 +648,40 @@ def diff(
 @friendly_errors
 def init(
     directory: Annotated[
-        Path,
+        Path | None,
         typer.Argument(help="A new (or empty) directory for the experience.", show_default=False),
-    ],
+    ] = None,
+    template: Annotated[
+        str,
+        typer.Option(
+            "--template",
+            "-t",
+            help="What to start from: tool-only, agent, cli-agent or full-pipeline.",
+        ),
+    ] = "agent",
+    list_templates: Annotated[
+        bool, typer.Option("--list-templates", help="List the templates and exit.")
+    ] = False,
 ) -> None:
-    """Create a starter experience that validates and runs offline at once, ready to grow."""
-    from evolve.scaffold import create_experience
+    """Create an experience from a template; it validates and runs offline at once.
 
-    written = create_experience(directory)
-    print(f"created {_display(directory)} ({len(written)} files). Next:")
+    Beside experience.yaml it writes experience.schema.json, which the file's first line points
+    editors at (yaml-language-server), so they complete and check it from the first keystroke.
+    """
+    from evolve.errors import UsageError
+    from evolve.scaffold import TEMPLATES, create_experience
+
+    if list_templates:
+        width = max(len(name) for name in TEMPLATES)
+        for name, about in TEMPLATES.items():
+            print(f"{name:<{width}}  {about}")
+        return
+    if directory is None:
+        raise UsageError("give a DIR for the new experience (or --list-templates)")
+    written = create_experience(directory, template)
+    print(
+        f"created {_display(directory)} from the {template} template ({len(written)} files). Next:"
+    )
     print(f"  evolve run {directory} --offline")
     print("  evolve inspect last")
     print("  evolve propose last --offline")

@@ -21,6 +21,7 @@ from evolve.spec import Experience
 ADVISOR_NODE = "advisor"
 SOURCE_CHARS = 20_000
 SKIP_DIRS = {"cassettes", "data", "__pycache__", ".evolve", ".git"}
+SKIP_FILES = {"experience.schema.json"}  # evolve's own schema, written for editors
 
 REPLY_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -76,6 +77,8 @@ def sources(experience: Experience) -> dict[str, str]:
     found: dict[str, str] = {}
     for path in sorted(experience.directory.rglob("*")):
         rel = path.relative_to(experience.directory)
+        if rel.as_posix() in SKIP_FILES:
+            continue
         if not path.is_file() or rel.parts[0] in SKIP_DIRS or path.stat().st_size > 200_000:
             continue
         try:
