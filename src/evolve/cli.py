@@ -685,3 +685,122 @@ def init(
     print(f"  evolve run {directory} --offline")
     print("  evolve inspect last")
     print("  evolve propose last --offline")
+
+
+@app.command()
+@friendly_errors
+def new(
+    task: Annotated[
+        str,
+        typer.Argument(
+            help='What the experience should do, in one line: "triage GitHub issues by area".',
+            show_default=False,
+        ),
+    ],
+    directory: Annotated[
+        Path | None,
+        typer.Option(
+            "--dir",
+            help="The new (or empty) directory (default: ./NAME, the name the model picks).",
+            show_default=False,
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="The model that drafts it (default: EVOLVE_MODEL).", show_default=False),
+    ] = None,
+    max_rounds: Annotated[
+        int,
+        typer.Option(
+            min=0, help="Repair rounds when the draft does not validate (its problems sent back)."
+        ),
+    ] = 3,
+    api_base: Annotated[
+        str | None,
+        typer.Option(help="Base URL of an OpenAI-compatible server.", show_default=False),
+    ] = None,
+    record: Annotated[
+        Path | None,
+        typer.Option(help="Record the model calls to this cassette (JSONL).", show_default=False),
+    ] = None,
+    replay: Annotated[
+        Path | None,
+        typer.Option(help="Serve the model calls from this cassette.", show_default=False),
+    ] = None,
+    offline: Annotated[
+        bool,
+        typer.Option(
+            "--offline", help="Replay evolve's recorded demo draft (whatever the task): no key."
+        ),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Draft a new experience from a one-line task: a model analyses it and writes the files.
+
+    evolve writes the files itself (only inside the new directory), validates the draft and
+    sends the problems back for up to --max-rounds repairs. Review the draft before running it.
+    Exit code 0 when the draft validates, 1 when it still does not (it is kept), 2 for bad usage.
+    """
+    import asyncio
+
+    from evolve.authoring import Author, demo_cassette
+    from evolve.errors import UsageError
+    from evolve.llm import build_model
+
+    if offline:
+        if replay is not None or record is not None:
+            raise UsageError("use only one of --record, --replay and --offline")
+        replay = demo_cassette()
+    model_name = model or os.environ.get("EVOLVE_MODEL") or ("replay" if replay else None)
+    if not model_name:
+        raise UsageError(
+            "no model to draft with: pass --model openai/gpt-4o-mini or set EVOLVE_MODEL "
+            "(or try --offline for the recorded demo)"
+        )
+    client = build_model(Path.cwd(), api_base=api_base, record=record, replay=replay)
+    author = Author(client, model_name, say=_err)
+    draft = asyncio.run(author.draft(task, directory, max_rounds))
+    shown = _display(draft.directory)
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "directory": shown,
+                    "name": draft.name,
+                    "valid": draft.valid,
+                    "files": draft.files,
+                    "refused": draft.refused,
+                    "problems": draft.problems,
+                    "repair_rounds": draft.rounds,
+                    "open_questions": draft.open_questions,
+                    "next_steps": draft.next_steps,
+                }
+            )
+        )
+    else:
+        _print_draft(draft, shown)
+    if not draft.valid:
+        raise typer.Exit(1)
+
+
+def _print_draft(draft: Any, shown: str) -> None:
+    if draft.valid:
+        rounds = f" after {draft.rounds} repair round{'s' * (draft.rounds != 1)}"
+        print(f"drafted {shown} ({len(draft.files)} files{rounds if draft.rounds else ''})")
+    else:
+        print(f"the draft in {shown} still does not validate after {draft.rounds} repair rounds:")
+        for problem in draft.problems:
+            print(f"  {problem}")
+        print(f"the draft is kept in {shown}: fix it by hand, then `evolve validate {shown}`")
+    for path in draft.refused:
+        print(f"  refused to write {path} (outside {shown})")
+    if draft.open_questions:
+        print("open questions:")
+        for question in draft.open_questions:
+            print(f"  - {question}")
+    print("next:")
+    for step in draft.next_steps:
+        print(f"  - {step}")
+    print(f"  evolve validate {shown}")
+    print(f"  evolve run {shown}")
+    print("  evolve propose last")
