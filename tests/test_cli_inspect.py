@@ -115,6 +115,11 @@ def test_runs_lists_newest_first(workspace):
         "tokens_out",
         "cost_usd",
         "parent_run_id",
+        "kind",
+        "score",
+        "evals_passed",
+        "pass_rate",
+        "cases",
     }
     assert (rows[0]["nodes_succeeded"], rows[0]["items"]) == (2, 3)
 
@@ -158,7 +163,17 @@ def test_inspect_a_run_with_retries_and_a_timeout(workspace):
 
 def test_inspect_json_shape(workspace):
     data = json.loads(cli(workspace, "inspect", "last", "--json").stdout)
-    assert set(data) == {"run", "summary", "failures", "phases", "edges", "nodes", "state_diff"}
+    assert set(data) == {
+        "run",
+        "summary",
+        "failures",
+        "phases",
+        "edges",
+        "nodes",
+        "state_diff",
+        "evals",
+    }
+    assert data["evals"] == [] and data["summary"]["score"] is None
     assert data["run"]["status"] == "failed" and data["run"]["experience"] == "boom"
     assert data["summary"]["failures"] == 1
     node = data["nodes"][0]

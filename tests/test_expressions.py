@@ -346,3 +346,74 @@ def test_nesting_within_the_limit_is_fine():
 def test_the_expression_keeps_its_source():
     expr = parse_expression(" $.n > 1 ")
     assert expr.source == " $.n > 1 "
+
+
+# -- functions for evals: contains, lower, any/all, $case ------------------------------------
+
+FINDINGS = {
+    "findings": [
+        {"title": "SQL Injection in get_user", "file": "a.py", "sev": "high"},
+        {"title": "N+1 query", "file": "b.py", "sev": "low"},
+    ],
+    "files": ["a.py", "b.py"],
+    "label": "Bug",
+}
+CASE = {"id": "c1", "expect": {"label": "bug", "sev": "high", "files": ["a.py"]}}
+
+
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ('contains($.files, "a.py")', True),
+        ('contains($.files, "c.py")', False),
+        ('contains($.label, "ug")', True),
+        ('contains($.findings.0, "file")', True),  # a mapping: has the key
+        ("contains($.missing, 1)", False),
+        ('lower($.label) == "bug"', True),
+        ("lower($.label) == $case.expect.label", True),
+        ("lower($.findings)", MISSING),
+        ('any($.findings, contains(lower($item.title), "sql injection"))', True),
+        ("all($.findings, contains($.files, $item.file))", True),
+        ('all($.findings, $item.sev == "high")', False),
+        ('any($.findings, "sev", "high")', True),
+        ('any($.findings, "sev", $case.expect.sev)', True),
+        ('all($.findings, "sev", "high")', False),
+        ("all($.empty_list, false)", True),
+        ("any($.empty_list, true)", False),
+        ("any($.label, true)", False),  # not a list
+        ("all($case.expect.files, contains($.files, $item))", True),
+        ("$case.id == 'c1' && length($case.expect.files) == 1", True),
+        ("any($.findings, any($.files, $item == 'b.py'))", True),  # the innermost $item wins
+    ],
+)
+def test_eval_functions(source, expected):
+    got = parse_expression(source).evaluate({**FINDINGS, "empty_list": []}, case=CASE)
+    assert got is expected if isinstance(expected, bool) or expected is MISSING else got == expected
+
+
+def test_case_is_missing_without_a_case():
+    assert parse_expression("$case.expect.label == 'bug'").evaluate(FINDINGS) is False
+    assert parse_expression("$case.id != 'x'").evaluate(FINDINGS) is True
+
+
+def test_item_inside_any_is_the_element_not_a_read_path():
+    expression = parse_expression('any($.findings, $item.sev == "high") && $item.x')
+    assert [p.text for p in expression.paths] == ["$.findings", "$item.x"]
+
+
+@pytest.mark.parametrize(
+    "source, message, offset",
+    [
+        ("any($.findings)", "any() takes 2 or 3 arguments, not 1", 0),
+        ("lower($.a, $.b)", "lower() takes 1 argument, not 2", 0),
+        ("contains($.a)", "contains() takes 2 arguments, not 1", 0),
+        ("$.a && all($.f, 1, 2)", "the field of all(xs, field, value) must be a string", 7),
+        ("count($.a)", "unknown name 'count'", 0),
+        ("contains($.a 'x')", "expected ')' but found \"'x'\"", 13),
+        ("any($.a, )", "expected a value but found ')'", 9),
+    ],
+)
+def test_bad_calls_are_located(source, message, offset):
+    with pytest.raises(ExpressionError) as caught:
+        parse_expression(source)
+    assert message in str(caught.value) and caught.value.offset == offset

@@ -320,12 +320,19 @@ def run(
             show_default=False,
         ),
     ] = None,
+    fail_on_evals: Annotated[
+        bool,
+        typer.Option(
+            "--fail-on-evals",
+            help="Exit 1 when the run fails a required eval (or, with none required, any eval).",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Run an experience and record everything: the event log and the state store.
 
-    Exit code 0 on success, 1 if the run failed or was partial, 2 for an invalid experience or
-    bad arguments, 130 if interrupted.
+    Exit code 0 on success, 1 if the run failed or was partial (or, with --fail-on-evals, failed
+    its evals), 2 for an invalid experience or bad arguments, 130 if interrupted.
     """
     from evolve.report.progress import Progress
     from evolve.runtime.run import RunOptions, start_run
@@ -362,6 +369,9 @@ def run(
                     "log": log,
                     "tokens": {"in": result.tokens_in, "out": result.tokens_out},
                     "cost_usd": result.cost_usd,
+                    "score": result.score,
+                    "evals_passed": result.evals_passed,
+                    "evals": [r.to_json() for r in result.scored.results] if result.scored else [],
                 }
             )
         )
@@ -372,8 +382,25 @@ def run(
         )
         if result.reason:
             print(f"  reason: {result.reason}")
+        if result.scored and result.scored.results:
+            print(f"  evals: {_evals_line(result.scored)}")
         print(f"  log: {log}")
-    raise typer.Exit(result.exit_code)
+    code = result.exit_code
+    if code == 0 and fail_on_evals and result.evals_passed is False:
+        code = 1
+    raise typer.Exit(code)
+
+
+def _evals_line(scored: Any) -> str:
+    """`score 0.44, failing: big (required), frac` or `score 1.00, all passed`."""
+    score = "—" if scored.score is None else f"{scored.score:.2f}"
+    if scored.passed:
+        failing = [r.name for r in scored.failing]
+        return f"score {score}, passed" + (
+            f" (not passed: {', '.join(failing)})" if failing else ""
+        )
+    names = [r.name + (" (required)" if r.required else "") for r in scored.failing]
+    return f"score {score}, FAILING its evals: {', '.join(names)}"
 
 
 WorkspaceOption = Annotated[
@@ -406,7 +433,11 @@ def runs(
     workspace: WorkspaceOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the runs as JSON.")] = False,
 ) -> None:
-    """List runs, newest first: status, timing, nodes, items, tokens and cost."""
+    """List runs, newest first: status, timing, nodes, items, tokens, cost and eval score.
+
+    A suite (from `evolve eval`) is one row with its mean score and pass rate; its case runs
+    are listed by `evolve inspect SUITE`.
+    """
     from evolve.store.queries import list_runs
     from evolve.store.workspace import Workspace
 
@@ -428,6 +459,11 @@ def runs(
             "tokens_out",
             "cost_usd",
             "parent_run_id",
+            "kind",
+            "score",
+            "evals_passed",
+            "pass_rate",
+            "cases",
         )
         print(json.dumps([{k: r.get(k) for k in keep} for r in rows], indent=2))
         return
@@ -642,6 +678,202 @@ def diff(
                 "apply them one at a time (evolve diff RUN N)"
             )
     sys.stdout.write(combined)
+
+
+@app.command(name="eval")
+@friendly_errors
+def eval_(
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="The experience directory (or its experience.yaml).", show_default=False
+        ),
+    ],
+    case: Annotated[
+        list[str] | None,
+        typer.Option("--case", help="Only this case (by id). Repeatable.", show_default=False),
+    ] = None,
+    repeat: Annotated[
+        int, typer.Option(min=1, help="Run every case N times, to see the noise.")
+    ] = 1,
+    min_score: Annotated[
+        float | None,
+        typer.Option(
+            min=0, max=1, help="Exit 1 when the mean score is below X.", show_default=False
+        ),
+    ] = None,
+    min_pass_rate: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            max=1,
+            help="Exit 1 when the share of passing cases is below Y.",
+            show_default=False,
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Model for every agent node and judge.", show_default=False),
+    ] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Cases run at once (default: cases.concurrency, else 4).",
+            show_default=False,
+        ),
+    ] = None,
+    api_base: Annotated[
+        str | None,
+        typer.Option(help="Base URL of an OpenAI-compatible server.", show_default=False),
+    ] = None,
+    max_cost: Annotated[
+        float | None,
+        typer.Option(
+            min=0, help="Stop each case run once it has cost this many USD.", show_default=False
+        ),
+    ] = None,
+    record: Annotated[
+        Path | None,
+        typer.Option(help="Record every model call to this cassette (JSONL).", show_default=False),
+    ] = None,
+    replay: Annotated[
+        Path | None,
+        typer.Option(help="Serve every model call from this cassette.", show_default=False),
+    ] = None,
+    offline: Annotated[
+        bool,
+        typer.Option("--offline", help="Replay from the experience's cassettes/*.jsonl."),
+    ] = False,
+    workspace: WorkspaceOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the suite as JSON.")] = False,
+) -> None:
+    """Run every case of an experience and score it with its evals: one suite run.
+
+    Prints a table per case (status, score, failing evals with reasons, duration, tokens, cost)
+    and the totals: mean score, pass rate, spread across repeats. Exit 1 below --min-score or
+    --min-pass-rate, 2 for an invalid experience or cases, 130 if interrupted.
+    """
+    from evolve.evals.suite import SuiteOptions, run_suite
+    from evolve.runtime.run import RunOptions
+    from evolve.store.workspace import Workspace
+
+    def progress(result: Any, done: int, total: int) -> None:
+        score = "—" if result.score is None else f"{result.score:.2f}"
+        verdict = "pass" if result.passed else "FAIL"
+        _err(f"[{done}/{total}] {result.case_id}: {result.status}, score {score} {verdict}")
+
+    options = SuiteOptions(
+        run=RunOptions(
+            model=model,
+            api_base=api_base,
+            max_cost=max_cost,
+            record=record,
+            replay=replay,
+            offline=offline,
+        ),
+        case_ids=case or [],
+        repeat=repeat,
+        concurrency=concurrency,
+        on_case=progress,
+    )
+    real_stdout, sys.stdout = sys.stdout, sys.stderr  # a tool's print() must not mix into results
+    try:
+        result = run_suite(path, Workspace.locate(workspace), options)
+    finally:
+        sys.stdout = real_stdout
+    summary = result.to_json()
+    gates = _gates(result.score, result.pass_rate, min_score, min_pass_rate)
+    if as_json:
+        print(json.dumps({**summary, "gates": gates}, ensure_ascii=False))
+    else:
+        from evolve.report.tree import suite_table, suite_totals
+
+        console = _console()
+        console.print(suite_table(summary["cases"]))
+        print(suite_totals(summary))
+        print(
+            f"{result.status}: suite {result.suite_id} of {result.experience} in "
+            f"{result.duration_ms / 1000:.2f}s"
+        )
+    for gate in gates:
+        _err(f"gate failed: {gate}")
+    if result.status == "interrupted":
+        raise typer.Exit(130)
+    raise typer.Exit(1 if gates else 0)
+
+
+def _gates(
+    score: float | None, rate: float | None, min_score: float | None, min_rate: float | None
+) -> list[str]:
+    failed = []
+    if min_score is not None and (score or 0.0) < min_score:
+        failed.append(f"mean score {score or 0.0:.3f} is below --min-score {min_score}")
+    if min_rate is not None and (rate or 0.0) < min_rate:
+        failed.append(f"pass rate {rate or 0.0:.3f} is below --min-pass-rate {min_rate}")
+    return failed
+
+
+@app.command()
+@friendly_errors
+def compare(
+    run_a: Annotated[
+        str,
+        typer.Argument(
+            help="The baseline: a run or suite id, a prefix, or `last`.", show_default=False
+        ),
+    ],
+    run_b: Annotated[
+        str,
+        typer.Argument(
+            help="The candidate: a run or suite of the same experience.", show_default=False
+        ),
+    ],
+    min_improvement: Annotated[
+        float | None,
+        typer.Option(help="Exit 1 unless B's score minus A's is at least D.", show_default=False),
+    ] = None,
+    no_regressions: Annotated[
+        bool,
+        typer.Option("--no-regressions", help="Exit 1 when a case that passed in A fails in B."),
+    ] = False,
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="Print Markdown for a pull-request comment.")
+    ] = False,
+    workspace: WorkspaceOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
+) -> None:
+    """Compare the eval scores of two runs or suites of one experience (B against A).
+
+    Score and pass-rate deltas with a paired bootstrap 95% interval over cases, per-case flips,
+    per-eval and per-node deltas, and whether the spec changed. Exit 1 when a gate fails.
+    """
+    from evolve.evals.compare import compare as compare_runs
+    from evolve.evals.compare import markdown as to_markdown
+    from evolve.evals.compare import text_lines
+    from evolve.store.queries import RunQueries, open_store
+    from evolve.store.workspace import Workspace
+
+    store = open_store(Workspace.locate(workspace))
+    try:
+        result = compare_runs(
+            RunQueries(store),
+            run_a,
+            run_b,
+            min_improvement=min_improvement,
+            no_regressions=no_regressions,
+        )
+    finally:
+        store.close()
+    if as_json:
+        print(json.dumps(result.to_json(), ensure_ascii=False))
+    elif markdown:
+        sys.stdout.write(to_markdown(result))
+    else:
+        print("\n".join(text_lines(result)))
+    for gate in result.gates:
+        _err(f"gate failed: {gate}")
+    raise typer.Exit(1 if result.gates else 0)
 
 
 @app.command()

@@ -149,6 +149,9 @@ class RunView:
     failures: list[Failure] = field(default_factory=list)
     events: int = 0
     last_ms: int = 0  # time of the newest event, from the start
+    evals: list[dict[str, Any]] = field(default_factory=list)  # eval.result, in order
+    score: float | None = None
+    evals_passed: bool | None = None
 
     def slowest(self, n: int = 5) -> list[NodeView]:
         timed = [v for v in self.nodes.values() if v.duration_ms is not None]
@@ -175,6 +178,8 @@ class RunView:
             "tokens_out": self.tokens_out,
             "cost_usd": self.cost_usd,
             "slowest": [{"node": v.id, "duration_ms": v.duration_ms} for v in self.slowest()],
+            "score": self.score,
+            "evals_passed": self.evals_passed,
         }
 
 
@@ -216,9 +221,18 @@ class _Folder:
         if kind == "run.finished":
             view.status, view.reason = e.get("status", "success"), e.get("reason")
             view.duration_ms = e.get("duration_ms")
+            view.score, view.evals_passed = e.get("score"), e.get("evals_passed")
+            return
+        if kind == "eval.result":
+            view.evals.append(
+                {k: e.get(k) for k in ("eval", "kind", "score", "passed", "required", "reason")}
+            )
             return
         node_id = e.get("node_id")
         if not node_id:
+            return
+        if node_id.startswith("eval:"):  # a judge's model call: the run's cost, not a node
+            self._judge_call(e)
             return
         node = self.node(node_id)
         item = e.get("item")
@@ -306,6 +320,15 @@ class _Folder:
             node.iterations = max(node.iterations, e.get("iteration", 0))
             node.end_ms = at
             node.status = "succeeded"
+
+    def _judge_call(self, e: dict[str, Any]) -> None:
+        if e["type"] != "llm.call":
+            return
+        view = self.view
+        view.tokens_in += e.get("tokens_in") or 0
+        view.tokens_out += e.get("tokens_out") or 0
+        if e.get("cost_usd") is not None:
+            view.cost_usd = (view.cost_usd or 0.0) + e["cost_usd"]
 
 
 def fold(events: Iterable[dict[str, Any]], stored_status: str | None = None) -> RunView:

@@ -10,7 +10,10 @@ A recorded line carries `key` (a hash of model, messages and response format) an
 to the very same request. A hand-written line leaves `key` out: it is served to the next call of
 its `node` (and `item` and `turn`, where given), in file order, so a prompt edit never forces
 editing opaque hashes by hand. `response.json` may stand in for `response.text` (an object
-written as JSON). `ReplayModel` serves every call from cassettes and never imports litellm.
+written as JSON). A hand-written line with a `case` is served only to the runs of that case in
+`evolve eval`, before any line without one; each case run replays from a fresh copy of the
+cassette (`for_case`), so repeats of a case get the same replies. A judge's calls are those of
+the node `eval:<name>`. `ReplayModel` serves every call from cassettes and never imports litellm.
 """
 
 from __future__ import annotations
@@ -47,9 +50,19 @@ class Cassette:
         self.redactor = Redactor()
         self.by_key: dict[str, list[dict[str, Any]]] = {}
         self.by_node: list[dict[str, Any]] = []  # hand-written entries, in file order
+        self.by_case: list[dict[str, Any]] = []  # hand-written entries for one case only
         self._lock = threading.Lock()
         for path in paths:
             self._index(path)
+
+    def for_case(self, case_id: str | None) -> Cassette:
+        """A fresh copy for one case run: its own lines first, then the lines for any case."""
+        copy = Cassette([])
+        copy.paths = self.paths
+        copy.by_key = {k: list(v) for k, v in self.by_key.items()}
+        own = [e for e in self.by_case if str(e["case"]) == case_id]
+        copy.by_node = own + list(self.by_node)
+        return copy
 
     def _index(self, path: Path) -> None:
         if not path.exists():
@@ -65,6 +78,8 @@ class Cassette:
                 raise UsageError(f"{path}:{number}: a cassette line needs a 'response' object")
             if entry.get("key"):
                 self.by_key.setdefault(entry["key"], []).append(entry)
+            elif entry.get("node") and entry.get("case") is not None:
+                self.by_case.append(entry)
             elif entry.get("node"):
                 self.by_node.append(entry)
             else:
@@ -97,7 +112,7 @@ class Cassette:
 
     def knows(self, node_id: str) -> bool:
         """Whether any line answers calls of `node_id`."""
-        return any(e.get("node") == node_id for e in self.by_node) or any(
+        return any(e.get("node") == node_id for e in [*self.by_node, *self.by_case]) or any(
             e.get("node") == node_id for entries in self.by_key.values() for e in entries
         )
 
@@ -126,6 +141,9 @@ class ReplayModel:
 
     def __init__(self, cassette: Cassette):
         self.cassette = cassette
+
+    def for_case(self, case_id: str | None) -> ReplayModel:
+        return ReplayModel(self.cassette.for_case(case_id))
 
     async def complete(self, request: ModelRequest) -> ModelReply:
         key = request_key(request)

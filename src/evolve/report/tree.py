@@ -53,7 +53,9 @@ def shorten(value: Any, limit: int = VALUE_CHARS) -> str:
 
 
 def runs_table(rows: list[dict[str, Any]]) -> Table:
+    """The runs, newest first; a `score` column when any of them was scored by evals."""
     table = Table(box=None, header_style="bold", pad_edge=False)
+    scored = any(r.get("score") is not None or r.get("evals_passed") is not None for r in rows)
     for name in (
         "run",
         "experience",
@@ -64,6 +66,7 @@ def runs_table(rows: list[dict[str, Any]]) -> Table:
         "items",
         "tokens",
         "cost",
+        *(["score"] if scored else []),
     ):
         table.add_column(
             name, justify="right" if name in ("duration", "items", "tokens", "cost") else "left"
@@ -80,8 +83,82 @@ def runs_table(rows: list[dict[str, Any]]) -> Table:
             str(r["items"] or ""),
             str(tokens or ""),
             money(r.get("cost_usd")),
+            *([score_text(r)] if scored else []),
         )
     return table
+
+
+def score_text(row: dict[str, Any]) -> Text:
+    """`0.83 ✓` for a run passing its evals, `0.40 ✗` failing them, `0.83 80%` for a suite (mean
+    score and pass rate); empty for a run of an experience without evals."""
+    score = row.get("score")
+    if row.get("kind") == "suite":
+        rate = row.get("pass_rate")
+        text = "—" if score is None else f"{score:.2f}"
+        text += "" if rate is None else f" {rate:.0%}"
+        return Text(text, style="green" if rate == 1 else "yellow")
+    if score is None and row.get("evals_passed") is None:
+        return Text("")
+    if row.get("evals_passed"):
+        return Text(f"{score or 0:.2f} ✓", style="green")
+    return Text(f"{score or 0:.2f} ✗", style="red")
+
+
+def evals_table(evals: list[dict[str, Any]]) -> Table:
+    table = Table(title="evals", title_justify="left", box=None, pad_edge=False)
+    for name in ("eval", "kind", "score", "", "reason"):
+        table.add_column(name, justify="right" if name == "score" else "left")
+    for e in evals:
+        mark = Text("✓", style="green") if e["passed"] else Text("✗", style="red")
+        if e.get("required"):
+            mark.append(" required", style="dim")
+        table.add_row(
+            e["eval"], e["kind"], f"{e['score']:.2f}", mark, shorten(e.get("reason") or "", 70)
+        )
+    return table
+
+
+def suite_table(cases: list[dict[str, Any]]) -> Table:
+    """Per case run: status, score, failing evals with reasons, duration, tokens, cost."""
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for name in ("case", "status", "score", "failing evals", "duration", "tokens", "cost"):
+        table.add_column(name, justify="right" if name in ("duration", "tokens") else "left")
+    for c in cases:
+        label = c["case_id"] + (f" #{c['repeat']}" if c.get("repeat", 1) > 1 else "")
+        failing = "; ".join(
+            f"{f['eval']}" + (f" ({shorten(f['reason'], 50)})" if f.get("reason") else "")
+            for f in c.get("failing") or []
+        )
+        if c.get("error"):
+            failing = (failing + "; " if failing else "") + shorten(c["error"], 60)
+        score = c.get("score")
+        table.add_row(
+            label,
+            Text(c["status"], style=STATUS_STYLE.get(c["status"], "red")),
+            Text(
+                "—" if score is None else f"{score:.2f} " + ("✓" if c["passed"] else "✗"),
+                style="green" if c["passed"] else "red",
+            ),
+            failing,
+            seconds(c.get("duration_ms")),
+            str((c.get("tokens_in") or 0) + (c.get("tokens_out") or 0) or ""),
+            money(c.get("cost_usd")),
+        )
+    return table
+
+
+def suite_totals(summary: dict[str, Any]) -> str:
+    """`mean score 0.83 · pass rate 4/5 (80%) · spread across repeats 0.10`."""
+    cases = summary["cases"]
+    passed = sum(1 for c in cases if c["passed"])
+    score = summary.get("score")
+    text = f"mean score {'—' if score is None else f'{score:.2f}'}"
+    text += f" · pass rate {passed}/{len(cases)}"
+    if cases:
+        text += f" ({passed / len(cases):.0%})"
+    if summary.get("spread") is not None:
+        text += f" · spread across repeats {summary['spread']:.2f}"
+    return text
 
 
 def _label(mark_status: str, name: str, detail: str) -> Text:
@@ -154,6 +231,13 @@ def inspection(report: Inspection) -> Group:
     if view.reason:
         title.append(f"\nreason: {view.reason}")
 
+    if report.cases is not None:  # a suite: its case runs are what it did
+        return Group(
+            title,
+            Text(""),
+            suite_table(report.cases),
+            Text(suite_totals(report.suite_summary())),
+        )
     tree = Tree(Text(view.experience, style="bold"), guide_style="dim")
     phases = {p: None for p in view.phases}
     by_phase: dict[str | None, list[NodeView]] = {}
@@ -196,6 +280,14 @@ def inspection(report: Inspection) -> Group:
         if len(view.failures) > 20:
             failures.add_row("", f"… {len(view.failures) - 20} more", "", "", "")
         parts += [Text(""), failures]
+    if view.evals:
+        verdict = "passes its evals" if view.evals_passed else "FAILS its evals"
+        score = "—" if view.score is None else f"{view.score:.2f}"
+        parts += [
+            Text(""),
+            Text(f"score {score} · {verdict}", style="bold"),
+            evals_table(view.evals),
+        ]
     parts += [Text(""), state_diff(report.state_diff)]
     return Group(*parts)
 

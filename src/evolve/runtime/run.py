@@ -14,16 +14,19 @@ import asyncio
 import os
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from evolve.errors import UsageError
-from evolve.llm.model import Model
+from evolve.evals.scoring import RunScore, record_scores, score_run
+from evolve.llm.model import Model, ModelReply, ModelRequest
+from evolve.runtime.attempt import Attempt
 from evolve.runtime.recording import CallRecorder
 from evolve.runtime.scheduler import RunFailed, Scheduler
 from evolve.runtime.state import RunState, initial_values
 from evolve.spec import Experience, Node, load_experience
+from evolve.spec.model import Eval
 from evolve.store.log import EventLog, Listener, utc_now
 from evolve.store.workspace import Workspace, new_run_id
 from evolve.store.writer import StateStore
@@ -44,6 +47,8 @@ class RunOptions:
     replay: Path | None = None  # --replay FILE
     offline: bool = False  # --offline: replay the experience's cassettes/
     max_cost: float | None = None  # --max-cost USD
+    case: dict[str, Any] | None = None  # the case scored, in a suite: {id, args, expect}
+    repeat: int | None = None  # which repeat of its case (1-based), in a suite
 
     @property
     def replaying(self) -> bool:
@@ -62,10 +67,19 @@ class RunResult:
     tokens_in: int = 0
     tokens_out: int = 0
     cost_usd: float | None = None
+    scored: RunScore | None = None  # None when the experience has no evals
 
     @property
     def exit_code(self) -> int:
         return EXIT_CODES[self.status]
+
+    @property
+    def score(self) -> float | None:
+        return self.scored.score if self.scored else None
+
+    @property
+    def evals_passed(self) -> bool | None:
+        return self.scored.passed if self.scored else None
 
 
 def model_resolver(experience: Experience, override: str | None, replaying: bool = False):
@@ -82,10 +96,20 @@ def model_resolver(experience: Experience, override: str | None, replaying: bool
     return model_for
 
 
+def judge_node(check: Eval) -> Node:
+    """A judge as the model layer sees it: an agent step named `eval:<name>` (never scheduled)."""
+    return Node(id=f"eval:{check.name}", kind="agent", model=check.judge and check.judge.model)
+
+
 def check_models(experience: Experience, override: str | None, replaying: bool = False) -> None:
     model_for = model_resolver(experience, override, replaying)
     missing = [
         n.id for n in experience.nodes.values() if n.kind in MODEL_KINDS and not model_for(n)
+    ]
+    missing += [
+        judge_node(e).id
+        for e in experience.evals
+        if e.kind == "judge" and not model_for(judge_node(e))
     ]
     if missing:
         raise UsageError(
@@ -166,6 +190,9 @@ class Run:
                 "log_path": str(log_path),
                 "parent_run_id": self.parent[0] if self.parent else None,
                 "parent_node": self.parent[1] if self.parent else None,
+                "case_id": self.case_id,
+                "repeat": self.options.repeat,
+                "spec_files": experience.file_digests() if self.parent is None else None,
             }
         )
         events.emit(
@@ -178,6 +205,8 @@ class Run:
             model=", ".join(models) or None,
             parent_run_id=self.parent[0] if self.parent else None,
             parent_node=self.parent[1] if self.parent else None,
+            case_id=self.case_id,
+            repeat=self.options.repeat,
             graph=graph_outline(experience),
         )
         if self.model is not None and any(n.kind == "agent" for n in experience.nodes.values()):
@@ -200,12 +229,15 @@ class Run:
             recorder=CallRecorder.for_model(self.model, self.options.replaying),
         )
         status, reason, stopped = "success", None, None
+        scored: RunScore | None = None
         try:
-            await scheduler.run()
-            status = "partial" if scheduler.partial else "success"
-        except RunFailed as exc:
-            status, reason = "failed", str(exc)
-            stopped = exc.stopped
+            try:
+                await scheduler.run()
+                status = "partial" if scheduler.partial else "success"
+            except RunFailed as exc:
+                status, reason = "failed", str(exc)
+                stopped = exc.stopped
+            scored = await self._score(scheduler, state.values, status, started)
         except (asyncio.CancelledError, KeyboardInterrupt):
             status, reason = "interrupted", "interrupted by the user"
             raise
@@ -222,6 +254,8 @@ class Run:
                 duration_ms=duration,
                 tokens={"in": scheduler.tokens_in, "out": scheduler.tokens_out},
                 cost_usd=scheduler.cost_usd,
+                score=scored.score if scored else None,
+                evals_passed=scored.passed if scored else None,
             )
             events.close()
             self.store.finish_run(
@@ -233,6 +267,10 @@ class Run:
                 tokens_in=scheduler.tokens_in,
                 tokens_out=scheduler.tokens_out,
                 cost_usd=scheduler.cost_usd,
+                score=scored.score if scored else None,
+                evals_passed=None
+                if scored is None or scored.passed is None
+                else int(scored.passed),
             )
         return RunResult(
             run_id,
@@ -245,7 +283,39 @@ class Run:
             scheduler.tokens_in,
             scheduler.tokens_out,
             scheduler.cost_usd,
+            scored,
         )
+
+    @property
+    def case_id(self) -> str | None:
+        return str(self.options.case["id"]) if self.options.case else None
+
+    async def _score(
+        self, scheduler: Scheduler, values: dict[str, Any], status: str, started: float
+    ) -> RunScore | None:
+        """Score the final state with the experience's evals; record each result once."""
+        if not self.experience.evals:
+            return None
+        summary = {
+            "run_id": self.run_id,
+            "status": status,
+            "duration_ms": round((time.monotonic() - started) * 1000),
+            "tokens_in": scheduler.tokens_in,
+            "tokens_out": scheduler.tokens_out,
+            "cost_usd": scheduler.cost_usd,
+            "case_id": self.case_id,
+        }
+        model_for = model_resolver(self.experience, self.options.model, self.options.replaying)
+
+        async def judge_call(check: Eval, request: ModelRequest) -> ModelReply:
+            node = judge_node(check)
+            request = replace(request, model=model_for(node) or "")
+            attempt = Attempt(node, 1, {}, None, scheduler.events.emit, scheduler.call_model)
+            return await scheduler.call_model(request, attempt)
+
+        scored = await score_run(self.experience, values, self.options.case, summary, judge_call)
+        record_scores(scheduler.events, self.store, self.run_id, self.case_id, scored)
+        return scored
 
     async def _child(self, node: Node, args: dict[str, Any]) -> dict[str, Any]:
         from evolve.runtime.scheduler import NodeError

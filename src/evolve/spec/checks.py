@@ -24,6 +24,8 @@ from evolve.spec.templates import line_col, placeholders
 
 _FIELD_KEYS = {"merge", "default", "description"}
 _DATA_FORMATS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
+_CASE_FORMATS = {**_DATA_FORMATS, ".yaml": "yaml", ".yml": "yaml"}
+_EVAL_KINDS = ("expr", "impl", "judge")
 
 
 @dataclass
@@ -72,6 +74,7 @@ class Checker:
         self.paths: dict[JsonPath, Path] = {}
         self.node_ids: dict[str, _Item] = {}
         self.owner: dict[str, str] = {}  # node id -> pipeline/loop id that runs it
+        self.judges_reading_case: set[JsonPath] = set()
 
     def report(self, path: JsonPath, message: str, *, at_key: bool = False) -> None:
         self.problems.append(self.loc.problem(path, message, at_key=at_key))
@@ -84,6 +87,8 @@ class Checker:
         self._check_cycles()
         for node in self.nodes:
             self._check_node(node)
+        self._check_evals()
+        self._check_cases()
         return self.problems
 
     # -- state ---------------------------------------------------------------------------------
@@ -226,7 +231,9 @@ class Checker:
 
     # -- expressions ---------------------------------------------------------------------------
 
-    def _expression(self, path: JsonPath, source: str | None, *, item_allowed: bool) -> None:
+    def _expression(
+        self, path: JsonPath, source: str | None, *, item_allowed: bool, case_allowed: bool = False
+    ) -> None:
         if source is None:
             return
         try:
@@ -237,7 +244,14 @@ class Checker:
             )
             return
         for ref in expression.paths:
-            if ref.root != "$" and not item_allowed:
+            if ref.root == "$case":
+                if not case_allowed:
+                    self.problems.append(
+                        self.loc.expression_problem(
+                            path, ref.offset, "$case is only available in evals"
+                        )
+                    )
+            elif ref.root != "$" and not item_allowed:
                 self.problems.append(
                     self.loc.expression_problem(
                         path, ref.offset, f"{ref.root} is only available inside for_each"
@@ -578,6 +592,88 @@ class Checker:
                 f"child experience '{node.data['impl']}' has no experience.yaml",
             )
 
+    # -- evals and cases -------------------------------------------------------------------------
+
+    def _check_evals(self) -> None:
+        seen: set[str] = set()
+        for ev in _items(self.data, "evals"):
+            name = ev.get("name", str)
+            if name in seen:
+                self.report((*ev.path, "name"), f"duplicate eval name '{name}'")
+            seen.add(name or "")
+            kinds = [k for k in _EVAL_KINDS if k in ev.data]
+            if len(kinds) != 1:
+                said = ", ".join(kinds) if kinds else "none"
+                self.report(
+                    ev.path,
+                    f"eval '{name}' needs exactly one of expr, impl or judge (it has {said})",
+                )
+                continue
+            if kinds[0] == "expr":
+                self._expression(
+                    (*ev.path, "expr"), ev.get("expr", str), item_allowed=False, case_allowed=True
+                )
+            elif kinds[0] == "impl":
+                self._eval_impl(ev)
+            else:
+                self._judge(ev)
+
+    def _eval_impl(self, ev: _Item) -> None:
+        impl = ev.get("impl", str)
+        if impl is None:
+            return
+        file, _, function = impl.partition(":")
+        path = self._file((*ev.path, "impl"), file, "eval file", is_file=True)
+        if path is None:
+            return
+        if path.suffix != ".py":
+            self.report((*ev.path, "impl"), f"eval '{file}' must be a .py file")
+            return
+        self._python_function((*ev.path, "impl"), path, function or "run")
+
+    def _judge(self, ev: _Item) -> None:
+        judge = ev.get("judge", dict)
+        if judge is None or not isinstance(judge.get("prompt"), str):
+            return
+        path = (*ev.path, "judge", "prompt")
+        prompt = self._file(path, judge["prompt"], "judge prompt file", is_file=True)
+        if prompt is None:
+            return
+        try:
+            text = prompt.read_text("utf-8")
+        except (UnicodeDecodeError, OSError):
+            self.report(path, f"judge prompt file '{prompt.name}' cannot be read as UTF-8 text")
+            return
+        display = os.path.normpath(Path(self.loc.file).parent / judge["prompt"])
+        found = placeholders(text)
+        if any(ph.root == "$case" for ph in found):
+            self.judges_reading_case.add((*ev.path, "judge"))
+        for ph in found:
+            if ph.valid and (ph.root == "$case" or ph.root in self.fields):
+                continue
+            line, col = line_col(text, ph.offset)
+            message = (
+                f"placeholder '{{{{ {ph.text} }}}}' names no state field"
+                f"{did_you_mean(ph.root, self.fields)} (a judge reads state fields and $case)"
+                if ph.valid
+                else f"malformed placeholder '{{{{ {ph.text} }}}}'"
+            )
+            self.problems.append(
+                Problem(display, line, col, message, self.loc.problem(path, "").json_path)
+            )
+
+    def _check_cases(self) -> None:
+        cases = _mapping(self.data, "cases")
+        if not isinstance(cases.get("source"), str):
+            return
+        path = self._file(("cases", "source"), cases["source"], "cases file", is_file=True)
+        if path is not None and "format" not in cases and path.suffix.lower() not in _CASE_FORMATS:
+            self.report(
+                ("cases", "source"),
+                f"cannot tell the format of '{cases['source']}'; "
+                "set cases.format to jsonl, json, csv or yaml",
+            )
+
     @staticmethod
     def _writes_path(node: _Item) -> JsonPath:
         return (*node.path, "writes") if "writes" in node.data else node.path
@@ -632,6 +728,45 @@ class Checker:
                 )
                 for lp in self.loops
             },
+            evals=tuple(self._build_eval(ev) for ev in _items(data, "evals")),
+            cases=self._build_cases(),
+            files=tuple(sorted(set(self.referenced_files))),
+        )
+
+    def _build_eval(self, ev: _Item) -> model.Eval:
+        d = ev.data
+        kind = next(k for k in _EVAL_KINDS if k in d)
+        impl = d.get("impl", "")
+        judge = d.get("judge")
+        return model.Eval(
+            name=d["name"],
+            kind=kind,
+            description=d.get("description", ""),
+            expression=self.expressions.get((*ev.path, "expr")),
+            impl=self.paths.get((*ev.path, "impl")),
+            function=impl.partition(":")[2] or "run",
+            judge=model.Judge(self.paths[(*ev.path, "judge", "prompt")], judge.get("model"))
+            if judge
+            else None,
+            weight=float(d.get("weight", 1)),
+            threshold=d.get("threshold"),
+            required=d.get("required", False),
+            reads_case=(*ev.path, "judge") in self.judges_reading_case
+            or any(
+                p.root == "$case"
+                for p in getattr(self.expressions.get((*ev.path, "expr")), "paths", ())
+            ),
+        )
+
+    def _build_cases(self) -> model.Cases | None:
+        cases = _mapping(self.data, "cases")
+        if not cases:
+            return None
+        return model.Cases(
+            path=self.paths[("cases", "source")],
+            uri=cases["source"],
+            format=cases.get("format") or _CASE_FORMATS[Path(cases["source"]).suffix.lower()],
+            concurrency=cases.get("concurrency"),
         )
 
     def _build_node(self, node: _Item) -> model.Node:

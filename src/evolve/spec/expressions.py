@@ -7,12 +7,20 @@ Grammar (lowest precedence first)::
     and     := not ('&&' not)*
     not     := '!' not | compare
     compare := primary (('=='|'!='|'>'|'<'|'>='|'<=') primary)?
-    primary := NUMBER | STRING | true | false | null | PATH | 'length' '(' expr ')' | '(' expr ')'
+    primary := NUMBER | STRING | true | false | null | PATH | CALL | '(' expr ')'
+    CALL    := ('length' | 'lower') '(' expr ')' | 'contains' '(' expr ',' expr ')'
+             | ('any' | 'all') '(' expr ',' expr ')'
+             | ('any' | 'all') '(' expr ',' STRING ',' expr ')'
     PATH    := '$' ('.' NAME | '.' INDEX)*  |  '$item' ('.' NAME)*  |  '$index'
+             | '$case' ('.' NAME)*
 
-Paths read state (`$.a.b`), the current item (`$item.key`) or its index (`$index`). A path that
-does not resolve is MISSING: every comparison with it is false except `!=`, and it is falsy.
-Nothing is ever passed to `eval`.
+Paths read state (`$.a.b`), the current item (`$item.key`) or its index (`$index`); in evals,
+`$case.expect.x` reads the case being scored. A path that does not resolve is MISSING: every
+comparison with it is false except `!=`, and it is falsy. `contains(x, v)` is substring for a
+string, membership for a list (and key for a mapping); `lower(s)` lowercases a string. `any(xs, e)`
+and `all(xs, e)` evaluate `e` once per element of the list `xs` with `$item` bound to the element
+(all of an empty list holds, any does not); `any(xs, "field.path", v)` is the field-match
+shorthand for `any(xs, $item.field.path == v)`. Nothing is ever passed to `eval`.
 """
 
 from __future__ import annotations
@@ -48,8 +56,8 @@ _TOKEN = re.compile(
     r"""\s*(?:
       (?P<number>-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)
     | (?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
-    | (?P<path>\$(?:item|index)?(?:\.[A-Za-z0-9_\-]+)*)
-    | (?P<op>==|!=|>=|<=|&&|\|\||[><!()])
+    | (?P<path>\$(?:item|index|case)?(?:\.[A-Za-z0-9_\-]+)*)
+    | (?P<op>==|!=|>=|<=|&&|\|\||[><!(),])
     | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
     )""",
     re.VERBOSE,
@@ -57,11 +65,12 @@ _TOKEN = re.compile(
 _KEYWORDS = {"true": True, "false": False, "null": None}
 _COMPARE = {"==", "!=", ">", "<", ">=", "<="}
 _MAX_NESTING = 64
+_FUNCTIONS = {"length": (1,), "lower": (1,), "contains": (2,), "any": (2, 3), "all": (2, 3)}
 
 
 @dataclass(frozen=True)
 class Path:
-    root: str  # "$", "$item" or "$index"
+    root: str  # "$", "$item", "$index" or "$case"
     parts: tuple[str, ...]
     offset: int
 
@@ -93,15 +102,32 @@ class Length:
 
 
 @dataclass(frozen=True)
+class Call:
+    """lower(x), contains(x, v), any/all(xs, e) and any/all(xs, "field", v)."""
+
+    name: str
+    args: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
 class Expression:
-    """A parsed expression: its source, its tree and the paths it reads."""
+    """A parsed expression: its source, its tree and the paths it reads.
+
+    `paths` leaves out `$item` inside any()/all(), which names the element, not a for_each item.
+    """
 
     source: str
     tree: Any
     paths: tuple[Path, ...]
 
-    def evaluate(self, state: dict[str, Any], item: Any = MISSING, index: Any = MISSING) -> Any:
-        return _evaluate(self.tree, state, item, index)
+    def evaluate(
+        self,
+        state: dict[str, Any],
+        item: Any = MISSING,
+        index: Any = MISSING,
+        case: Any = MISSING,
+    ) -> Any:
+        return _evaluate(self.tree, {"$": state, "$item": item, "$index": index, "$case": case})
 
     def holds(self, state: dict[str, Any], item: Any = MISSING, index: Any = MISSING) -> bool:
         return bool(self.evaluate(state, item, index))
@@ -130,6 +156,7 @@ class _Parser:
         self.i = 0
         self.paths: list[Path] = []
         self.depth = 0
+        self.binding = 0  # inside the element expression of any()/all(): $item is the element
 
     def peek(self) -> tuple[str, str, int]:
         return self.tokens[self.i]
@@ -198,13 +225,12 @@ class _Parser:
         if kind == "name":
             if value in _KEYWORDS:
                 return Literal(_KEYWORDS[value])
-            if value == "length":
-                self.expect("(")
-                inner = self.or_()
-                self.expect(")")
-                return Length(inner)
+            if value in _FUNCTIONS:
+                return self._call(value, offset)
             raise ExpressionError(
-                f"unknown name '{value}' (use $.field for state, or true/false/null)", offset
+                f"unknown name '{value}' (use $.field for state, true/false/null, or one of "
+                f"{', '.join(_FUNCTIONS)})",
+                offset,
             )
         if kind == "op" and value == "(":
             inner = self.or_()
@@ -213,6 +239,38 @@ class _Parser:
         found = "end of expression" if kind == "end" else repr(value)
         raise ExpressionError(f"expected a value but found {found}", offset)
 
+    def _call(self, name: str, offset: int) -> Any:
+        self.expect("(")
+        args = [self.or_()]
+        while self.peek()[:2] == ("op", ","):
+            self.take()
+            if name in ("any", "all") and len(args) == 1:
+                args.append(self._element_expression())
+            else:
+                args.append(self.or_())
+        self.expect(")")
+        arity = _FUNCTIONS[name]
+        if len(args) not in arity:
+            wanted = " or ".join(str(n) for n in arity)
+            raise ExpressionError(
+                f"{name}() takes {wanted} argument{'s' * (arity != (1,))}, not {len(args)}",
+                offset,
+            )
+        if name == "length":
+            return Length(args[0])
+        if len(args) == 3 and not (
+            isinstance(args[1], Literal) and isinstance(args[1].value, str) and args[1].value
+        ):
+            raise ExpressionError(f"the field of {name}(xs, field, value) must be a string", offset)
+        return Call(name, tuple(args))
+
+    def _element_expression(self) -> Any:
+        self.binding += 1
+        try:
+            return self.or_()
+        finally:
+            self.binding -= 1
+
     def _path(self, text: str, offset: int) -> Path:
         root, *parts = text.split(".")
         if root == "$" and not parts:
@@ -220,7 +278,8 @@ class _Parser:
         if root == "$index" and parts:
             raise ExpressionError("$index has no fields", offset)
         path = Path(root, tuple(parts), offset)
-        self.paths.append(path)
+        if not (root == "$item" and self.binding):
+            self.paths.append(path)
         return path
 
 
@@ -249,28 +308,49 @@ def resolve_path(value: Any, parts: tuple[str, ...] | list[str]) -> Any:
     return value
 
 
-def _evaluate(node: Any, state: dict[str, Any], item: Any, index: Any) -> Any:
+def _evaluate(node: Any, env: dict[str, Any]) -> Any:
     if isinstance(node, Literal):
         return node.value
     if isinstance(node, Path):
-        base = {"$": state, "$item": item, "$index": index}[node.root]
+        base = env[node.root]
         return MISSING if base is MISSING else resolve_path(base, node.parts)
     if isinstance(node, Not):
-        return not _evaluate(node.operand, state, item, index)
+        return not _evaluate(node.operand, env)
     if isinstance(node, Length):
-        value = _evaluate(node.operand, state, item, index)
+        value = _evaluate(node.operand, env)
         return len(value) if isinstance(value, str | list | dict) else MISSING
+    if isinstance(node, Call):
+        return _call(node, env)
     if node.op == "&&":
-        return bool(_evaluate(node.left, state, item, index)) and bool(
-            _evaluate(node.right, state, item, index)
-        )
+        return bool(_evaluate(node.left, env)) and bool(_evaluate(node.right, env))
     if node.op == "||":
-        return bool(_evaluate(node.left, state, item, index)) or bool(
-            _evaluate(node.right, state, item, index)
-        )
-    return _compare(
-        node.op, _evaluate(node.left, state, item, index), _evaluate(node.right, state, item, index)
-    )
+        return bool(_evaluate(node.left, env)) or bool(_evaluate(node.right, env))
+    return _compare(node.op, _evaluate(node.left, env), _evaluate(node.right, env))
+
+
+def _call(node: Call, env: dict[str, Any]) -> Any:
+    first = _evaluate(node.args[0], env)
+    if node.name == "lower":
+        return first.lower() if isinstance(first, str) else MISSING
+    if node.name == "contains":
+        wanted = _evaluate(node.args[1], env)
+        if wanted is MISSING:
+            return False
+        if isinstance(first, str):
+            return isinstance(wanted, str) and wanted in first
+        if isinstance(first, list):
+            return any(_same(x, wanted) for x in first)
+        if isinstance(first, dict):
+            return isinstance(wanted, str) and wanted in first
+        return False
+    if not isinstance(first, list):
+        return False
+    quantifier = any if node.name == "any" else all
+    if len(node.args) == 3:
+        parts = node.args[1].value.split(".")
+        wanted = _evaluate(node.args[2], env)
+        return quantifier(_compare("==", resolve_path(x, parts), wanted) for x in first)
+    return quantifier(bool(_evaluate(node.args[1], {**env, "$item": x})) for x in first)
 
 
 def _compare(op: str, left: Any, right: Any) -> bool:

@@ -136,6 +136,42 @@ class Phase:
     description: str = ""
 
 
+EvalKind = Literal["expr", "impl", "judge"]
+
+
+@dataclass(frozen=True)
+class Judge:
+    prompt: Path  # resolved, inside the experience directory
+    model: str | None = None
+
+
+@dataclass(frozen=True)
+class Eval:
+    """One named check on the final state of a run, scored in [0, 1]."""
+
+    name: str
+    kind: EvalKind
+    description: str = ""
+    expression: Expression | None = None
+    impl: Path | None = None
+    function: str = "run"
+    judge: Judge | None = None
+    weight: float = 1.0
+    threshold: float | None = None  # None: 1 for a boolean result, 0.5 otherwise
+    required: bool = False
+    # reads $case (an expression path or a judge placeholder): a plain run has no case, so the
+    # check is scored only in `evolve eval`
+    reads_case: bool = False
+
+
+@dataclass(frozen=True)
+class Cases:
+    path: Path  # resolved, inside the experience directory
+    uri: str  # as written
+    format: str
+    concurrency: int | None = None
+
+
 @dataclass(frozen=True)
 class Runtime:
     model: str | None = None
@@ -158,6 +194,23 @@ class Experience:
     edges: tuple[Edge, ...]
     pipelines: dict[str, Pipeline]
     loops: dict[str, Loop]
+    evals: tuple[Eval, ...] = ()
+    cases: Cases | None = None
+    files: tuple[Path, ...] = ()  # every file the spec references (prompts, tools, data...)
+
+    def file_digests(self) -> dict[str, str]:
+        """A short sha256 per file of this version (experience.yaml and what it references),
+        keyed by path inside the experience: what `evolve compare` diffs between versions."""
+        import hashlib
+
+        digests = {}
+        for path in (self.spec_path, *self.files):
+            try:
+                data = path.read_bytes()
+            except OSError:
+                continue
+            digests[str(path.relative_to(self.directory))] = hashlib.sha256(data).hexdigest()[:16]
+        return digests
 
     @cached_property
     def steps(self) -> tuple[str, ...]:

@@ -1,4 +1,5 @@
-"""Prompt placeholders: `{{ field }}`, `{{ field.sub }}`, `{{ $item.key }}`, `{{ $index }}`.
+"""Prompt placeholders: `{{ field }}`, `{{ field.sub }}`, `{{ $item.key }}`, `{{ $index }}`, and
+in judge prompts `{{ $case.expect.x }}`.
 
 `placeholders` finds them (with their offsets, for error locations); `render` fills them from the
 node's inputs, writing non-string values as JSON. A placeholder that resolves to nothing is an
@@ -16,7 +17,7 @@ from evolve.errors import EvolveError
 from evolve.spec.expressions import MISSING, resolve_path
 
 _PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
-_NAME = re.compile(r"^(\$item|\$index|[A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z0-9_\-]+)*)$")
+_NAME = re.compile(r"^(\$item|\$index|\$case|[A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z0-9_\-]+)*)$")
 
 
 def _name(text: str) -> re.Match[str] | None:

@@ -66,9 +66,14 @@ class RunQueries:
 
     def list(self, experience: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
         """Newest first, with per-run node and item counts."""
-        where, params = "", []
+        # the case runs of a suite are listed by the suite (inspect it), not one by one
+        where = (
+            "where (r.parent_run_id is null or r.parent_run_id not in "
+            "(select id from runs where kind = 'suite'))"
+        )
+        params: list[Any] = []
         if experience:
-            where, params = "where r.experience = ?", [experience]
+            where, params = where + " and r.experience = ?", [experience]
         sql = f"""
             with node_status as (
                 select run_id, node_id,
@@ -92,6 +97,68 @@ class RunQueries:
             from runs r {where}
             order by r.started_at desc, r.rowid desc limit ?"""
         return list(self.db.query(sql, [*params, limit]))
+
+    def suite_cases(self, suite_id: str) -> list[dict[str, Any]]:
+        """The case runs of a suite, in start order, each with its failing evals."""
+        failing: dict[str, list[dict[str, Any]]] = {}
+        for e in self.db.query(
+            "select run_id, eval, reason, required from evals where passed = 0 and run_id in "
+            "(select id from runs where parent_run_id = ?) order by id",
+            [suite_id],
+        ):
+            failing.setdefault(e["run_id"], []).append(
+                {"eval": e["eval"], "reason": e["reason"], "required": bool(e["required"])}
+            )
+        return [
+            {
+                "case_id": r["case_id"] or r["parent_node"],
+                "repeat": r["repeat"] or 1,
+                "run_id": r["id"],
+                "status": r["status"],
+                "score": r["score"],
+                "passed": bool(r["evals_passed"]),
+                "failing": failing.get(r["id"], []),
+                "duration_ms": r["duration_ms"],
+                "tokens_in": r["tokens_in"],
+                "tokens_out": r["tokens_out"],
+                "cost_usd": r["cost_usd"],
+                "error": r["reason"] if r["status"] == "failed" else None,
+            }
+            for r in self.children(suite_id)
+        ]
+
+    def children(self, run_id: str) -> list[dict[str, Any]]:
+        return list(
+            self.db.query(
+                "select * from runs where parent_run_id = ? order by started_at, rowid", [run_id]
+            )
+        )
+
+    def eval_rows(self, run_id: str, suite: bool) -> list[dict[str, Any]]:
+        """The eval results of a run, or of every case run of a suite."""
+        scope = "(select id from runs where parent_run_id = ?)" if suite else "(?)"
+        return list(
+            self.db.query(f"select * from evals where run_id in {scope} order by id", [run_id])
+        )
+
+    def node_costs(self, run_id: str, suite: bool) -> dict[str, dict[str, Any]]:
+        """Per node, summed over a run (or a suite's case runs): attempt time, tokens, cost."""
+        scope = "(select id from runs where parent_run_id = ?)" if suite else "(?)"
+        out: dict[str, dict[str, Any]] = {}
+        for r in self.db.query(
+            f"select node_id, sum(duration_ms) as d from node_runs where run_id in {scope} "
+            "and status != 'skipped' group by node_id order by min(id)",
+            [run_id],
+        ):
+            out[r["node_id"]] = {"duration_ms": r["d"], "tokens": None, "cost_usd": None}
+        for r in self.db.query(
+            "select node_id, sum(coalesce(tokens_in, 0) + coalesce(tokens_out, 0)) as t, "
+            f"sum(cost_usd) as c from llm_calls where run_id in {scope} group by node_id",
+            [run_id],
+        ):
+            entry = out.setdefault(r["node_id"], {"duration_ms": None})
+            entry["tokens"], entry["cost_usd"] = r["t"], r["c"]
+        return out
 
     def state_diff(self, run_id: str) -> list[dict[str, Any]]:
         """Per field the run wrote: its value before the run and after, and how many writes."""
@@ -152,6 +219,20 @@ class Inspection:
     row: dict[str, Any]
     view: RunView
     state_diff: list[dict[str, Any]]
+    cases: list[dict[str, Any]] | None = None  # a suite's case runs
+
+    def suite_summary(self) -> dict[str, Any]:
+        cases = self.cases or []
+        by_case: dict[str, list[float]] = {}
+        for c in cases:
+            by_case.setdefault(c["case_id"], []).append(c["score"] or 0.0)
+        ranges = [max(s) - min(s) for s in by_case.values() if len(s) > 1]
+        return {
+            "score": self.row.get("score"),
+            "pass_rate": self.row.get("pass_rate"),
+            "spread": sum(ranges) / len(ranges) if ranges else None,
+            "cases": cases,
+        }
 
     def to_json(self) -> dict[str, Any]:
         run = {
@@ -173,6 +254,12 @@ class Inspection:
                 "parent_run_id",
                 "parent_node",
                 "log_path",
+                "kind",
+                "case_id",
+                "repeat",
+                "score",
+                "evals_passed",
+                "pass_rate",
             )
         }
         run["status"] = self.view.status
@@ -184,6 +271,8 @@ class Inspection:
             "edges": self.view.edges,
             "nodes": [n.to_json() for n in self.view.nodes.values()],
             "state_diff": self.state_diff,
+            "evals": self.view.evals,
+            **({"suite": self.suite_summary()} if self.cases is not None else {}),
         }
 
 
@@ -202,7 +291,8 @@ def inspect_run(workspace: Workspace, ref: str) -> Inspection:
         view = fold(events, row["status"])
         view.run_id, view.experience = row["id"], row["experience"]
         view.reason = view.reason or row.get("reason")
-        return Inspection(row, view, queries.state_diff(row["id"]))
+        cases = queries.suite_cases(row["id"]) if row.get("kind") == "suite" else None
+        return Inspection(row, view, queries.state_diff(row["id"]), cases)
     finally:
         store.close()
 

@@ -1,6 +1,6 @@
 """The state store's schema (SPEC §5), grown only through named, ordered migrations.
 
-Tables: `runs`, `node_runs`, `state_snapshot`, `state_history`, `llm_calls`. Each step in
+Tables: `runs`, `node_runs`, `state_snapshot`, `state_history`, `llm_calls`, `evals`. Each step in
 `MIGRATIONS` is applied once, in order, and recorded by name in `_migrations`; a new column or
 table is a new step at the end, never an edit of an old one.
 """
@@ -104,6 +104,42 @@ def _m001_initial(db: Database) -> None:
     db["llm_calls"].create_index(["run_id"])
 
 
+def _m002_evals(db: Database) -> None:
+    """Scores: one row per eval per run, the run's score, and suites linking their case runs."""
+    runs = db["runs"]
+    for column, kind in (
+        ("kind", str),  # null for a run, 'suite' for an `evolve eval` suite run
+        ("case_id", str),
+        ("repeat", int),
+        ("score", float),
+        ("evals_passed", int),  # 1/0; null when the experience has no evals
+        ("pass_rate", float),  # suites: the share of case runs that passed their evals
+        ("cases", int),  # suites: how many case runs
+        ("spec_files", str),  # {path: sha256} of the version run (top-level runs and suites)
+    ):
+        runs.add_column(column, kind)
+    db["evals"].create(
+        {
+            "id": int,
+            "run_id": str,
+            "case_id": str,
+            "eval": str,
+            "kind": str,
+            "score": float,
+            "passed": int,
+            "required": int,
+            "weight": float,
+            "reason": str,
+            "error": int,
+            "ts": str,
+        },
+        pk="id",
+    )
+    db["evals"].create_index(["run_id"])
+    db["runs"].create_index(["parent_run_id"])
+
+
 MIGRATIONS: list[tuple[str, Callable[[Database], None]]] = [
     ("001_initial", _m001_initial),
+    ("002_evals", _m002_evals),
 ]

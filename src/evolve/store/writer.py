@@ -133,6 +133,8 @@ class StateStore:
             "host": socket.gethostname(),
             "args": self._json(run.get("args", {})),
         }
+        if run.get("spec_files") is not None:
+            row["spec_files"] = self._json(run["spec_files"])
         with self.transaction():
             self.db["runs"].insert(row)
 
@@ -214,6 +216,29 @@ class StateStore:
                 "updated_at": now,
                 "updated_by_node": w["node_id"],
             }
+
+    # -- evals -----------------------------------------------------------------------------------
+
+    def record_evals(self, run_id: str, case_id: str | None, results: list[dict[str, Any]]) -> None:
+        """One row per eval result {name, kind, score, passed, required, weight, reason, error}."""
+        now = utc_now()
+        for r in results:
+            self._queue(
+                "evals",
+                {
+                    "run_id": run_id,
+                    "case_id": case_id,
+                    "eval": r["name"],
+                    "kind": r["kind"],
+                    "score": r["score"],
+                    "passed": int(r["passed"]),
+                    "required": int(r["required"]),
+                    "weight": r["weight"],
+                    "reason": self._redact(r["reason"]) if r.get("reason") else None,
+                    "error": int(r.get("error", False)),
+                    "ts": now,
+                },
+            )
 
     # -- llm calls -------------------------------------------------------------------------------
 
