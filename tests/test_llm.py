@@ -366,3 +366,82 @@ def test_budget_stop_through_litellm_with_a_priced_fake_provider(tmp_path, fake)
     assert [e["cost_usd"] for e in events(result, "llm.call")] == pytest.approx([0.0017] * 3)
     assert result.status == "failed" and len(fake.calls) == 3
     assert result.reason == "budget reached: spent $0.0051 of --max-cost $0.0040"
+
+
+# -- replies that are not answers, and servers asking to wait -----------------------------------
+
+
+def text_node_run(tmp_path, server_base, on_error=None):
+    """A schema-less agent node (its reply text goes to `poem`), skipped when it fails."""
+    node = {
+        "id": "write",
+        "kind": "agent",
+        "prompt": "p.md",
+        "writes": ["poem"],
+        "on_error": on_error or {"policy": "skip"},
+        "timeout_ms": 5000,
+    }
+    exp = build(
+        tmp_path / "t", spec([node], state={"poem": {"type": "string"}}), {"p.md": "A poem"}
+    )
+    options = RunOptions(model="openai/evolve-test", api_base=server_base)
+    return start_run(exp, Workspace(tmp_path / "ws"), options)
+
+
+@pytest.mark.parametrize(
+    "step, message",
+    [
+        (
+            {"tool_calls": True},
+            "openai/evolve-test: the reply is a tool call (lookup), not text; evolve offers no "
+            "tools",
+        ),
+        ({"null_content": True}, "openai/evolve-test: the reply has no content (null)"),
+    ],
+    ids=["tool_calls", "null_content"],
+)
+def test_a_reply_without_text_is_a_bad_response_not_an_empty_success(tmp_path, step, message):
+    with LoopbackServer([step]) as server:
+        result = text_node_run(tmp_path, server.base)
+    assert result.status == "partial"
+    assert "poem" not in result.state
+    failed = events(result, "node.failed")
+    assert [(f["error_type"], f["error"]) for f in failed] == [("bad_response", message)]
+    assert events(result, "state.write") == []
+
+
+@pytest.mark.parametrize("step", [{"html": True}, {"sse": True}], ids=["html", "sse"])
+def test_a_200_whose_body_is_no_completion_is_a_bad_response(tmp_path, step):
+    with LoopbackServer([step]) as server:
+        result = text_node_run(tmp_path, server.base)
+    failed = events(result, "node.failed")
+    assert [f["error_type"] for f in failed] == ["bad_response"]
+    assert "Empty or invalid response from LLM endpoint" in failed[0]["error"]
+
+
+RETRY = {"policy": "retry", "attempts": 2, "base_ms": 10, "then": "skip"}
+
+
+@pytest.mark.parametrize(
+    "step, timeout_ms, delay_ms",
+    [
+        ({"status": 429, "retry_after": "1"}, 5000, 1000),  # honoured
+        ({"status": 503, "retry_after": "120"}, 300, 300),  # capped by the node's timeout
+        ({"status": 503, "retry_after": "Wed, 21 Oct 2099 07:28:00 GMT"}, 300, 300),  # a date
+    ],
+    ids=["seconds", "capped", "http-date"],
+)
+def test_retry_after_is_honoured_up_to_the_node_timeout(tmp_path, step, timeout_ms, delay_ms):
+    with LoopbackServer([step, {"json": {"verdict": "ok"}}]) as server:
+        _, result = loop_run(tmp_path, server.base, {"on_error": RETRY, "timeout_ms": timeout_ms})
+    assert result.status == "success", result.reason
+    assert [r["delay_ms"] for r in events(result, "node.retry")] == [delay_ms]
+    assert len(server.requests) == 2
+
+
+def test_a_reply_holding_nan_is_not_json_and_gets_the_repair_turn(tmp_path):
+    with LoopbackServer([{"text": '{"verdict": NaN}'}, {"json": {"verdict": "ok"}}]) as server:
+        _, result = loop_run(tmp_path, server.base)
+    assert result.status == "success", result.reason
+    invalid = events(result, "schema.invalid")
+    assert invalid[0]["errors"] == ["the reply is not JSON (NaN is not a JSON number)"]

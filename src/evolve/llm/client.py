@@ -60,6 +60,11 @@ def response_format(model: str, schema: dict[str, Any] | None) -> dict[str, Any]
     return {"type": "json_object"}
 
 
+# How litellm reports a 200 whose body is no chat completion (an HTML page, an SSE stream): as
+# an internal error with status 500, which is neither the server's status nor transient.
+_NOT_A_COMPLETION = "Empty or invalid response from LLM endpoint"
+
+
 def _chain(exc: BaseException) -> list[str]:
     """Class names along an exception's causes, to see through wrappers."""
     names, seen = [], set()
@@ -90,8 +95,12 @@ def _error_type(exc: Exception) -> str:
         for n in ("ReadTimeout", "ConnectTimeout", "TimeoutException", "APITimeoutError")
     ):
         return "timeout"
-    if "JSONDecodeError" in causes or re.search(r"Expecting .*line \d+ column \d+", str(exc)):
-        return "bad_response"  # a body that is not JSON, which litellm reports as a 500
+    if (
+        "JSONDecodeError" in causes
+        or re.search(r"Expecting .*line \d+ column \d+", str(exc))
+        or _NOT_A_COMPLETION in str(exc)
+    ):
+        return "bad_response"  # a 200 whose body is not a completion, reported as a 500
     checks = [
         ("RateLimitError", "rate_limit"),
         ("Timeout", "timeout"),
@@ -115,6 +124,50 @@ def _error_type(exc: Exception) -> str:
     if isinstance(exc, ValueError | json.JSONDecodeError):
         return "bad_response"
     return "model_error"
+
+
+def _reply_text(response: Any, model: str) -> str:
+    """The text of a completion; a reply without any (a tool call, null content) is unusable.
+
+    evolve offers the model no tools, so a tool call means the server or model misbehaved;
+    writing "" for it would record a success that never happened.
+    """
+    choices = getattr(response, "choices", None) or []
+    message = getattr(choices[0], "message", None) if choices else None
+    if message is None:
+        raise ModelError(f"{model}: the reply has no message", "bad_response")
+    calls = getattr(message, "tool_calls", None) or []
+    if calls or getattr(message, "function_call", None):
+        names = [getattr(getattr(c, "function", None), "name", "?") for c in calls]
+        raise ModelError(
+            f"{model}: the reply is a tool call ({', '.join(names) or 'function_call'}), not "
+            "text; evolve offers no tools",
+            "bad_response",
+        )
+    if message.content is None:
+        raise ModelError(f"{model}: the reply has no content (null)", "bad_response")
+    return message.content
+
+
+def _retry_after_ms(exc: Exception) -> int | None:
+    """The wait a 429/503 asked for in `Retry-After` (seconds or an HTTP date), if any."""
+    headers = getattr(exc, "litellm_response_headers", None)
+    if headers is None:
+        headers = getattr(getattr(exc, "response", None), "headers", None)
+    value = headers.get("retry-after") if headers is not None else None
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - time.time()
+    return max(0, round(seconds * 1000)) if seconds == seconds else None  # NaN: ignored
 
 
 def _first_line(exc: Exception) -> str:
@@ -153,11 +206,11 @@ class LiteLLMModel:
         began = time.monotonic()
         try:
             response = await lib.acompletion(**kwargs)
-            text = response.choices[0].message.content or ""
-        except ModelError:
-            raise
         except Exception as exc:
-            raise ModelError(f"{request.model}: {_first_line(exc)}", _error_type(exc)) from None
+            raise ModelError(
+                f"{request.model}: {_first_line(exc)}", _error_type(exc), _retry_after_ms(exc)
+            ) from None
+        text = _reply_text(response, request.model)
         usage = getattr(response, "usage", None)
         reply = ModelReply(
             text=text,

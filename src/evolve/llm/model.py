@@ -16,9 +16,15 @@ from evolve.errors import EvolveError
 
 
 class ModelError(EvolveError):
-    def __init__(self, message: str, error_type: str = "model_error"):
+    """A failed call. `retry_after_ms` is the wait the provider asked for (a 429 or 503 with
+    `Retry-After`), which a retry honours."""
+
+    def __init__(
+        self, message: str, error_type: str = "model_error", retry_after_ms: int | None = None
+    ):
         super().__init__(message)
         self.error_type = error_type
+        self.retry_after_ms = retry_after_ms
 
 
 @dataclass(frozen=True)

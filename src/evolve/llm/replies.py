@@ -10,19 +10,19 @@ way, and a second unusable reply is final for both.
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from typing import Any
 
+from evolve import jsonvalue
 from evolve.llm.model import ModelRequest
 
 REPAIR_TURN = 2
 
 
 def parse_json_object(text: str) -> Any:
-    """The JSON value in a reply, tolerating a ```json fence around it."""
+    """The JSON value in a reply, tolerating a ```json fence around it (NaN is not JSON)."""
     fenced = re.fullmatch(r"\s*```(?:json)?\s*(.*?)\s*```\s*", text, re.DOTALL)
-    return json.loads(fenced.group(1) if fenced else text)
+    return jsonvalue.loads(fenced.group(1) if fenced else text)
 
 
 def repair_request(

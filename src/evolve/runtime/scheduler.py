@@ -314,16 +314,19 @@ class Scheduler:
             attempt = Attempt(node, number, inputs, index, self.events.emit, self.call_model)
             if limit is not None:
                 async with limit, self.slots:
-                    outcome, error, error_type = await self._attempt(attempt, apply)
+                    outcome, error, error_type, asked = await self._attempt(attempt, apply)
             else:
                 async with self.slots:
-                    outcome, error, error_type = await self._attempt(attempt, apply)
+                    outcome, error, error_type, asked = await self._attempt(attempt, apply)
             if outcome is not None:
                 return outcome
             if error_type in policies.NEVER_RETRIED:
                 break  # the same inputs would fail the same way: do not wait to see it again
             if number < allowed:
                 delay = policies.retry_delay_ms(node.on_error, number)
+                if asked is not None:  # the provider's Retry-After, up to one timeout's length
+                    longest = policies.timeout_ms(self.experience, node)
+                    delay = max(delay, min(asked, longest))
                 attempt.emit("node.retry", delay_ms=delay, error=error)
                 await asyncio.sleep(delay / 1000)
         if policies.final_policy(node.on_error) == "fail_run":
@@ -343,8 +346,9 @@ class Scheduler:
 
     async def _attempt(
         self, attempt: Attempt, apply: bool
-    ) -> tuple[Outcome | None, str, str | None]:
-        """One attempt: (outcome, "", None) on success, (None, error, error_type) on failure."""
+    ) -> tuple[Outcome | None, str, str | None, int | None]:
+        """One attempt: (outcome, "", None, None) on success, (None, error, error_type,
+        retry_after_ms) on failure; retry_after_ms is the wait a provider asked for, if any."""
         node = attempt.node
         limit_ms = policies.timeout_ms(self.experience, node)
         started_at, started = utc_now(), time.monotonic()
@@ -367,18 +371,18 @@ class Scheduler:
             attempt.emit("node.timeout", timeout_ms=limit_ms)
             attempt.emit("node.failed", error_type="timeout", error=error)
             self._record(row, started, "timeout", "timeout", error)
-            return None, error, "timeout"
+            return None, error, "timeout", None
         except EvolveError as exc:
             error_type = getattr(exc, "error_type", "error")
             attempt.emit("node.failed", error_type=error_type, error=str(exc))
             self._record(row, started, "failed", error_type, str(exc))
-            return None, str(exc), error_type
+            return None, str(exc), error_type, getattr(exc, "retry_after_ms", None)
         metrics = result.get("metrics") if isinstance(result, dict) else None
         metrics = metrics if isinstance(metrics, dict) else None
         duration = _ms_since(started)
         attempt.emit("node.finished", duration_ms=duration, metrics=metrics or {})
         self._record(row, started, "succeeded", None, None, metrics)
-        return outcome, "", None
+        return outcome, "", None, None
 
     def _record(
         self,
