@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evolve.errors import SpecError
+from evolve.redaction import Redactor
 from evolve.spec import Experience, load_experience
 
 
@@ -90,6 +91,7 @@ class ProposalChecker:
             else "."
         )
         self.prefix = "" if inside == "." else inside  # at the root: paths need no prefix
+        self.redactor = Redactor()
 
     def read(self, rel: str) -> str | None:
         path = self.directory / rel
@@ -119,6 +121,9 @@ class ProposalChecker:
             return Check(False, str(exc))
         if not diff.strip():
             return Check(False, "the proposal changes nothing")
+        secret = self.redactor.name_in(diff)
+        if secret:  # redacting it would leave a diff that no longer applies: set it aside
+            return Check(False, f"its diff holds the value of {secret} (a secret)")
         rules = self._rules(files)
         if rules:
             return Check(False, rules)

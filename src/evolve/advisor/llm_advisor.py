@@ -8,7 +8,10 @@ that it goes to the report's appendix. A proposal that cites no evidence cannot 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 from evolve.advisor.diffs import ProposalChecker
@@ -16,6 +19,7 @@ from evolve.advisor.evidence import Evidence
 from evolve.advisor.proposal import CONFIDENCE, OPERATIONS, Proposal, Rejected
 from evolve.llm.model import Model, ModelError, ModelRequest
 from evolve.llm.replies import parse_json_object, repair_request
+from evolve.redaction import Redactor
 from evolve.spec import Experience
 
 ADVISOR_NODE = "advisor"
@@ -73,20 +77,29 @@ fields. Answer with one JSON object {"proposals": [...]} and nothing else."""
 
 
 def sources(experience: Experience) -> dict[str, str]:
-    """The experience's text files (spec, prompts, tools), shortened where huge."""
+    """The experience's text files (spec, prompts, tools), shortened where huge.
+
+    Nothing is read through a link that leaves the experience directory: linked folders are not
+    entered, and a linked file is read only when it resolves inside the experience.
+    """
+    root = experience.directory.resolve()
     found: dict[str, str] = {}
-    for path in sorted(experience.directory.rglob("*")):
-        rel = path.relative_to(experience.directory)
-        if rel.as_posix() in SKIP_FILES:
-            continue
-        if not path.is_file() or rel.parts[0] in SKIP_DIRS or path.stat().st_size > 200_000:
-            continue
-        try:
-            text = path.read_text("utf-8")
-        except UnicodeDecodeError:
-            continue
-        found[rel.as_posix()] = text[:SOURCE_CHARS]
-    return found
+    for folder, dirs, files in os.walk(root):  # never follows a linked folder
+        here = Path(folder)
+        dirs[:] = sorted(d for d in dirs if here != root or d not in SKIP_DIRS)
+        for name in sorted(files):
+            path = here / name
+            rel = path.relative_to(root).as_posix()
+            if rel in SKIP_FILES or not path.resolve().is_relative_to(root):
+                continue
+            if not path.is_file() or path.stat().st_size > 200_000:
+                continue
+            try:
+                text = path.read_text("utf-8")
+            except (UnicodeDecodeError, OSError):
+                continue
+            found[rel] = text[:SOURCE_CHARS]
+    return dict(sorted(found.items()))
 
 
 def apply_edits(checker: ProposalChecker, edits: list[dict[str, Any]]) -> dict[str, str]:
@@ -121,6 +134,7 @@ class LLMAdvisor:
         self.checker = checker
         self.model = model
         self.model_name = model_name
+        self.redactor = Redactor()
 
     def propose(
         self, evidence: Evidence, ledger: list[dict[str, Any]]
@@ -128,7 +142,9 @@ class LLMAdvisor:
         return asyncio.run(self._propose(evidence, ledger))
 
     async def _ask(self, request: ModelRequest) -> str:
-        return (await self.model.complete(request)).text
+        # everything a model receives passes here: sources, evidence, the repair round
+        clean = dataclasses.replace(request, messages=self.redactor.value(request.messages))
+        return (await self.model.complete(clean)).text
 
     async def _propose(self, evidence: Evidence, ledger: list[dict[str, Any]]):
         payload = {

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from evolve.redaction import Redactor
+
 OPERATIONS = ("add-node", "tune-param", "add-dataset-case")
 CONFIDENCE = ("high", "medium", "low")
 MAX_PROPOSALS = 5
@@ -22,6 +24,12 @@ class Proposal:
     fingerprint: str = ""  # the same idea gets the same fingerprint across runs
     diff: str = ""
     strength: int = 0  # occurrences behind it, for ranking within a confidence level
+
+    def redact(self, redactor: Redactor) -> None:
+        """Secrets out of the words (a model may quote one); the diff is checked, not changed."""
+        self.title, self.rationale = redactor.text(self.title), redactor.text(self.rationale)
+        self.evidence = [redactor.text(e) for e in self.evidence]
+        self.fingerprint = redactor.text(self.fingerprint)
 
     def rank(self) -> tuple[int, int]:
         return (CONFIDENCE.index(self.confidence), -self.strength)

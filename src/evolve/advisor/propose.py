@@ -13,6 +13,7 @@ from evolve.advisor.ledger import earlier_proposals
 from evolve.advisor.proposal import MAX_PROPOSALS, Proposal, Rejected
 from evolve.advisor.report import Report
 from evolve.errors import UsageError
+from evolve.redaction import Redactor
 from evolve.spec import load_experience
 from evolve.store.queries import RunQueries, open_store
 from evolve.store.workspace import Workspace
@@ -89,6 +90,10 @@ def propose(
         proposals += found
         rejected += failed
 
+    redactor = Redactor()
+    for proposal in proposals:  # before fingerprints meet the (redacted) earlier ones
+        proposal.redact(redactor)
+
     seen = {e.fingerprint for e in earlier if e.status != "pending"}
     made = {p.fingerprint for p in proposals}
     repeated = [e for e in earlier if e.fingerprint in made and e.status != "pending"]
@@ -119,6 +124,7 @@ def propose(
             for r in evidence.runs
         ],
     )
+    report.redact(redactor)  # before it is written or printed
     report.write(workspace.evolution_dir)
     return report
 

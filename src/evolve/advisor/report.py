@@ -14,6 +14,7 @@ from typing import Any
 
 from evolve.advisor.ledger import Earlier
 from evolve.advisor.proposal import Proposal, Rejected
+from evolve.redaction import Redactor
 from evolve.store.log import utc_now
 
 
@@ -31,6 +32,21 @@ class Report:
     runs: list[dict[str, Any]] = field(default_factory=list)
     created: str = field(default_factory=utc_now)
     path: Path | None = None
+
+    def redact(self, redactor: Redactor) -> None:
+        """Replace secrets in everything the report shows: a model may quote one back.
+
+        A diff is never redacted (it would no longer apply): the checker sets aside any proposal
+        whose diff holds a secret.
+        """
+        for p in self.proposals:
+            p.redact(redactor)
+        self.rejected = [
+            Rejected(redactor.text(r.title), redactor.text(r.reason), redactor.value(r.raw))
+            for r in self.rejected
+        ]
+        self.llm_note = redactor.text(self.llm_note)
+        self.runs = redactor.value(self.runs)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from typing import Any
 
 from evolve import jsonvalue
@@ -29,9 +30,12 @@ class StateWriteError(EvolveError):
         self.error_type = error_type
 
 
-def preview(value: Any) -> str:
+def preview(value: Any, redact: Callable[[Any], Any] = lambda v: v) -> str:
+    """At most PREVIEW_CHARS of `value` as text, redacted before it is cut (a cut secret could
+    no longer be recognised, and its prefix would stay)."""
     if isinstance(value, list) and len(value) > PREVIEW_CHARS:
         value = value[:PREVIEW_CHARS]  # enough to fill the preview, without dumping it all
+    value = redact(value)
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
     return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
 
@@ -155,7 +159,7 @@ class RunState:
                 item=w["item"],
                 field=w["field"],
                 writes=w["count"] if w["count"] > 1 else None,
-                value_preview=preview(w["new"]),
+                value_preview=preview(w["new"], self.events.redactor.value),
             )
 
     @staticmethod

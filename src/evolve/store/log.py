@@ -50,10 +50,8 @@ class EventLog:
             "type": type,
         }
         event.update((k, v) for k, v in fields.items() if v is not None)
-        raw = jsonvalue.dumps(event, default=str)
-        line = self.redactor.text(raw) + "\n"
-        if line[:-1] != raw:  # a secret was replaced: listeners see the clean event too
-            event = json.loads(line)
+        event = self.redactor.value(event)  # values, before encoding: listeners see it clean too
+        line = jsonvalue.dumps(event, default=str) + "\n"
         os.write(self._fd, line.encode("utf-8"))  # one write per line: a crash tears one line
         for listener in self.listeners:
             listener(event)

@@ -42,7 +42,8 @@ class StateStore:
         from evolve.redaction import Redactor
 
         self.db = db
-        self._redact = Redactor().text
+        self._redactor = Redactor()
+        self._redact = self._redactor.text
         self._pending: list[tuple[str, dict[str, Any]]] = []  # (table, row), in write order
         self._snapshots: dict[tuple[str, str], dict[str, Any]] = {}
         self._timer: Any = None
@@ -62,7 +63,7 @@ class StateStore:
         return store
 
     def _json(self, value: Any) -> str:
-        return self._redact(jsonvalue.dumps(value, default=str))
+        return jsonvalue.dumps(self._redactor.value(value), default=str)
 
     def close(self) -> None:
         self.flush()
