@@ -642,42 +642,17 @@ def diff(
     workspace: WorkspaceOption = None,
 ) -> None:
     """Print the raw diff of proposal N of a run's newest report, for `| git apply`."""
-    from evolve.advisor.report import latest_report
-    from evolve.errors import UsageError
-    from evolve.store.queries import RunQueries, open_store
+    from evolve.advisor.report import proposal_diff
     from evolve.store.workspace import Workspace
 
-    ws = Workspace.locate(workspace)
-    store = open_store(ws)
-    try:
-        resolved = RunQueries(store).resolve(run_id)["id"]
-    finally:
-        store.close()
-    report = latest_report(ws.evolution_dir, resolved)
-    if report is None:
-        raise UsageError(
-            f"no proposals for run {resolved} yet; make them with `evolve propose {resolved}`"
+    found = proposal_diff(Workspace.locate(workspace), run_id, number)
+    _err(f"# apply from {found.apply_root}")
+    if not found.applies_together:
+        _err(
+            "# note: these proposals touch the same lines and do not apply together; "
+            "apply them one at a time (evolve diff RUN N)"
         )
-    proposals = report["proposals"]
-    if number is not None:
-        if not 1 <= number <= len(proposals):
-            raise UsageError(
-                f"run {resolved} has proposals 1..{len(proposals)}, not {number}"
-                if proposals
-                else f"run {resolved} has no proposal"
-            )
-        proposals = [proposals[number - 1]]
-    _err(f"# apply from {report['apply_root']}")
-    combined = "".join(p["diff"] for p in proposals)
-    if len(proposals) > 1:
-        from evolve.advisor.ledger import applies
-
-        if not applies(combined, Path(report["apply_root"])):
-            _err(
-                "# note: these proposals touch the same lines and do not apply together; "
-                "apply them one at a time (evolve diff RUN N)"
-            )
-    sys.stdout.write(combined)
+    sys.stdout.write(found.diff)
 
 
 @app.command(name="eval")
@@ -975,23 +950,21 @@ def new(
     """
     import asyncio
 
-    from evolve.authoring import Author, demo_cassette
-    from evolve.errors import UsageError
-    from evolve.llm import build_model
+    from evolve.authoring import draft_experience
 
-    if offline:
-        if replay is not None or record is not None:
-            raise UsageError("use only one of --record, --replay and --offline")
-        replay = demo_cassette()
-    model_name = model or os.environ.get("EVOLVE_MODEL") or ("replay" if replay else None)
-    if not model_name:
-        raise UsageError(
-            "no model to draft with: pass --model openai/gpt-4o-mini or set EVOLVE_MODEL "
-            "(or try --offline for the recorded demo)"
+    draft = asyncio.run(
+        draft_experience(
+            task,
+            directory=directory,
+            model=model,
+            max_rounds=max_rounds,
+            offline=offline,
+            api_base=api_base,
+            record=record,
+            replay=replay,
+            say=_err,
         )
-    client = build_model(Path.cwd(), api_base=api_base, record=record, replay=replay)
-    author = Author(client, model_name, say=_err)
-    draft = asyncio.run(author.draft(task, directory, max_rounds))
+    )
     shown = _display(draft.directory)
     if as_json:
         print(
@@ -1036,3 +1009,16 @@ def _print_draft(draft: Any, shown: str) -> None:
     print(f"  evolve validate {shown}")
     print(f"  evolve run {shown}")
     print("  evolve propose last")
+
+
+@app.command()
+@friendly_errors
+def mcp(workspace: WorkspaceOption = None) -> None:
+    """Serve evolve's commands as MCP tools over stdio, for agents in other clients.
+
+    Tools: validate, run, runs, inspect, state, propose, diff, new. Register it with an MCP-aware
+    client as the command `evolve mcp`. Needs the optional SDK: pip install 'evolve[mcp]'.
+    """
+    from evolve.mcp_server import serve
+
+    serve(workspace)

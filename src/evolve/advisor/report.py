@@ -145,3 +145,41 @@ def latest_report(folder: Path, run_id: str) -> dict[str, Any] | None:
         return int(tail) if tail.isdigit() else 1
 
     return json.loads(max(candidates, key=number).read_text("utf-8"))
+
+
+@dataclass(frozen=True)
+class ProposalDiff:
+    run_id: str
+    apply_root: str  # where `git apply` takes the diff
+    diff: str
+    applies_together: bool  # False when several proposals touch the same lines
+
+
+def proposal_diff(workspace: Any, ref: str, number: int | None) -> ProposalDiff:
+    """The diff of proposal `number` (or of all) from the newest report of run `ref`."""
+    from evolve.advisor.ledger import applies
+    from evolve.errors import UsageError
+    from evolve.store.queries import RunQueries, open_store
+
+    store = open_store(workspace)
+    try:
+        resolved = RunQueries(store).resolve(ref)["id"]
+    finally:
+        store.close()
+    report = latest_report(workspace.evolution_dir, resolved)
+    if report is None:
+        raise UsageError(
+            f"no proposals for run {resolved} yet; make them with `evolve propose {resolved}`"
+        )
+    proposals = report["proposals"]
+    if number is not None:
+        if not 1 <= number <= len(proposals):
+            raise UsageError(
+                f"run {resolved} has proposals 1..{len(proposals)}, not {number}"
+                if proposals
+                else f"run {resolved} has no proposal"
+            )
+        proposals = [proposals[number - 1]]
+    combined = "".join(p["diff"] for p in proposals)
+    together = len(proposals) < 2 or applies(combined, Path(report["apply_root"]))
+    return ProposalDiff(resolved, report["apply_root"], combined, together)

@@ -310,3 +310,33 @@ def _example() -> str:
         "utf-8"
     )
     return re.sub(r"__NAME__", "notes-digest", text)
+
+
+async def draft_experience(
+    task: str,
+    *,
+    directory: Path | None = None,
+    model: str | None = None,
+    max_rounds: int = DEFAULT_ROUNDS,
+    offline: bool = False,
+    api_base: str | None = None,
+    record: Path | None = None,
+    replay: Path | None = None,
+    say: Callable[[str], None] = lambda _: None,
+) -> Draft:
+    """Draft an experience for `task`: the model from `model` or EVOLVE_MODEL, calls recorded to
+    `record`, or replayed from `replay` (or, `offline`, from the recorded demo)."""
+    from evolve.llm import build_model
+
+    if offline:
+        if replay is not None or record is not None:
+            raise UsageError("use only one of --record, --replay and --offline")
+        replay = demo_cassette()
+    model_name = model or os.environ.get("EVOLVE_MODEL") or ("replay" if replay else None)
+    if not model_name:
+        raise UsageError(
+            "no model to draft with: pass --model openai/gpt-4o-mini or set EVOLVE_MODEL "
+            "(or try --offline for the recorded demo)"
+        )
+    client = build_model(Path.cwd(), api_base=api_base, record=record, replay=replay)
+    return await Author(client, model_name, say=say).draft(task, directory, max_rounds)
