@@ -10,11 +10,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
 from evolve.mcp_server import TOOLS
 from evolve.scaffold import create_experience
+
+pytestmark = pytest.mark.slow  # every test starts the server in a fresh interpreter
 
 
 async def session_calls(cwd: Path, script: Any) -> Any:
