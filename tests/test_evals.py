@@ -511,3 +511,47 @@ def test_cases_source_is_checked(tmp_path):
     (path / "experience.yaml").write_text(spec)
     with pytest.raises(SpecError, match=r"14:17: cases file 'data/none.jsonl' does not exist"):
         load_experience(path)
+
+
+# -- shown everywhere: progress lines, the HTML report ------------------------------------------
+
+
+def test_progress_prints_a_line_per_eval(tmp_path):
+    path = counter(tmp_path)
+    done = cli(tmp_path, "run", str(path), "--set", "n=8")
+    assert "✗ eval close 0.40: off by 6\n" in done.stderr
+
+
+def test_the_html_report_has_an_evals_section_and_a_suite_its_cases(tmp_path):
+    from html.parser import HTMLParser
+
+    path = counter(tmp_path)
+    suite_id = json.loads(cli(tmp_path, "eval", str(path), "--json").stdout)["suite_id"]
+    rows: dict[str, list[dict[str, str]]] = {"eval-row": [], "case-row": []}
+
+    class Rows(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            found = dict(attrs)
+            if found.get("class") in rows:
+                rows[found["class"]].append(found)
+
+    target = tmp_path / "suite.html"
+    assert cli(tmp_path, "inspect", suite_id, "--html", str(target)).exit_code == 0
+    Rows().feed(target.read_text(encoding="utf-8"))
+    assert [(r["data-case"], r["data-passed"]) for r in rows["case-row"]] == [
+        ("a", "true"),
+        ("b", "true"),
+        ("c", "false"),
+    ]
+    page = target.read_text(encoding="utf-8")
+    assert "mean score 0.87 · pass rate 2/3 (67%)" in page
+    child = json.loads(cli(tmp_path, "inspect", suite_id, "--json").stdout)["suite"]["cases"][2]
+    rows["case-row"].clear()
+    one = tmp_path / "case.html"
+    assert cli(tmp_path, "inspect", child["run_id"], "--html", str(one)).exit_code == 0
+    Rows().feed(one.read_text(encoding="utf-8"))
+    assert [(r["data-eval"], r["data-passed"]) for r in rows["eval-row"]] == [
+        ("exact", "false"),
+        ("close", "true"),
+    ]
+    assert "fails its evals" in one.read_text(encoding="utf-8")

@@ -158,3 +158,40 @@ def test_draft_critique_loop_stops_when_the_quality_is_reached(tmp_path):
     assert scores == sorted(scores) and scores[-1] >= 8 > scores[-2]
     state = state_of(tmp_path / "ws")
     assert state["post"].startswith("# Resolved:") and state["draft"].strip() in state["post"]
+
+
+def has_cases(example: Path) -> bool:
+    return "cases" in yaml.safe_load((example / "experience.yaml").read_text("utf-8"))
+
+
+@pytest.mark.parametrize("example", [e for e in EXAMPLES if has_cases(e)], ids=lambda p: p.name)
+def test_example_cases_are_all_served_offline_and_scored(example, tmp_path):
+    """Cassettes cover every case: no case run misses a reply or fails, offline."""
+    copy = in_git_repo(example, tmp_path)
+    result = cli("eval", str(copy), "--offline", "--workspace", str(tmp_path / "ws"), "--json")
+    suite = json.loads(result.stdout)
+    assert suite["cases"] and all(c["status"] == "success" for c in suite["cases"]), suite
+    for case in suite["cases"]:
+        calls = events_of(tmp_path / "ws", case["run_id"], "llm.call")
+        assert all(e["replayed"] for e in calls)
+        failed = events_of(tmp_path / "ws", case["run_id"], "node.failed")
+        assert failed == [], f"{case['case_id']}: {failed}"
+
+
+def test_issue_triage_scores_each_labelled_issue(tmp_path):
+    copy = in_git_repo(EXAMPLES_DIR / "issue-triage", tmp_path)
+    args = ["eval", str(copy), "--offline", "--workspace", str(tmp_path / "ws"), "--json"]
+    suite = json.loads(cli(*args, "--min-pass-rate", "1").stdout)
+    assert [c["case_id"] for c in suite["cases"]] == [
+        "412",
+        "415",
+        "417",
+        "418",
+        "421",
+        "423",
+        "424",
+    ]
+    # the labels all agree with the maintainers'; two priorities do not (418, 424)
+    priority = {c["case_id"] for c in suite["cases"] if c["failing"]}
+    assert priority == {"418", "424"}
+    assert suite["pass_rate"] == 1.0 and suite["score"] == pytest.approx((5 + 2 / 1.5) / 7)

@@ -83,3 +83,40 @@ def test_init_creates_a_starter_that_validates_and_runs_offline(tmp_path, monkey
     again = runner.invoke(app, ["init", "my notes"])
     assert again.exit_code == 2
     assert "already exists and is not an empty directory" in again.stderr
+
+
+@pytest.mark.slow
+def test_the_review_branch_eval_loop_scores_every_case_before_and_after_the_apply(tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(ROOT / "examples" / "review-branch", repo / "examples" / "review-branch")
+    for command in (
+        "git init -q",
+        "git add -A",
+        "git -c user.email=t@t -c user.name=t commit -qm base",
+    ):
+        sh(repo, command)
+    evolve = f"{sys.executable} -m evolve"
+
+    before = json.loads(sh(repo, f"{evolve} eval examples/review-branch --offline --json").stdout)
+    assert (before["score"], before["pass_rate"]) == (pytest.approx(0.6), 0.4)
+    failing = {c["case_id"] for c in before["cases"] if not c["passed"]}
+    assert failing == {"users-route", "sql-search", "path-traversal"}
+    gate = f"{evolve} eval examples/review-branch --offline --min-score 0.55"
+    assert "mean score 0.60 · pass rate 2/5 (40%)" in sh(repo, gate).stdout
+
+    proposed = sh(repo, f"{evolve} propose last --offline").stdout
+    assert "1. [add-dataset-case, medium] Review every branch for security too" in proposed
+    sh(repo, f"{evolve} diff last 1 | git apply")
+
+    after = json.loads(sh(repo, f"{evolve} eval examples/review-branch --offline --json").stdout)
+    assert (after["score"], after["pass_rate"]) == (1.0, 1.0)
+    compared = sh(
+        repo,
+        f"{evolve} compare {before['suite_id']} {after['suite_id']} --no-regressions "
+        "--min-improvement 0.3 --json",
+    )
+    data = json.loads(compared.stdout)
+    assert data["flips"]["fail_to_pass"] == ["users-route", "sql-search", "path-traversal"]
+    assert data["spec"]["files"] == ["tools/list_dimensions.py"]
+    low, high = data["score"]["ci95"]
+    assert 0 < low < 0.4 < high

@@ -762,7 +762,8 @@ def eval_(
     if as_json:
         print(json.dumps({**summary, "gates": gates}, ensure_ascii=False))
     else:
-        from evolve.report.tree import suite_table, suite_totals
+        from evolve.evals.summary import suite_totals
+        from evolve.report.tree import suite_table
 
         console = _console()
         console.print(suite_table(summary["cases"]))

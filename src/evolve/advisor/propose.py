@@ -20,6 +20,7 @@ from evolve.store.workspace import Workspace
 
 
 def _select_runs(queries: RunQueries, refs: list[str], last: int | None) -> list[dict]:
+    """The runs to learn from; a suite of `evolve eval` stands for its case runs."""
     rows = [queries.resolve(ref) for ref in refs or ["last"]]
     if last:
         newest = rows[0]
@@ -28,6 +29,10 @@ def _select_runs(queries: RunQueries, refs: list[str], last: int | None) -> list
             for r in queries.list(newest["experience"], last)
             if r["experience_dir"] == newest["experience_dir"]
         ]
+    # a suite of `evolve eval` stands for its case runs: they are what ran
+    rows = [
+        c for r in rows for c in (queries.children(r["id"]) if r.get("kind") == "suite" else [r])
+    ]
     unique = {r["id"]: r for r in rows}
     names = {r["experience_dir"] for r in unique.values()}
     if len(names) > 1:
@@ -53,6 +58,9 @@ def propose(
     store = open_store(workspace)
     try:
         queries = RunQueries(store)
+        suites = [
+            r["id"] for r in map(queries.resolve, refs or ["last"]) if r.get("kind") == "suite"
+        ]
         rows = _select_runs(queries, refs, last)
         diffs = {r["id"]: queries.state_diff(r["id"]) for r in rows}
     finally:
@@ -106,7 +114,7 @@ def propose(
     report = Report(
         experience=experience.name,
         experience_dir=experience.directory,
-        run_ids=[r["id"] for r in rows],
+        run_ids=[*suites, *(r["id"] for r in rows)],  # a suite first: `evolve diff SUITE N`
         apply_root=root,
         llm=llm,
         llm_note=note,

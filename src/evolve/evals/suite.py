@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Any
 
 from evolve.errors import EvolveError, UsageError
 from evolve.evals.cases import Case, load_cases, select
+from evolve.evals.summary import spread_of
 from evolve.llm.model import Model
 from evolve.runtime.run import Run, RunOptions, RunResult, check_models
 from evolve.spec import Experience, load_experience
@@ -111,12 +111,7 @@ def pass_rate(cases: list[CaseResult]) -> float | None:
 
 
 def spread(cases: list[CaseResult]) -> float | None:
-    """The noise across repeats: the mean, over cases, of the range of a case's scores."""
-    by_case: dict[str, list[float]] = {}
-    for c in cases:
-        by_case.setdefault(c.case_id, []).append(c.score or 0.0)
-    ranges = [max(s) - min(s) for s in by_case.values() if len(s) > 1]
-    return statistics.fmean(ranges) if ranges else None
+    return spread_of([(c.case_id, c.score) for c in cases])
 
 
 @dataclass

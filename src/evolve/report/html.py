@@ -11,7 +11,9 @@ and long state values are capped, and each says how much it left out.
 
 Stable hooks for tests and scripts: every element standing for a node carries `data-node` and
 `data-status`; timeline bars have `class="bar"`; state diff rows have `class="diff-row"` and
-`data-field`; the script sets `document.body.dataset.ready = "1"` once it has run.
+`data-field`; eval rows `class="eval-row"`, `data-eval` and `data-passed`; a suite's case rows
+`class="case-row"`, `data-case` and `data-passed`; the script sets
+`document.body.dataset.ready = "1"` once it has run.
 """
 
 from __future__ import annotations
@@ -73,7 +75,18 @@ def render_html(report: Inspection) -> str:
         failures=[_failure(view, f) for f in view.failures[:FAILURES_SHOWN]],
         failures_more=max(0, len(view.failures) - FAILURES_SHOWN),
         diff=[_diff_row(d) for d in report.state_diff],
+        evals=view.evals,
+        score=view.score if report.cases is None else report.row.get("score"),
+        evals_passed=view.evals_passed,
+        cases=report.cases,
+        totals=_suite_totals(report) if report.cases is not None else "",
     )
+
+
+def _suite_totals(report: Inspection) -> str:
+    from evolve.evals.summary import suite_totals
+
+    return suite_totals(report.suite_summary())
 
 
 # --- header and cards -------------------------------------------------------------------------

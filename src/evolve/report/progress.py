@@ -1,7 +1,8 @@
 """Live progress of a run, fed by its events: a live table on a terminal, plain lines otherwise.
 
 Both write to stderr, so stdout carries only the result. Plain mode prints one line per node
-outcome, retry, timeout and skip (never one per item, so a 5,000-item fan-out stays readable).
+outcome, retry, timeout and skip (never one per item, so a 5,000-item fan-out stays readable),
+and one per eval scored at the end.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ class Progress:
 
     def __call__(self, event: dict[str, Any]) -> None:
         kind, node_id = event["type"], event.get("node_id")
-        node = self.nodes.setdefault(node_id, NodeProgress()) if node_id else None
+        scheduled = node_id and not node_id.startswith("eval:")  # a judge is not a node
+        node = self.nodes.setdefault(node_id, NodeProgress()) if scheduled else None
         line = None
         if kind == "node.started" and node:
             if node.started is None:
@@ -75,6 +77,11 @@ class Progress:
             line = f"- {node_id}{where} skipped: {event.get('reason', '')}"
         elif kind == "node.failed" and node and "attempt" not in event:
             line = f"✗ {node_id}: {event.get('error', '')}"
+        elif kind == "eval.result":
+            mark = "✓" if event.get("passed") else "✗"
+            why = f": {event['reason']}" if event.get("reason") and not event.get("passed") else ""
+            required = ", required" if event.get("required") else ""
+            line = f"{mark} eval {event['eval']} {event['score']:.2f}{required}{why}"
         elif kind == "llm.call":
             self.tokens += (event.get("tokens_in") or 0) + (event.get("tokens_out") or 0)
             self.cost += event.get("cost_usd") or 0.0

@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+from evolve.evals.summary import suite_totals
 from evolve.store.queries import Inspection
 from evolve.view import AttemptView, NodeView
 
@@ -145,20 +146,6 @@ def suite_table(cases: list[dict[str, Any]]) -> Table:
             money(c.get("cost_usd")),
         )
     return table
-
-
-def suite_totals(summary: dict[str, Any]) -> str:
-    """`mean score 0.83 · pass rate 4/5 (80%) · spread across repeats 0.10`."""
-    cases = summary["cases"]
-    passed = sum(1 for c in cases if c["passed"])
-    score = summary.get("score")
-    text = f"mean score {'—' if score is None else f'{score:.2f}'}"
-    text += f" · pass rate {passed}/{len(cases)}"
-    if cases:
-        text += f" ({passed / len(cases):.0%})"
-    if summary.get("spread") is not None:
-        text += f" · spread across repeats {summary['spread']:.2f}"
-    return text
 
 
 def _label(mark_status: str, name: str, detail: str) -> Text:

@@ -222,15 +222,13 @@ class Inspection:
     cases: list[dict[str, Any]] | None = None  # a suite's case runs
 
     def suite_summary(self) -> dict[str, Any]:
+        from evolve.evals.summary import spread_of
+
         cases = self.cases or []
-        by_case: dict[str, list[float]] = {}
-        for c in cases:
-            by_case.setdefault(c["case_id"], []).append(c["score"] or 0.0)
-        ranges = [max(s) - min(s) for s in by_case.values() if len(s) > 1]
         return {
             "score": self.row.get("score"),
             "pass_rate": self.row.get("pass_rate"),
-            "spread": sum(ranges) / len(ranges) if ranges else None,
+            "spread": spread_of([(c["case_id"], c["score"]) for c in cases]),
             "cases": cases,
         }
 
