@@ -158,6 +158,7 @@ def test_an_eval_that_raises_is_a_per_case_error_and_the_other_cases_are_scored(
         ("1.5", None, (0.0, False)),  # out of range: an error, score 0
         ("'yes'", None, (1.0, True)),
         ("object()", None, (0.0, False)),
+        ("None", None, None),  # does not apply: not scored
     ],
 )
 def test_what_an_impl_may_return(tmp_path, returned, threshold, expected):
@@ -167,6 +168,9 @@ def test_what_an_impl_may_return(tmp_path, returned, threshold, expected):
         tmp_path, evals, files={"evals/it.py": f"def check(s, c, r):\n    return {returned}\n"}
     )
     result = start_run(path, Workspace(tmp_path / "ws"), RunOptions())
+    if expected is None:
+        assert result.scored.results == [] and result.score is None
+        return
     (only,) = result.scored.results
     assert (only.score, only.passed) == expected
 

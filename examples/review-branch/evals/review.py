@@ -3,8 +3,10 @@
 
 def recall(state, case, run):
     """The share of the case's expected findings that a verified finding names: same file, and
-    the keyword in its title or explanation."""
-    expected = case["expect"]["findings"] if case else []
+    the keyword in its title or explanation. Not scored in a plain run (no case)."""
+    if case is None:
+        return None  # a plain run has no expectations: not scored
+    expected = case["expect"]["findings"]
     if not expected:
         return {"score": 1.0, "reason": "nothing was planted"}
     said = [

@@ -7,7 +7,9 @@ raises, returns something that is not a score, or whose judge cannot answer yiel
 failed, with the error as its reason: one broken check never stops the others, nor the run.
 
 What a check may return: a bool (threshold 1 unless set), a number in [0, 1] (threshold 0.5
-unless set), or a mapping `{score, passed?, reason?}`. A judge replies `{score, reason}`.
+unless set), or a mapping `{score, passed?, reason?}`; an `impl` returns None when it does not
+apply to the run (say, it needs a case and the run has none), and is then not scored. A judge
+replies `{score, reason}`.
 """
 
 from __future__ import annotations
@@ -102,6 +104,8 @@ async def score_run(
     for check in applicable(experience, case):
         try:
             value, reason = await _check(check, state, case, summary, judge_call)
+            if value is None and check.kind == "impl":
+                continue  # the check says it does not apply to this run: not scored
             results.append(_result(check, value, reason))
         except Exception as exc:  # any failure of one check is that check's result
             message = str(exc) if isinstance(exc, EvalFailure) else f"{type(exc).__name__}: {exc}"
