@@ -16,9 +16,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from evolve.advisor.frozen import owned_paths, spec_changes
 from evolve.errors import SpecError
 from evolve.redaction import Redactor
 from evolve.spec import Experience, load_experience
+from evolve.spec.source import parse_yaml
 
 
 def apply_root(directory: Path) -> Path:
@@ -92,6 +94,7 @@ class ProposalChecker:
         )
         self.prefix = "" if inside == "." else inside  # at the root: paths need no prefix
         self.redactor = Redactor()
+        self.frozen = owned_paths(experience)
 
     def read(self, rel: str) -> str | None:
         path = self.directory / rel
@@ -142,8 +145,7 @@ class ProposalChecker:
         skill's folder is its own: its SKILL.md is a prompt body, its resources are its text)."""
         prompts = {p for n in self.experience.nodes.values() for p in (n.prompt, n.system) if p}
         skills = {n.skill.directory for n in self.experience.nodes.values() if n.skill}
-        frozen = [n for n in self.experience.nodes.values() if n.frozen]
-        frozen_files = {p for n in frozen for p in (n.prompt, n.system, n.impl) if p}
+        frozen_files, frozen_folders = self.frozen
         for rel, text in files.items():
             path = (self.directory / rel).resolve()
             if text is None:
@@ -152,21 +154,24 @@ class ProposalChecker:
                 return f"it rewrites the prompt body {rel} (add a node or a prompt file instead)"
             if any(path.is_relative_to(folder) for folder in skills):
                 return f"it changes {rel}, which belongs to a skill folder (a skill is its own)"
-            if path in frozen_files:
-                return f"it changes {rel}, which belongs to a frozen node"
+            owner = frozen_files.get(path) or next(
+                (o for folder, o in frozen_folders.items() if path.is_relative_to(folder)), None
+            )
+            if owner is not None:
+                return owner.reason(rel)
         return ""
 
     def _compare(self, patched: Experience) -> str:
         before, after = self.experience, patched
+        frozen = spec_changes(before, _spec_data(before), _spec_data(patched))
+        if frozen:
+            return frozen
         gone = [n for n in before.nodes if n not in after.nodes]
         if gone:
             return f"it deletes node{'s' * (len(gone) > 1)} {', '.join(gone)}"
         for node_id, node in before.nodes.items():
             if after.nodes[node_id].kind != node.kind:
                 return f"it changes the kind of node '{node_id}'"
-            changed = after.nodes[node_id]
-            if node.frozen and (not changed.frozen or _node_spec(changed) != _node_spec(node)):
-                return f"it changes the frozen node '{node_id}'"
         old_edges = {(e.source, e.target) for e in before.edges}
         new_edges = {(e.source, e.target) for e in after.edges}
         if old_edges - new_edges:
@@ -216,18 +221,7 @@ class ProposalChecker:
             return Check(not broken, broken)
 
 
-def _node_spec(node) -> tuple:
-    return (
-        node.kind,
-        node.reads,
-        node.writes,
-        node.on_error,
-        node.timeout_ms,
-        node.impl_text,
-        node.args,
-        node.model,
-        node.schema,
-        node.temperature,
-        node.max_tokens,
-        node.for_each and (node.for_each.source.source, node.for_each.concurrency),
-    )
+def _spec_data(experience: Experience) -> object:
+    """experience.yaml as plain data (it loaded, so it parses)."""
+    data, _, _ = parse_yaml(experience.spec_path.read_text("utf-8"), str(experience.spec_path))
+    return data
