@@ -559,3 +559,58 @@ def test_the_html_report_has_an_evals_section_and_a_suite_its_cases(tmp_path):
         ("close", "true"),
     ]
     assert "fails its evals" in one.read_text(encoding="utf-8")
+
+
+def test_a_judge_is_recorded_then_replayed_with_the_server_gone(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-judge")
+    path = judge_counter(tmp_path)
+    cassette = tmp_path / "judge.jsonl"
+    with LoopbackServer([{"json": {"score": 0.8, "reason": "recorded"}}]) as server:
+        first = suite(
+            tmp_path, path, case_ids=["b"], run=RunOptions(api_base=server.base, record=cassette)
+        )
+    (line,) = [json.loads(x) for x in cassette.read_text().splitlines()]
+    assert line["node"] == "eval:judged" and line["key"]
+    assert "sk-test-judge" not in cassette.read_text()
+    again = suite(tmp_path, path, case_ids=["b"], run=RunOptions(replay=cassette))
+    assert [c.score for c in first.cases] == [c.score for c in again.cases] == [0.8]
+    log = list(read_events(Workspace(tmp_path / "ws").log_path(again.cases[0].run_id)))
+    (call,) = [e for e in log if e["type"] == "llm.call"]
+    assert call["replayed"] is True and call["key"] == line["key"]
+
+
+def test_a_judge_is_costed_in_the_run(tmp_path):
+    model = ScriptedModel([{"score": 1, "reason": "ok"}])
+    path = judge_counter(tmp_path)
+    result = run_suite(path, Workspace(tmp_path / "ws"), SuiteOptions(case_ids=["a"]), model)
+    (a,) = result.cases
+    assert (a.tokens_in, a.tokens_out, a.cost_usd) == (10, 5, 0.001)
+    db = sqlite3.connect(tmp_path / "ws" / "state.sqlite")
+    assert db.execute("select cost_usd from runs where id = ?", [a.run_id]).fetchone() == (0.001,)
+    assert db.execute("select cost_usd from runs where id = ?", [result.suite_id]).fetchone() == (
+        0.001,
+    )
+    budget = run_suite(
+        path,
+        Workspace(tmp_path / "ws"),
+        SuiteOptions(case_ids=["a"], run=RunOptions(max_cost=0.0005)),
+        ScriptedModel([{"score": 1, "reason": "ok"}]),
+    )
+    # the judge's call reaches the budget: its eval fails with why, the run is still scored
+    (over,) = budget.cases
+    assert not over.passed and "budget reached" in over.failing[0]["reason"]
+
+
+def test_runs_and_inspect_show_the_scores(tmp_path):
+    path = counter(tmp_path)
+    assert cli(tmp_path, "run", str(path), "--set", "n=8").exit_code == 0
+    assert cli(tmp_path, "eval", str(path)).exit_code == 0
+    listed = cli(tmp_path, "runs").stdout.splitlines()
+    header = re.sub(r" +", " ", listed[0]).strip()
+    assert header == "run experience status started duration nodes ✓/✗/– items tokens cost score"
+    assert re.sub(r" +", " ", listed[1]).rstrip().endswith("3 cases — 0.87 67%")  # the suite
+    assert re.sub(r" +", " ", listed[-1]).rstrip().endswith("— 0.40 ✗")  # the plain run
+    case_run = json.loads(cli(tmp_path, "inspect", "last", "--json").stdout)["suite"]["cases"][2]
+    shown = re.sub(r" +", " ", cli(tmp_path, "inspect", case_run["run_id"]).stdout)
+    assert "score 0.60 · FAILS its evals" in shown
+    assert "exact expr 0.00 ✗ required" in shown and "close impl 0.90 ✓ off by -1" in shown

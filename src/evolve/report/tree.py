@@ -55,8 +55,9 @@ def shorten(value: Any, limit: int = VALUE_CHARS) -> str:
 
 def runs_table(rows: list[dict[str, Any]]) -> Table:
     """The runs, newest first; a `score` column when any of them was scored by evals."""
-    table = Table(box=None, header_style="bold", pad_edge=False)
     scored = any(r.get("score") is not None or r.get("evals_passed") is not None for r in rows)
+    # one space between columns when the score column is there, so 100 columns still fit
+    table = Table(box=None, header_style="bold", pad_edge=False, collapse_padding=scored)
     for name in (
         "run",
         "experience",
@@ -70,17 +71,22 @@ def runs_table(rows: list[dict[str, Any]]) -> Table:
         *(["score"] if scored else []),
     ):
         table.add_column(
-            name, justify="right" if name in ("duration", "items", "tokens", "cost") else "left"
+            name,
+            justify="right" if name in ("duration", "items", "tokens", "cost") else "left",
+            no_wrap=name in ("run", "status", "started", "score"),
         )
     for r in rows:
         tokens = (r.get("tokens_in") or 0) + (r.get("tokens_out") or 0)
+        suite = r.get("kind") == "suite"
         table.add_row(
             r["id"],
             r["experience"],
             Text(r["status"], style=STATUS_STYLE.get(r["status"], "")),
             (r["started_at"] or "")[:19].replace("T", " "),
             seconds(r.get("duration_ms")),
-            f"{r['nodes_succeeded']}/{r['nodes_failed']}/{r['nodes_skipped']}",
+            f"{r.get('cases') or 0} cases"
+            if suite
+            else f"{r['nodes_succeeded']}/{r['nodes_failed']}/{r['nodes_skipped']}",
             str(r["items"] or ""),
             str(tokens or ""),
             money(r.get("cost_usd")),
