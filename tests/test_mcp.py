@@ -146,3 +146,52 @@ def test_without_the_sdk_the_command_says_how_to_install_it(tmp_path):
         "pip install 'evolve[mcp]'"
     )
     assert json.dumps(done.stdout) == '""'
+
+
+COUNTER = """\
+name: counter
+version: 0.1.0
+state:
+  schema:
+    n: {type: integer, default: 0}
+    count: {type: integer, default: 0}
+graph:
+  nodes:
+    - {id: add, kind: tool, impl: tools/add.py, reads: [n], writes: [count]}
+evals:
+  - {name: exact, expr: '$.count == $case.expect.count', required: true}
+cases: {source: data/cases.jsonl}
+"""
+
+
+def test_eval_scores_every_case_with_progress_and_gates(tmp_path):
+    exp = tmp_path / "counter"
+    (exp / "tools").mkdir(parents=True)
+    (exp / "data").mkdir()
+    (exp / "experience.yaml").write_text(COUNTER)
+    (exp / "tools" / "add.py").write_text(
+        "def run(inputs):\n    return {'state_delta': {'count': inputs['_state']['n'] + 1}}\n"
+    )
+    cases = [{"id": "a", "args": {"n": 1}, "expect": {"count": 2}}]
+    cases.append({"id": "b", "args": {"n": 2}, "expect": {"count": 5}})
+    (exp / "data" / "cases.jsonl").write_text("".join(json.dumps(c) + "\n" for c in cases))
+    progress: list[tuple[float, float | None]] = []
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        progress.append((done, total))
+
+    async def script(session: ClientSession) -> dict[str, Any]:
+        return structured(
+            await session.call_tool(
+                "eval",
+                {"path": "counter", "offline": True, "min_pass_rate": 0.9},
+                progress_callback=on_progress,
+            )
+        )
+
+    result = asyncio.run(session_calls(tmp_path, script))
+    suite = result["suite"]
+    assert [(c["case_id"], c["passed"]) for c in suite["cases"]] == [("a", True), ("b", False)]
+    assert suite["pass_rate"] == 0.5
+    assert result["gates"] == ["pass rate 0.500 is below --min-pass-rate 0.9"]
+    assert sorted(progress) == [(1, 2), (2, 2)]

@@ -729,7 +729,7 @@ def eval_(
     and the totals: mean score, pass rate, spread across repeats. Exit 1 below --min-score or
     --min-pass-rate, 2 for an invalid experience or cases, 130 if interrupted.
     """
-    from evolve.evals.suite import SuiteOptions, run_suite
+    from evolve.evals.suite import SuiteOptions, failed_gates, run_suite
     from evolve.runtime.run import RunOptions
     from evolve.store.workspace import Workspace
 
@@ -758,7 +758,7 @@ def eval_(
     finally:
         sys.stdout = real_stdout
     summary = result.to_json()
-    gates = _gates(result.score, result.pass_rate, min_score, min_pass_rate)
+    gates = failed_gates(result.score, result.pass_rate, min_score, min_pass_rate)
     if as_json:
         print(json.dumps({**summary, "gates": gates}, ensure_ascii=False))
     else:
@@ -777,17 +777,6 @@ def eval_(
     if result.status == "interrupted":
         raise typer.Exit(130)
     raise typer.Exit(1 if gates else 0)
-
-
-def _gates(
-    score: float | None, rate: float | None, min_score: float | None, min_rate: float | None
-) -> list[str]:
-    failed = []
-    if min_score is not None and (score or 0.0) < min_score:
-        failed.append(f"mean score {score or 0.0:.3f} is below --min-score {min_score}")
-    if min_rate is not None and (rate or 0.0) < min_rate:
-        failed.append(f"pass rate {rate or 0.0:.3f} is below --min-pass-rate {min_rate}")
-    return failed
 
 
 @app.command()
@@ -1017,8 +1006,9 @@ def _print_draft(draft: Any, shown: str) -> None:
 def mcp(workspace: WorkspaceOption = None) -> None:
     """Serve evolve's commands as MCP tools over stdio, for agents in other clients.
 
-    Tools: validate, run, runs, inspect, state, propose, diff, new. Register it with an MCP-aware
-    client as the command `evolve mcp`. Needs the optional SDK: pip install 'evolve[mcp]'.
+    Tools: validate, run, runs, inspect, state, eval, propose, diff, new. Register it with an
+    MCP-aware client as the command `evolve mcp`. Needs the optional SDK: pip install
+    'evolve[mcp]'.
     """
     from evolve.mcp_server import serve
 

@@ -5,9 +5,9 @@ Built on the official `mcp` Python SDK (the optional extra `evolve[mcp]`); this 
 only by the `mcp` command, and `serve` says how to install the SDK when it is missing. Each tool
 calls the same core function as the command of the same name and returns a structured result
 (its JSON Schema is the tool's output schema); an `EvolveError` becomes a tool error with the
-message a person would see on the command line. `run` reports each finished node as an MCP
-progress notification. Paths are relative to the server's working directory, and the workspace
-is `./.evolve` there (or EVOLVE_WORKSPACE), as for the command line.
+message a person would see on the command line. `run` reports each finished node, and `eval`
+each finished case, as an MCP progress notification. Paths are relative to the server's working
+directory, and the workspace is `./.evolve` there (or EVOLVE_WORKSPACE), as for the command line.
 
 No `from __future__ import annotations` here: the SDK reads each tool's annotations at runtime to
 build its input and output schemas, and the result models are local to `build_server`.
@@ -23,7 +23,7 @@ INSTALL_HINT = (
     "evolve mcp needs the MCP Python SDK, which is not installed: pip install 'evolve[mcp]'"
 )
 
-TOOLS = ("validate", "run", "runs", "inspect", "state", "propose", "diff", "new")
+TOOLS = ("validate", "run", "runs", "inspect", "state", "eval", "propose", "diff", "new")
 
 
 def _sdk() -> Any:
@@ -106,6 +106,12 @@ def build_server(workspace: Path | None = None) -> Any:
         apply_root: str = Field(description="run `git apply` in this directory")
         diff: str
         applies_together: bool
+
+    class Evaluated(BaseModel):
+        suite: dict[str, Any] = Field(
+            description="as `evolve eval --json` prints it: score, pass_rate, cases..."
+        )
+        gates: list[str] = Field(description="each gate that failed; empty when all hold")
 
     class Drafted(BaseModel):
         directory: str
@@ -234,6 +240,45 @@ def build_server(workspace: Path | None = None) -> Any:
             raise ToolError("history needs a field")
         resolved, value = guard(lambda: run_state(ws(), run_id, field, history))
         return StateValue(run_id=resolved, value=value)
+
+    @server.tool(name="eval")
+    async def eval_(
+        path: Path_,
+        ctx: mcpserver.Context,
+        offline: Annotated[
+            bool, Field(description="replay the experience's cassettes/: no key, no network")
+        ] = False,
+        case: Annotated[list[str] | None, Field(description="only these case ids")] = None,
+        repeat: Annotated[int, Field(ge=1, description="run every case N times")] = 1,
+        model: Annotated[str | None, Field(description="model for agents and judges")] = None,
+        min_score: Annotated[float | None, Field(ge=0, le=1, description="gate")] = None,
+        min_pass_rate: Annotated[float | None, Field(ge=0, le=1, description="gate")] = None,
+    ) -> Evaluated:
+        """Run every case of an experience and score it with its evals (one suite run). Each
+        finished case is reported as a progress notification."""
+        import anyio
+        import anyio.from_thread
+        import anyio.to_thread
+
+        from evolve.evals.suite import SuiteOptions, failed_gates, run_suite
+        from evolve.runtime.run import RunOptions
+
+        def progress(result: Any, done: int, total: int) -> None:
+            message = f"{result.case_id}: {result.status}, score {result.score}"
+            anyio.from_thread.run(ctx.report_progress, done, total, message)
+
+        options = SuiteOptions(
+            run=RunOptions(model=model, offline=offline),
+            case_ids=case or [],
+            repeat=repeat,
+            on_case=progress,
+        )
+        try:
+            result = await anyio.to_thread.run_sync(lambda: run_suite(path, ws(), options))
+        except EvolveError as exc:
+            raise ToolError(str(exc)) from None
+        gates = failed_gates(result.score, result.pass_rate, min_score, min_pass_rate)
+        return Evaluated(suite=result.to_json(), gates=gates)
 
     @server.tool()
     def propose(

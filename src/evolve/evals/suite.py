@@ -354,3 +354,15 @@ async def _interruptible(suite: _Suite) -> SuiteResult:
                 loop.remove_signal_handler(sig)
             except (NotImplementedError, RuntimeError, ValueError):
                 pass
+
+
+def failed_gates(
+    score: float | None, rate: float | None, min_score: float | None, min_rate: float | None
+) -> list[str]:
+    """What a suite's totals fail of --min-score and --min-pass-rate, one line each."""
+    failed = []
+    if min_score is not None and (score or 0.0) < min_score:
+        failed.append(f"mean score {score or 0.0:.3f} is below --min-score {min_score}")
+    if min_rate is not None and (rate or 0.0) < min_rate:
+        failed.append(f"pass rate {rate or 0.0:.3f} is below --min-pass-rate {min_rate}")
+    return failed
