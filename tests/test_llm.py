@@ -208,7 +208,11 @@ def test_loopback_good_json_reply(tmp_path):
         _, result = loop_run(tmp_path, server.base)
     assert result.status == "success" and result.state["verdict"] == "ok"
     assert server.requests[0]["model"] == "evolve-test"
-    assert server.requests[0]["response_format"] == {"type": "json_object"}
+    assert server.requests[0]["response_format"] == {  # an OpenAI-compatible server: schema first
+        "type": "json_schema",
+        "json_schema": {"name": "output", "schema": SCHEMA, "strict": False},
+    }
+    assert [e["mode"] for e in events(result, "llm.call")] == ["json_schema"]
     headers = {k.lower(): v for k, v in server.headers[0].items()}
     assert headers["authorization"] == f"Bearer {SECRET}"
     assert [e["tokens_in"] for e in events(result, "llm.call")] == [11]

@@ -497,13 +497,25 @@ def test_a_reply_that_is_not_json_is_repaired_or_set_aside(tmp_path):
     _, _, failed, model = llm_propose(tmp_path / "again", ["nope", "still nope"])
     assert failed.proposals == []
     assert "the reply is not JSON" in model.calls[1].messages[-1]["content"]
-    assert [r.reason.startswith("the reply is not JSON") for r in failed.rejected] == [True]
+    # nothing usable came back: a failure of the model advisor, never "nothing to change"
+    assert failed.rejected == []
+    assert failed.llm_failure.startswith("the model's reply could not be used: the reply is not")
+    assert "nor could its repair" in failed.llm_failure
+    text = failed.path.read_text()
+    assert "**The model advisor failed:** the model's reply could not be used" in text
+    assert "No proposal: the model advisor failed (see above)." in text
+    assert "nothing to change" not in text
+    assert [c["reply"] for c in failed.llm_calls] == ["nope", "still nope"]
 
 
 def test_a_model_error_never_crashes_propose(tmp_path):
     _, _, report, _ = llm_propose(tmp_path, [ModelError("down", "server_error")])
-    assert report.proposals == []
-    assert "the model call failed" in report.rejected[0].reason
+    assert report.proposals == [] and report.rejected == []
+    assert report.llm_failure == "down"
+    assert report.llm_fix.startswith("the model server failed")
+    assert report.llm_calls[0]["error_type"] == "server_error"
+    saved = json.loads(report.path.with_suffix(".json").read_text())
+    assert saved["llm_failure"] == {"reason": "down", "fix": report.llm_fix}
 
 
 def test_no_evidence_no_high_and_more_than_five_are_cut(tmp_path):

@@ -294,6 +294,15 @@ def run(
             show_default=False,
         ),
     ] = None,
+    context_window: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="The models' context window in tokens (overrides runtime.context_window and "
+            "what the server says).",
+            show_default=False,
+        ),
+    ] = None,
     record: Annotated[
         Path | None,
         typer.Option(
@@ -347,6 +356,7 @@ def run(
         record=record,
         replay=replay,
         offline=offline,
+        context_window=context_window,
     )
     progress = Progress(plain=not sys.stderr.isatty())
     options.listeners.append(progress)
@@ -598,6 +608,28 @@ def propose(
             show_default=False,
         ),
     ] = None,
+    context_window: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="The advisor model's context window in tokens (overrides runtime.context_window "
+            "and what the server says).",
+            show_default=False,
+        ),
+    ] = None,
+    record: Annotated[
+        Path | None,
+        typer.Option(
+            help="Record the advisor's model calls to this cassette (JSONL).", show_default=False
+        ),
+    ] = None,
+    replay: Annotated[
+        Path | None,
+        typer.Option(
+            help="Serve the advisor's model calls from this cassette, in recorded order.",
+            show_default=False,
+        ),
+    ] = None,
     workspace: WorkspaceOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
@@ -618,9 +650,15 @@ def propose(
         no_llm=no_llm,
         offline=offline,
         api_base=api_base,
+        record=record,
+        replay=replay,
+        context_window=context_window,
     )
+    failed = _advisor_failure(report)
     if as_json:
         print(json.dumps({**report.to_json(), "path": str(report.path)}, ensure_ascii=False))
+        if failed:
+            raise typer.Exit(1)
         return
     count = len(report.proposals)
     print(f"wrote {_display(report.path)}: {count} proposal{'s' * (count != 1)}. {report.llm_note}")
@@ -629,6 +667,21 @@ def propose(
     if report.rejected:
         print(f"  ({len(report.rejected)} not proposed: see the appendix)")
     print(f"apply one from {report.apply_root}: evolve diff {report.run_ids[0]} N | git apply")
+    if failed:
+        raise typer.Exit(1)
+
+
+def _advisor_failure(report: Any) -> bool:
+    """Say on stderr why the model advisor failed; True when that makes `propose` fail (no
+    proposal was made at all), False when there is nothing to say or only a warning."""
+    if not report.llm_failure:
+        return False
+    fatal = not report.proposals
+    _err(
+        f"{'error' if fatal else 'warning'}: the model advisor failed: {report.llm_failure}"
+        + (f"\n  fix: {report.llm_fix}" if report.llm_fix else "")
+    )
+    return fatal
 
 
 @app.command()

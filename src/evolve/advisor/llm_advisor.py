@@ -2,23 +2,32 @@
 structured JSON whose changes are *edits* (a file and an exact search/replace, or a new file's
 content), never diff text. evolve turns the edits into files, builds the diff itself and checks
 it like any other proposal. A proposal that fails gets one repair round with the reasons; after
-that it goes to the report's appendix. A proposal that cites no evidence cannot be `high`.
+that it goes to the report's appendix, quoting what the model sent. A proposal that cites no
+evidence cannot be `high`.
+
+The request is fitted to the model's context window when the client knows it (`advisor.fit`).
+Every call is kept (request, reply, tokens, time, structured output mode) for the report. When
+the model gives nothing usable, the result carries the `failure` and its `fix`: it never reads
+as "nothing to change".
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import os
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from evolve.advisor.diffs import ProposalChecker
 from evolve.advisor.evidence import Evidence
+from evolve.advisor.fit import RequestTooLong, fit, messages_for
 from evolve.advisor.proposal import CONFIDENCE, OPERATIONS, Proposal, Rejected
+from evolve.llm.context import prompt_budget
 from evolve.llm.model import Model, ModelError, ModelRequest
-from evolve.llm.replies import parse_json_object, repair_request
+from evolve.llm.replies import echo_problem, parse_json_object, repair_request, schema_echo
 from evolve.redaction import Redactor
 from evolve.spec import Experience
 
@@ -126,6 +135,40 @@ def apply_edits(checker: ProposalChecker, edits: list[dict[str, Any]]) -> dict[s
     return files
 
 
+@dataclass
+class AdvisorResult:
+    """What the advisor's model gave: proposals, what was set aside, and how the calls went.
+
+    `failure` is set when the model gave nothing usable (the call failed, the request could not
+    fit its window, or the reply was unusable even after the repair turn); `fix` says what to do.
+    """
+
+    proposals: list[Proposal] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    failure: str | None = None
+    fix: str | None = None
+    left_out: list[str] = field(default_factory=list)
+    calls: list[dict[str, Any]] = field(default_factory=list)
+
+
+# what to do about a failed advisor call, by error type
+FIXES = {
+    "auth": "set the provider's key in the environment (for a local server, any value: "
+    "OPENAI_API_KEY=local)",
+    "connection": "check that the model server is running and that --api-base points at it",
+    "timeout": "the model did not answer in time; try again, or a faster model",
+    "context_overflow": "give the model a larger context window (the server's context size, "
+    "then --context-window), or propose from fewer runs",
+    "rate_limit": "wait and try again",
+    "server_error": "the model server failed; try again, or check its log",
+    "bad_request": "the server refused the request; check the model name (--model) and the "
+    "server's log",
+    "cassette_miss": "record the advisor's calls first: evolve propose RUN --record FILE",
+    "unusable": "the model's replies are in the .json report (llm_calls); try a larger model, "
+    "or --no-llm for deterministic proposals only",
+}
+
+
 class LLMAdvisor:
     def __init__(
         self, experience: Experience, checker: ProposalChecker, model: Model, model_name: str
@@ -135,39 +178,95 @@ class LLMAdvisor:
         self.model = model
         self.model_name = model_name
         self.redactor = Redactor()
+        self.calls: list[dict[str, Any]] = []
 
-    def propose(
-        self, evidence: Evidence, ledger: list[dict[str, Any]]
-    ) -> tuple[list[Proposal], list[Rejected]]:
-        return asyncio.run(self._propose(evidence, ledger))
+    def propose(self, evidence: Evidence, ledger: list[dict[str, Any]]) -> AdvisorResult:
+        result = asyncio.run(self._propose(evidence, ledger))
+        result.calls = self.calls
+        return result
 
     async def _ask(self, request: ModelRequest) -> str:
+        """One call, kept for the report (request, reply, tokens, time, mode) even if it fails."""
+        began = time.monotonic()
+        call: dict[str, Any] = {"n": len(self.calls) + 1, "turn": request.turn}
+        self.calls.append(call)
         # everything a model receives passes here: sources, evidence, the repair round
-        clean = dataclasses.replace(request, messages=self.redactor.value(request.messages))
-        return (await self.model.complete(clean)).text
+        request = dataclasses.replace(request, messages=self.redactor.value(request.messages))
+        try:
+            reply = await self.model.complete(request)
+        except ModelError as exc:
+            call.update(
+                error=str(exc),
+                error_type=exc.error_type,
+                duration_ms=round((time.monotonic() - began) * 1000),
+                request={"messages": request.messages},
+            )
+            raise
+        call.update(
+            model=reply.model,
+            mode=reply.mode,
+            key=reply.key,
+            tokens_in=reply.tokens_in,
+            tokens_out=reply.tokens_out,
+            cost_usd=reply.cost_usd,
+            duration_ms=reply.latency_ms,
+            replayed=reply.replayed,
+            finish_reason=reply.finish_reason,
+            request={"messages": request.messages},
+            reply=reply.text,
+        )
+        if reply.refused_modes:
+            call["refused_modes"] = list(reply.refused_modes)
+        return reply.text
 
-    async def _propose(self, evidence: Evidence, ledger: list[dict[str, Any]]):
+    def _fitted(self, payload: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        """The payload cut to the model's window, when the client knows the window."""
+        window_of = getattr(self.model, "window", None)
+        count = getattr(self.model, "count", None)
+        window = window_of(self.model_name) if window_of and count else None
+        if window is None:
+            return payload, []
+        budget = prompt_budget(window, None)
+        try:
+            return fit(
+                self.experience,
+                INSTRUCTIONS,
+                payload,
+                lambda messages: count(self.model_name, messages),
+                budget,
+            )
+        except RequestTooLong as exc:
+            raise ModelError(
+                f"the advisor's request is about {exc.tokens:,} tokens even with "
+                + ("; ".join(exc.left_out) or "nothing left to cut")
+                + f" left out, and {self.model_name}'s context window is {window.tokens:,} "
+                f"(from {window.source}), {budget:,} of it for the request; nothing was sent",
+                "context_overflow",
+            ) from None
+
+    async def _propose(self, evidence: Evidence, ledger: list[dict[str, Any]]) -> AdvisorResult:
         payload = {
             "evidence": evidence.summary(),
             "sources": sources(self.experience),
             "earlier_proposals": ledger,
         }
+        try:
+            payload, left_out = await asyncio.to_thread(self._fitted, payload)
+        except ModelError as exc:
+            return _failed(exc)
         request = ModelRequest(
             node_id=ADVISOR_NODE,
             model=self.model_name,
-            messages=[
-                {"role": "system", "content": INSTRUCTIONS},
-                {"role": "user", "content": json.dumps(payload, ensure_ascii=False)},
-            ],
+            messages=messages_for(INSTRUCTIONS, payload),
             schema=REPLY_SCHEMA,
         )
         try:
             text = await self._ask(request)
         except ModelError as exc:
-            return [], [Rejected("(the advisor model)", f"the model call failed: {exc}")]
+            return _failed(exc, left_out)
         accepted, failed, note = self._judge(text)
         if not failed and note is None:
-            return accepted, []
+            return AdvisorResult(accepted, [], left_out=left_out)
         reasons = [note] if note else [f"{r.title}: {r.reason}" for r in failed]
         repair = repair_request(
             request,
@@ -180,17 +279,25 @@ class LLMAdvisor:
         try:
             text = await self._ask(repair)
         except ModelError as exc:
-            return accepted, failed or [
-                Rejected("(the advisor reply)", f"{note}; the repair call failed: {exc}")
-            ]
+            if note:  # nothing usable came back at all
+                return _failed(exc, left_out, f"{note}; then the repair call failed: ")
+            return AdvisorResult(accepted, failed, left_out=left_out)
         fixed, still, note2 = self._judge(text)
         if note2:  # the repair reply was unusable: the first round's reasons stand
-            first = f"{note}; " if note else ""
+            if note:
+                return AdvisorResult(
+                    accepted,
+                    [],
+                    failure=f"the model's reply could not be used: {note}; nor could its "
+                    f"repair: {note2}",
+                    fix=FIXES["unusable"],
+                    left_out=left_out,
+                )
             still = [
                 Rejected(r.title, f"{r.reason} (the repair reply was unusable: {note2})", r.raw)
                 for r in failed
-            ] or [Rejected("(the advisor reply)", f"{first}the repair reply: {note2}")]
-            return accepted + fixed, still
+            ]
+            return AdvisorResult(accepted + fixed, still, left_out=left_out)
         # what the repair round did not send again keeps its first-round reason
         answered = {p.title for p in fixed} | {r.title for r in still}
         dropped = [
@@ -198,13 +305,15 @@ class LLMAdvisor:
             for r in failed
             if r.title not in answered
         ]
-        return accepted + fixed, still + dropped
+        return AdvisorResult(accepted + fixed, still + dropped, left_out=left_out)
 
     def _judge(self, text: str) -> tuple[list[Proposal], list[Rejected], str | None]:
         try:
             data = parse_json_object(text)
         except ValueError as exc:
             return [], [], f"the reply is not JSON ({exc})"
+        if schema_echo(data, REPLY_SCHEMA):
+            return [], [], echo_problem(REPLY_SCHEMA)
         if not isinstance(data, dict) or not isinstance(data.get("proposals"), list):
             return [], [], 'the reply must be a JSON object {"proposals": [...]}'
         accepted, rejected = [], []
@@ -214,7 +323,7 @@ class LLMAdvisor:
                 accepted.append(proposal)
             else:
                 title = (
-                    str(raw.get("title", "(untitled)"))
+                    str(raw.get("title") or "(untitled)")
                     if isinstance(raw, dict)
                     else "(not an object)"
                 )
@@ -255,3 +364,11 @@ class LLMAdvisor:
             fingerprint=f"{operation}:" + "|".join(sorted(files)) + ":" + title.lower(),
             strength=len(evidence),
         ), ""
+
+
+def _failed(exc: ModelError, left_out: list[str] | None = None, prefix: str = "") -> AdvisorResult:
+    return AdvisorResult(
+        failure=prefix + str(exc),
+        fix=FIXES.get(exc.error_type, "see the message above"),
+        left_out=left_out or [],
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,14 +50,26 @@ class Proposal:
 
 @dataclass
 class Rejected:
-    """An LLM proposal that failed validation even after its repair round."""
+    """An LLM proposal that failed validation even after its repair round; `raw` is what the
+    model sent for it."""
 
     title: str
     reason: str
     raw: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"title": self.title, "reason": self.reason}
+        return {
+            "title": self.title,
+            "reason": self.reason,
+            **({"sent": self.raw} if self.raw else {}),
+        }
+
+    def quote(self, limit: int = 300) -> str:
+        """What the model sent, as one short line of JSON ("" when nothing was sent)."""
+        if not self.raw:
+            return ""
+        text = json.dumps(self.raw, ensure_ascii=False)
+        return text if len(text) <= limit else text[:limit] + f"... ({len(text):,} chars)"
 
 
 def confidence_for(occurrences: int, runs: int) -> str:

@@ -4,6 +4,7 @@ every diff proven, at most five ranked, written as a report. Nothing is ever app
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from evolve.advisor.detectors import Detectors
@@ -54,6 +55,9 @@ def propose(
     offline: bool = False,
     api_base: str | None = None,
     model_client=None,
+    record: Path | None = None,
+    replay: Path | None = None,
+    context_window: int | None = None,
 ) -> Report:
     store = open_store(workspace)
     try:
@@ -85,18 +89,20 @@ def propose(
             rejected.append(Rejected(proposal.title, f"internal check failed: {check.reason}"))
 
     llm, note = None, "Deterministic proposals only (--no-llm)."
+    advised = None
     # the same order as for agent nodes: --model > runtime.model > EVOLVE_MODEL
     model_name = model or experience.runtime.model or os.environ.get("EVOLVE_MODEL")
     if not no_llm:
-        model_client, note = _advisor_model(experience, model_name, model_client, offline, api_base)
+        source = _Source(offline, record, replay, api_base, context_window)
+        model_client, note = _advisor_model(experience, model_name, model_client, source)
     if model_client is not None and not no_llm:
         from evolve.advisor.llm_advisor import LLMAdvisor
 
         llm = model_name or "replay"
         advisor = LLMAdvisor(experience, checker, model_client, llm)
-        found, failed = advisor.propose(evidence, [e.to_json() for e in earlier])
-        proposals += found
-        rejected += failed
+        advised = advisor.propose(evidence, [e.to_json() for e in earlier])
+        proposals += advised.proposals
+        rejected += advised.rejected
 
     redactor = Redactor()
     for proposal in proposals:  # before fingerprints meet the (redacted) earlier ones
@@ -131,29 +137,50 @@ def propose(
             }
             for r in evidence.runs
         ],
+        llm_failure=advised.failure if advised else None,
+        llm_fix=advised.fix if advised else None,
+        left_out=advised.left_out if advised else [],
+        llm_calls=advised.calls if advised else [],
+        cassette=record,
     )
     report.redact(redactor)  # before it is written or printed
     report.write(workspace.evolution_dir)
     return report
 
 
-def _advisor_model(experience, model_name, client, offline, api_base):
+@dataclass(frozen=True)
+class _Source:
+    """Where the advisor's replies come from: the options of `propose`."""
+
+    offline: bool
+    record: Path | None
+    replay: Path | None
+    api_base: str | None
+    context_window: int | None
+
+
+def _advisor_model(experience, model_name, client, source: _Source):
     """The advisor's model client (or None) and the line the report says about it."""
+    from evolve.advisor.llm_advisor import ADVISOR_NODE
+
     if client is not None:
         return client, f"Deterministic proposals, and LLM proposals from {model_name or 'a model'}."
-    if offline:
-        from evolve.advisor.llm_advisor import ADVISOR_NODE
+    if sum(bool(x) for x in (source.offline, source.record, source.replay)) > 1:
+        raise UsageError("use only one of --record, --replay and --offline")
+    if source.offline or source.replay:
         from evolve.llm import build_model
 
-        client = build_model(experience.directory, offline=True)
+        client = build_model(
+            experience.directory, offline=source.offline, replay=source.replay, in_order=True
+        )
         if not client.cassette.knows(ADVISOR_NODE):
+            where = f"{source.replay} holds" if source.replay else "the experience's cassettes hold"
             return None, (
-                "Deterministic proposals only: the experience's cassettes hold no "
+                f"Deterministic proposals only: {where} no "
                 f'reply for the advisor (a line with "node": "{ADVISOR_NODE}").'
             )
-        return client, (
-            "Deterministic proposals, and LLM proposals replayed from the experience's cassettes."
-        )
+        whence = source.replay or "the experience's cassettes"
+        return client, f"Deterministic proposals, and LLM proposals replayed from {whence}."
     if not model_name:
         return None, (
             "Deterministic proposals only: no model is configured (pass --model or "
@@ -161,7 +188,13 @@ def _advisor_model(experience, model_name, client, offline, api_base):
         )
     from evolve.llm import build_model
 
-    client = build_model(experience.directory, api_base=api_base)
+    client = build_model(
+        experience.directory,
+        api_base=source.api_base,
+        record=source.record,
+        context_window=source.context_window or experience.runtime.context_window,
+        window_source="--context-window" if source.context_window else "runtime.context_window",
+    )
     return client, f"Deterministic proposals, and LLM proposals from {model_name}."
 
 

@@ -32,6 +32,11 @@ class Report:
     runs: list[dict[str, Any]] = field(default_factory=list)
     created: str = field(default_factory=utc_now)
     path: Path | None = None
+    llm_failure: str | None = None  # the model advisor gave nothing usable: why
+    llm_fix: str | None = None  # and what to do about it
+    left_out: list[str] = field(default_factory=list)  # cut from the request to fit the window
+    llm_calls: list[dict[str, Any]] = field(default_factory=list)  # the advisor's model calls
+    cassette: Path | None = None  # where --record wrote the calls
 
     def redact(self, redactor: Redactor) -> None:
         """Replace secrets in everything the report shows: a model may quote one back.
@@ -58,6 +63,12 @@ class Report:
             "apply_root": str(self.apply_root),
             "llm": self.llm,
             "llm_note": self.llm_note,
+            "llm_failure": {"reason": self.llm_failure, "fix": self.llm_fix}
+            if self.llm_failure
+            else None,
+            "left_out": self.left_out,
+            "llm_calls": self.llm_calls,
+            **({"cassette": str(self.cassette)} if self.cassette else {}),
             "proposals": [{"n": i, **p.to_json()} for i, p in enumerate(self.proposals, 1)],
             "rejected": [r.to_json() for r in self.rejected],
             "not_proposed_again": [e.to_json() for e in self.repeated],
@@ -80,8 +91,25 @@ class Report:
                 + (f" ({r['reason']})" if r.get("reason") else "")
             )
         lines += ["", f"_{self.llm_note}_", ""]
+        if self.llm_failure:
+            lines += [f"**The model advisor failed:** {self.llm_failure}", ""]
+            lines += [f"To fix: {self.llm_fix}.", ""] if self.llm_fix else []
+        if self.left_out:
+            lines += [
+                "To fit the model's context window, the advisor's request left out: "
+                + "; ".join(self.left_out)
+                + ".",
+                "",
+            ]
+        if self.llm_calls:
+            lines += [_calls_line(self.llm_calls), ""]
         if not self.proposals:
-            lines += ["No proposal: the evidence shows nothing to change.", ""]
+            lines += [
+                "No proposal: the model advisor failed (see above)."
+                if self.llm_failure
+                else "No proposal: the evidence shows nothing to change.",
+                "",
+            ]
         for i, p in enumerate(self.proposals, 1):
             lines += [
                 f"## {i}. {p.title} _({p.operation}, confidence: {p.confidence})_",
@@ -101,6 +129,9 @@ class Report:
             lines += ["## Appendix: not proposed", ""]
             for r in self.rejected:
                 lines.append(f"- {r.title}: {r.reason}")
+                sent = r.quote().replace("`", "'")
+                if sent:
+                    lines.append(f"  - the model sent: `{sent}`")
             for e in self.repeated:
                 state = (
                     "already applied"
@@ -124,6 +155,21 @@ class Report:
             json.dumps(self.to_json(), indent=2, ensure_ascii=False), "utf-8"
         )
         return self.path
+
+
+def _calls_line(calls: list[dict[str, Any]]) -> str:
+    """One line per advisor call: turn, mode, tokens and time (the .json has the full text)."""
+    parts = []
+    for c in calls:
+        what = f"call {c['n']} (turn {c['turn']}"
+        what += f", {c['mode']}" if c.get("mode") else ""
+        if c.get("error"):
+            what += f"): failed, {c.get('error_type')}"
+        else:
+            what += f"): {c.get('tokens_in')} tokens in, {c.get('tokens_out')} out, "
+            what += f"{(c.get('duration_ms') or 0) / 1000:.1f} s"
+        parts.append(what)
+    return "Advisor model calls (in full in the .json's `llm_calls`): " + "; ".join(parts) + "."
 
 
 def latest_report(folder: Path, run_id: str) -> dict[str, Any] | None:

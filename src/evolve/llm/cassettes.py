@@ -51,6 +51,7 @@ class Cassette:
         self.by_key: dict[str, list[dict[str, Any]]] = {}
         self.by_node: list[dict[str, Any]] = []  # hand-written entries, in file order
         self.by_case: list[dict[str, Any]] = []  # hand-written entries for one case only
+        self.recorded: list[dict[str, Any]] = []  # recorded entries, in file order
         self._lock = threading.Lock()
         for path in paths:
             self._index(path)
@@ -62,6 +63,7 @@ class Cassette:
         copy.by_key = {k: list(v) for k, v in self.by_key.items()}
         own = [e for e in self.by_case if str(e["case"]) == case_id]
         copy.by_node = own + list(self.by_node)
+        copy.recorded = list(self.recorded)
         return copy
 
     def _index(self, path: Path) -> None:
@@ -78,6 +80,7 @@ class Cassette:
                 raise UsageError(f"{path}:{number}: a cassette line needs a 'response' object")
             if entry.get("key"):
                 self.by_key.setdefault(entry["key"], []).append(entry)
+                self.recorded.append(entry)
             elif entry.get("node") and entry.get("case") is not None:
                 self.by_case.append(entry)
             elif entry.get("node"):
@@ -98,6 +101,7 @@ class Cassette:
                 "tokens_in": reply.tokens_in,
                 "tokens_out": reply.tokens_out,
                 "cost_usd": reply.cost_usd,
+                **({"mode": reply.mode} if reply.mode else {}),
             },
         }
         self.append(entry)
@@ -116,11 +120,16 @@ class Cassette:
             e.get("node") == node_id for entries in self.by_key.values() for e in entries
         )
 
-    def take(self, request: ModelRequest, key: str) -> dict[str, Any] | None:
-        return self.find(key, request.node_id, request.item, request.turn)
+    def take(
+        self, request: ModelRequest, key: str, in_order: bool = False
+    ) -> dict[str, Any] | None:
+        return self.find(key, request.node_id, request.item, request.turn, in_order)
 
-    def find(self, key: str, node_id: str, item: int | None, turn: int) -> dict[str, Any] | None:
-        """The line recorded under `key`, else the next hand-written line for this node call."""
+    def find(
+        self, key: str, node_id: str, item: int | None, turn: int, in_order: bool = False
+    ) -> dict[str, Any] | None:
+        """The line recorded under `key`, else the next hand-written line for this node call;
+        with `in_order`, else the next recorded line of this node and turn whatever its key."""
         with self._lock:
             recorded = self.by_key.get(key)
             if recorded:
@@ -133,21 +142,31 @@ class Cassette:
                 if "turn" in entry and entry["turn"] != turn:
                     continue
                 return self.by_node.pop(i)
+            if in_order:
+                for i, entry in enumerate(self.recorded):
+                    if (entry.get("node"), entry.get("turn", 1)) == (node_id, turn):
+                        return self.recorded.pop(i)
         return None
 
 
 class ReplayModel:
-    """Serves every call from a cassette; never imports litellm, never opens a socket."""
+    """Serves every call from a cassette; never imports litellm, never opens a socket.
 
-    def __init__(self, cassette: Cassette):
+    `in_order` also serves recorded lines whose key differs, in file order per node and turn:
+    the advisor's request holds run ids and evidence, which differ from one workspace to the
+    next, so `propose --replay` takes its calls in the order they were recorded.
+    """
+
+    def __init__(self, cassette: Cassette, in_order: bool = False):
         self.cassette = cassette
+        self.in_order = in_order
 
     def for_case(self, case_id: str | None) -> ReplayModel:
-        return ReplayModel(self.cassette.for_case(case_id))
+        return ReplayModel(self.cassette.for_case(case_id), self.in_order)
 
     async def complete(self, request: ModelRequest) -> ModelReply:
         key = request_key(request)
-        entry = self.cassette.take(request, key)
+        entry = self.cassette.take(request, key, self.in_order)
         if entry is None:
             where = f"node '{request.node_id}'" + (
                 f" item {request.item}" if request.item is not None else ""
@@ -178,6 +197,7 @@ class ReplayModel:
             latency_ms=0,
             replayed=True,
             key=key,
+            mode=response.get("mode"),
         )
 
 

@@ -38,6 +38,7 @@ class ModelRequest:
     item: int | None = None
     attempt: int = 1
     turn: int = 1  # 2 for the repair turn after a schema failure
+    structured_output: str = "auto"  # auto, json_schema, json_object, prompt: llm/formats.py
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,9 @@ class ModelReply:
     latency_ms: int = 0
     replayed: bool = False
     key: str | None = None
+    mode: str | None = None  # the structured output mode that answered (None: no schema)
+    refused_modes: tuple[str, ...] = ()  # "mode: reason" for each mode the server refused first
+    finish_reason: str | None = None  # "length" when the reply was cut at max_tokens
 
 
 class Model(Protocol):

@@ -16,7 +16,7 @@ from typing import Any
 
 from evolve.errors import EvolveError
 from evolve.llm.model import ModelReply, ModelRequest
-from evolve.llm.replies import parse_json_object, repair_request
+from evolve.llm.replies import echo_problem, parse_json_object, repair_request, schema_echo
 from evolve.runtime.attempt import Attempt
 from evolve.runtime.validation import errors as schema_errors
 from evolve.spec.model import Node
@@ -36,8 +36,8 @@ def json_instruction(schema: dict[str, Any] | None, writes: tuple[str, ...] = ()
     """What a prompt asking for structured output ends with."""
     if schema is not None:
         return (
-            "\n\nAnswer with one JSON object that matches this JSON Schema, and nothing "
-            "else:\n" + json.dumps(schema, ensure_ascii=False)
+            "\n\nAnswer with one JSON object that matches this JSON Schema (the data itself, "
+            "not the schema), and nothing else:\n" + json.dumps(schema, ensure_ascii=False)
         )
     return f"\n\nAnswer with one JSON object (keys among: {', '.join(writes)}), and nothing else."
 
@@ -64,8 +64,13 @@ def build_messages(node: Node, values: dict[str, Any]) -> list[dict[str, str]]:
     return messages
 
 
-async def run_agent(node: Node, attempt: Attempt, model_name: str) -> dict[str, Any]:
-    """One attempt of an agent node; returns the tool-shaped result {state_delta, edge_output}."""
+async def run_agent(
+    node: Node, attempt: Attempt, model_name: str, structured_output: str = "auto"
+) -> dict[str, Any]:
+    """One attempt of an agent node; returns the tool-shaped result {state_delta, edge_output}.
+
+    `structured_output` is the run's setting (runtime.structured_output); the node's own wins.
+    """
     values = {
         **attempt.inputs.get("_state", {}),
         **{k: v for k, v in attempt.inputs.items() if not k.startswith("_")},
@@ -80,6 +85,7 @@ async def run_agent(node: Node, attempt: Attempt, model_name: str) -> dict[str, 
         max_tokens=node.max_tokens,
         item=attempt.item,
         attempt=attempt.number,
+        structured_output=node.structured_output or structured_output,
     )
     reply = await attempt.call_model(request)
     if node.schema is None:
@@ -105,7 +111,10 @@ def _check(node: Node, reply: ModelReply) -> list[str]:
     try:
         value = parse_json_object(reply.text)
     except ValueError as exc:
-        return [f"the reply is not JSON ({exc})"]
+        cut = " (the reply was cut off at max_tokens)" if reply.finish_reason == "length" else ""
+        return [f"the reply is not JSON ({exc}){cut}"]
+    if schema_echo(value, node.schema):
+        return [echo_problem(node.schema or {})]
     if not isinstance(value, dict):
         return ["the reply must be a JSON object"]
     return schema_errors(node.schema or {}, value)

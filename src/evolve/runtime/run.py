@@ -49,6 +49,7 @@ class RunOptions:
     max_cost: float | None = None  # --max-cost USD
     case: dict[str, Any] | None = None  # the case scored, in a suite: {id, args, expect}
     repeat: int | None = None  # which repeat of its case (1-based), in a suite
+    context_window: int | None = None  # --context-window: overrides runtime.context_window
 
     @property
     def replaying(self) -> bool:
@@ -368,6 +369,10 @@ def start_run(
             record=options.record,
             replay=options.replay,
             offline=options.offline,
+            context_window=options.context_window or experience.runtime.context_window,
+            window_source="--context-window"
+            if options.context_window
+            else "runtime.context_window",
         )
     store = StateStore.open(workspace.create().database)
     try:

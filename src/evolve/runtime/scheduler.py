@@ -461,7 +461,9 @@ class Scheduler:
         if node.kind in ("agent", "skill"):
             from evolve.runtime.agent import run_agent
 
-            return await run_agent(node, attempt, self.model_for(node) or "")
+            return await run_agent(
+                node, attempt, self.model_for(node) or "", self.experience.runtime.structured_output
+            )
         if node.kind == "cli-agent":
             from evolve.runtime.cli_agent import run_cli_agent
 
@@ -501,6 +503,8 @@ class Scheduler:
             duration_ms=reply.latency_ms,
             replayed=reply.replayed,
             key=reply.key,
+            **({"mode": reply.mode} if reply.mode else {}),
+            **({"refused_modes": list(reply.refused_modes)} if reply.refused_modes else {}),
         )
         self.store.record_llm_call(
             {
@@ -514,6 +518,7 @@ class Scheduler:
                     "messages": request.messages,
                     "schema": request.schema,
                     "turn": request.turn,
+                    "mode": reply.mode,
                 },
                 "response": {"text": reply.text},
                 "tokens_in": reply.tokens_in,

@@ -699,6 +699,8 @@ class Checker:
                 model=runtime.get("model"),
                 concurrency=runtime.get("concurrency", model.DEFAULT_CONCURRENCY),
                 timeout_ms=runtime.get("timeout_ms", model.DEFAULT_TIMEOUT_MS),
+                structured_output=runtime.get("structured_output", "auto"),
+                context_window=runtime.get("context_window"),
             ),
             state={name: _field(name, spec) for name, spec in self.fields.items()},
             phases=tuple(
@@ -808,6 +810,7 @@ class Checker:
             schema=d.get("schema"),
             temperature=d.get("temperature"),
             max_tokens=d.get("max_tokens"),
+            structured_output=d.get("structured_output"),
             source=self._build_source(node.path, source) if source else None,
             cli=model.CliAgent(
                 provider=d.get("provider"),

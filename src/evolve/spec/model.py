@@ -102,6 +102,7 @@ class Node:
     schema: dict[str, Any] | None = None
     temperature: float | None = None
     max_tokens: int | None = None
+    structured_output: str | None = None  # None: runtime.structured_output
     source: DatasetSource | None = None
     cli: CliAgent | None = None
     skill: Skill | None = None
@@ -177,6 +178,8 @@ class Runtime:
     model: str | None = None
     concurrency: int = DEFAULT_CONCURRENCY
     timeout_ms: int = DEFAULT_TIMEOUT_MS
+    structured_output: str = "auto"  # how agent nodes ask for JSON (evolve.llm.formats)
+    context_window: int | None = None  # tokens; None: ask the server, then litellm
 
 
 @dataclass(frozen=True)
