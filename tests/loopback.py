@@ -4,12 +4,18 @@ Each script entry is one of:
   {"json": obj}  or  {"text": "..."}      a 200 chat completion whose content is that
   {"status": 429}                          an error status with an OpenAI-style error body
   {"status": 429, "retry_after": "2"}      ... with a Retry-After header
+  {"status": 400, "message": "..."}        ... with that error message
   {"slow": seconds, "text": "..."}        a reply after a delay
   {"malformed": True}                      a 200 whose body is not JSON
   {"html": True}                           a 200 whose body is an HTML page (a proxy's login page)
   {"sse": True}                            a 200 whose body is a server-sent event stream
   {"tool_calls": True}                     a 200 chat completion asking for a tool call, no text
   {"null_content": True}                   a 200 chat completion whose content is null
+
+`refuse_formats` makes the server refuse requests whose `response_format` type is in it (with
+`refuse_status`, 400 by default; a 422 gets a FastAPI-style body naming the field) without
+using a script entry, as servers without that structured output mode do. `props` is served at
+`GET /props` (as llama.cpp's server does) and `models` at `GET /v1/models`.
 """
 
 from __future__ import annotations
@@ -22,23 +28,45 @@ from typing import Any
 
 
 class LoopbackServer:
-    def __init__(self, script: list[dict[str, Any]] | None = None):
+    def __init__(
+        self,
+        script: list[dict[str, Any]] | None = None,
+        *,
+        refuse_formats: tuple[str, ...] = (),
+        refuse_status: int = 400,
+        props: dict[str, Any] | None = None,
+        models: dict[str, Any] | None = None,
+    ):
         self.script = list(script or [])
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
+        self.refused: list[str] = []  # the formats refused, in order
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                found = {"/props": props, "/v1/models": models}.get(self.path)
+                if found is None:
+                    self._send(404, {"detail": "Not Found"})
+                else:
+                    self._send(200, found)
+
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 server.requests.append(body)
                 server.headers.append(dict(self.headers))
+                kind = (body.get("response_format") or {}).get("type")
+                if kind in refuse_formats:
+                    server.refused.append(kind)
+                    self._refuse(kind)
+                    return
                 step = server.script.pop(0) if server.script else {"text": "(no script left)"}
                 if "slow" in step:
                     time.sleep(step["slow"])
                 if "status" in step:
                     headers = {"Retry-After": step["retry_after"]} if "retry_after" in step else {}
-                    error = {"message": f"scripted {step['status']}", "type": "server_error"}
+                    message = step.get("message", f"scripted {step['status']}")
+                    error = {"message": message, "type": "server_error"}
                     self._send(step["status"], {"error": {**error, "code": None}}, headers)
                 elif step.get("malformed"):
                     self._raw(200, b"{this is not json")
@@ -109,6 +137,15 @@ class LoopbackServer:
                     self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (a timeout test)
+
+            def _refuse(self, kind: str) -> None:
+                message = f"response_format type '{kind}' is not supported by this server"
+                if refuse_status == 422:
+                    detail = [{"loc": ["body", "response_format"], "msg": message}]
+                    self._send(422, {"detail": detail})
+                else:
+                    error = {"message": message, "type": "invalid_request_error", "code": None}
+                    self._send(refuse_status, {"error": error})
 
             def log_message(self, *args: Any) -> None:
                 pass

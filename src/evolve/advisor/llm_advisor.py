@@ -25,7 +25,7 @@ from evolve.advisor.diffs import ProposalChecker
 from evolve.advisor.evidence import Evidence
 from evolve.advisor.fit import RequestTooLong, fit, messages_for
 from evolve.advisor.proposal import CONFIDENCE, OPERATIONS, Proposal, Rejected
-from evolve.llm.context import prompt_budget
+from evolve.llm.context import prompt_budget, reply_reserve
 from evolve.llm.model import Model, ModelError, ModelRequest
 from evolve.llm.replies import echo_problem, parse_json_object, repair_request, schema_echo
 from evolve.redaction import Redactor
@@ -219,16 +219,17 @@ class LLMAdvisor:
             call["refused_modes"] = list(reply.refused_modes)
         return reply.text
 
-    def _fitted(self, payload: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-        """The payload cut to the model's window, when the client knows the window."""
+    def _fitted(self, payload: dict[str, Any]) -> tuple[dict[str, Any], list[str], int | None]:
+        """The payload cut to the model's window, what was cut, and the reply's token limit;
+        unchanged (and no limit) when the client does not know the window."""
         window_of = getattr(self.model, "window", None)
         count = getattr(self.model, "count", None)
         window = window_of(self.model_name) if window_of and count else None
         if window is None:
-            return payload, []
+            return payload, [], None
         budget = prompt_budget(window, None)
         try:
-            return fit(
+            fitted, left_out = fit(
                 self.experience,
                 INSTRUCTIONS,
                 payload,
@@ -237,12 +238,12 @@ class LLMAdvisor:
             )
         except RequestTooLong as exc:
             raise ModelError(
-                f"the advisor's request is about {exc.tokens:,} tokens even with "
-                + ("; ".join(exc.left_out) or "nothing left to cut")
-                + f" left out, and {self.model_name}'s context window is {window.tokens:,} "
-                f"(from {window.source}), {budget:,} of it for the request; nothing was sent",
+                f"the advisor's request is about {exc.tokens:,} tokens after cutting all it "
+                f"can, and {self.model_name}'s context window is {window.tokens:,} (from "
+                f"{window.source}), which leaves {budget:,} for the request; nothing was sent",
                 "context_overflow",
             ) from None
+        return fitted, left_out, reply_reserve(window.tokens, None)
 
     async def _propose(self, evidence: Evidence, ledger: list[dict[str, Any]]) -> AdvisorResult:
         payload = {
@@ -251,7 +252,7 @@ class LLMAdvisor:
             "earlier_proposals": ledger,
         }
         try:
-            payload, left_out = await asyncio.to_thread(self._fitted, payload)
+            payload, left_out, max_tokens = await asyncio.to_thread(self._fitted, payload)
         except ModelError as exc:
             return _failed(exc)
         request = ModelRequest(
@@ -259,6 +260,7 @@ class LLMAdvisor:
             model=self.model_name,
             messages=messages_for(INSTRUCTIONS, payload),
             schema=REPLY_SCHEMA,
+            max_tokens=max_tokens,  # the reply gets what the window keeps free for it
         )
         try:
             text = await self._ask(request)
@@ -281,7 +283,7 @@ class LLMAdvisor:
         except ModelError as exc:
             if note:  # nothing usable came back at all
                 return _failed(exc, left_out, f"{note}; then the repair call failed: ")
-            return AdvisorResult(accepted, failed, left_out=left_out)
+            return _settled(accepted, failed, left_out)
         fixed, still, note2 = self._judge(text)
         if note2:  # the repair reply was unusable: the first round's reasons stand
             if note:
@@ -297,7 +299,7 @@ class LLMAdvisor:
                 Rejected(r.title, f"{r.reason} (the repair reply was unusable: {note2})", r.raw)
                 for r in failed
             ]
-            return AdvisorResult(accepted + fixed, still, left_out=left_out)
+            return _settled(accepted + fixed, still, left_out)
         # what the repair round did not send again keeps its first-round reason
         answered = {p.title for p in fixed} | {r.title for r in still}
         dropped = [
@@ -305,7 +307,7 @@ class LLMAdvisor:
             for r in failed
             if r.title not in answered
         ]
-        return AdvisorResult(accepted + fixed, still + dropped, left_out=left_out)
+        return _settled(accepted + fixed, still + dropped, left_out)
 
     def _judge(self, text: str) -> tuple[list[Proposal], list[Rejected], str | None]:
         try:
@@ -372,3 +374,17 @@ def _failed(exc: ModelError, left_out: list[str] | None = None, prefix: str = ""
         fix=FIXES.get(exc.error_type, "see the message above"),
         left_out=left_out or [],
     )
+
+
+def _settled(proposals: list[Proposal], rejected: list[Rejected], left_out: list[str]):
+    """The end of a repair round: when the model sent proposals and none could be used, the
+    advisor failed (each one is still in the appendix, with what the model sent)."""
+    result = AdvisorResult(proposals, rejected, left_out=left_out)
+    if rejected and not proposals:
+        count = f"{len(rejected)} proposal{'s' * (len(rejected) != 1)}"
+        result.failure = (
+            f"none of the model's {count} could be used, even after a repair turn (see the "
+            "appendix for why, with what the model sent)"
+        )
+        result.fix = FIXES["unusable"]
+    return result

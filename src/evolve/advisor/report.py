@@ -52,6 +52,9 @@ class Report:
         ]
         self.llm_note = redactor.text(self.llm_note)
         self.runs = redactor.value(self.runs)
+        self.llm_failure = redactor.text(self.llm_failure) if self.llm_failure else None
+        self.left_out = redactor.value(self.left_out)
+        self.llm_calls = redactor.value(self.llm_calls)
 
     def to_json(self) -> dict[str, Any]:
         return {

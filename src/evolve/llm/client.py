@@ -51,7 +51,7 @@ def litellm() -> Any:
 
             module.suppress_debug_info = True
             logging.getLogger("LiteLLM").setLevel(logging.ERROR)
-            module.drop_params = True  # a provider without an option ignores it, not fails
+            module.drop_params = False  # set per call instead: see LiteLLMModel._send
             module.telemetry = False
             _litellm = module
     return _litellm
@@ -109,7 +109,7 @@ _OVERFLOW = re.compile(
 
 def _error_type(exc: Exception) -> str:
     lib = litellm()
-    text = str(exc)
+    text = f"{exc} {getattr(exc, 'body', None) or ''}"
     for name, kind in _BY_TYPE:
         cls = getattr(lib, name, None)
         if cls is None or not isinstance(exc, cls):
@@ -196,9 +196,17 @@ def _retry_after_ms(exc: Exception) -> int | None:
     return max(0, round(seconds * 1000)) if seconds == seconds else None  # NaN: ignored
 
 
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:300]
+def _describe(exc: Exception) -> str:
+    """The exception's first line, and the server's error body when the line does not say it
+    (litellm words a 422 as "Error code: 422" and keeps the server's reason in `body`)."""
+    lines = str(exc).strip().splitlines()
+    first = (lines[0] if lines else type(exc).__name__)[:300]
+    body = getattr(exc, "body", None)
+    if body:
+        detail = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False)
+        if detail[:40] not in first:
+            first += f" ({detail[:300]})"
+    return first
 
 
 class LiteLLMModel:
@@ -284,11 +292,12 @@ class LiteLLMModel:
             "max_retries": 0,
         }
         fmt = response_format(mode, request.schema) if mode and request.schema else None
+        # a provider without an option ignores it rather than failing; but litellm also drops
+        # whatever a server's 422 names and sends again unseen, which would hide a refused
+        # response format from the fallback (and from the call's event)
+        kwargs["drop_params"] = not (fmt and compatible_endpoint(request.model, self.api_base))
         if fmt:
             kwargs["response_format"] = fmt
-            if compatible_endpoint(request.model, self.api_base):
-                # else litellm drops a format a server's 422 names and silently sends again
-                kwargs["drop_params"] = False
         if request.temperature is not None:
             kwargs["temperature"] = request.temperature
         if request.max_tokens is not None:
@@ -301,7 +310,7 @@ class LiteLLMModel:
             response = await lib.acompletion(**kwargs)
         except Exception as exc:
             raise ModelError(
-                f"{request.model}: {_first_line(exc)}", _error_type(exc), _retry_after_ms(exc)
+                f"{request.model}: {_describe(exc)}", _error_type(exc), _retry_after_ms(exc)
             ) from None
         finally:
             inflight.end(token)

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import json
 import threading
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,18 +134,20 @@ def _ollama(root: str, name: str) -> Window | None:
 
 
 def _get(url: str) -> Any:
-    return _fetch(urllib.request.Request(url, method="GET"))
+    return _fetch(url, None)
 
 
 def _post(url: str, payload: dict[str, Any]) -> Any:
-    data = json.dumps(payload).encode()
-    request = urllib.request.Request(
-        url, data=data, method="POST", headers={"Content-Type": "application/json"}
-    )
-    return _fetch(request)
+    return _fetch(url, json.dumps(payload).encode())
 
 
-def _fetch(request: urllib.request.Request) -> Any:
+def _fetch(url: str, data: bytes | None) -> Any:
+    """GET (or POST `data` as JSON) and decode the JSON answer; None for any failure."""
+    import urllib.error
+    import urllib.request
+
+    headers = {"Content-Type": "application/json"} if data is not None else {}
+    request = urllib.request.Request(url, data=data, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=PROBE_TIMEOUT_S) as response:
             return json.loads(response.read(1_000_000))

@@ -3,14 +3,21 @@
 Both write to stderr, so stdout carries only the result. Plain mode prints one line per node
 outcome, retry, timeout and skip (never one per item, so a 5,000-item fan-out stays readable),
 and one per eval scored at the end.
+
+A model call that takes long shows while it waits (`evolve.llm.inflight`): the live table has a
+row per call in flight with its elapsed time, and plain mode prints a line every `tick_s`
+seconds for each call waiting longer than that. A cost litellm does not know is `—`, never $0.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO
+
+from evolve.llm import inflight
 
 
 @dataclass
@@ -31,9 +38,12 @@ class Progress:
     plain: bool = True
     nodes: dict[str, NodeProgress] = field(default_factory=dict)
     tokens: int = 0
-    cost: float = 0.0
+    cost: float | None = None  # None until a call with a known price
     started: float = field(default_factory=time.monotonic)
+    tick_s: float = 30.0  # plain mode: how often a waiting model call is reported
     _live: Any = None
+    _ticker: threading.Thread | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
 
     def __call__(self, event: dict[str, Any]) -> None:
         kind, node_id = event["type"], event.get("node_id")
@@ -84,7 +94,8 @@ class Progress:
             line = f"{mark} eval {event['eval']} {event['score']:.2f}{required}{why}"
         elif kind == "llm.call":
             self.tokens += (event.get("tokens_in") or 0) + (event.get("tokens_out") or 0)
-            self.cost += event.get("cost_usd") or 0.0
+            if event.get("cost_usd") is not None:
+                self.cost = (self.cost or 0.0) + event["cost_usd"]
         if self.plain and line:
             print(line, file=self.stream, flush=True)
 
@@ -94,7 +105,8 @@ class Progress:
         elapsed = time.monotonic() - self.started
         title = f"running · {elapsed:.1f}s"
         if self.tokens:
-            title += f" · {self.tokens} tokens · ${self.cost:.4f}"
+            cost = "—" if self.cost is None else f"${self.cost:.4f}"
+            title += f" · {self.tokens} tokens · cost {cost}"
         table = Table(title=title, title_justify="left", box=None, pad_edge=False)
         for column in ("node", "status", "items", "retries"):
             table.add_column(column)
@@ -109,7 +121,25 @@ class Progress:
             table.add_row(
                 node_id, marks.get(node.status, node.status), items, str(node.retries or "")
             )
+        for call in inflight.snapshot():
+            table.add_row(
+                f"  {_where(call)}",
+                f"[yellow]waiting for {call.model} · {call.elapsed():.0f}s[/]",
+                "",
+                "",
+            )
         return table
+
+    def _tick(self) -> None:
+        """Plain mode: every `tick_s`, one line per model call waiting longer than that."""
+        while not self._stop.wait(self.tick_s):
+            for call in inflight.snapshot():
+                if call.elapsed() >= self.tick_s:
+                    print(
+                        f"… {_where(call)}: waiting for {call.model} ({call.elapsed():.0f} s)",
+                        file=self.stream,
+                        flush=True,
+                    )
 
     def __enter__(self) -> Progress:
         if not self.plain:
@@ -124,9 +154,21 @@ class Progress:
                 transient=True,
             )
             self._live.__enter__()
+        else:
+            self._stop.clear()
+            self._ticker = threading.Thread(target=self._tick, daemon=True, name="progress")
+            self._ticker.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self._live is not None:
             self._live.__exit__(*exc)
             self._live = None
+        if self._ticker is not None:
+            self._stop.set()
+            self._ticker.join()
+            self._ticker = None
+
+
+def _where(call: inflight.Call) -> str:
+    return call.node_id + (f" item {call.item}" if call.item is not None else "")
