@@ -127,8 +127,8 @@ def test_the_request_is_fitted_to_the_window_and_says_what_it_left_out(ran):
     assert sent["left_out"].startswith("To fit the model's context window, this request leaves")
     assert server.requests[0]["max_tokens"] == 1024  # the reply gets what the window keeps
     text, saved = report(ws)
-    assert "the advisor's request left out: files no node uses (README.md)" in text
-    assert saved["left_out"][0] == "files no node uses (README.md)"
+    assert "the advisor's request left out: files no node or eval uses (README.md)" in text
+    assert saved["left_out"][0] == "files no node or eval uses (README.md)"
     assert [p["title"] for p in saved["proposals"]] == ["Review for security too"]
 
 

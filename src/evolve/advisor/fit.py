@@ -4,14 +4,17 @@ The request holds the evidence, the experience's sources and the earlier proposa
 counted tokens exceed what the window leaves beside the reply, parts are cut in this order until
 it fits, each cut named in the request (so the model knows) and in the report (so the user does):
 
-1. files no node uses (a README, notes), left out;
+1. files no node or eval uses (a README, notes), left out;
 2. the evidence of nodes that never failed, summarised to attempts and timing;
 3. long values in the runs' state diff, cut to their first characters;
 4. tool sources, cut to their first lines;
 5. earlier proposals, reduced to their titles and statuses;
-6. prompts, cut to their first characters.
+6. prompts, cut to their first characters;
+7. state diff values, cut to a short preview;
+8. the nodes that never failed, reduced to their names.
 
-The spec (`experience.yaml`), the failures, the schema errors and the evals are never cut. When
+The spec (`experience.yaml`), the failures, the schema errors and the eval files are never cut
+(an eval's code is cut like a tool's only at step 4). When
 even the smallest request cannot fit, `RequestTooLong` says by how much.
 """
 
@@ -25,6 +28,7 @@ from typing import Any
 from evolve.spec import Experience
 
 STATE_VALUE_CHARS = 300
+STATE_PREVIEW_CHARS = 60
 TOOL_CHARS = 1_500
 PROMPT_CHARS = 2_000
 
@@ -71,15 +75,22 @@ def fit(
 
 
 def _used_files(experience: Experience) -> tuple[set[str], set[str]]:
-    """(prompt files, tool files) that nodes use, relative to the experience."""
+    """(prompt files, code files) that nodes and evals use, relative to the experience."""
     prompts, tools = set(), set()
-    for node in experience.nodes.values():
-        for path, kind in ((node.prompt, prompts), (node.system, prompts), (node.impl, tools)):
-            if path is not None:
-                try:
-                    kind.add(path.resolve().relative_to(experience.directory.resolve()).as_posix())
-                except ValueError:
-                    continue
+    uses = [
+        pair
+        for node in experience.nodes.values()
+        for pair in ((node.prompt, prompts), (node.system, prompts), (node.impl, tools))
+    ]
+    for check in experience.evals:
+        uses += [(check.impl, tools), (check.judge.prompt if check.judge else None, prompts)]
+    root = experience.directory.resolve()
+    for path, kind in uses:
+        if path is not None:
+            try:
+                kind.add(path.resolve().relative_to(root).as_posix())
+            except ValueError:
+                continue
     return prompts, tools
 
 
@@ -90,7 +101,7 @@ def _unused_files(experience: Experience, payload: dict[str, Any]) -> str | None
     dropped = sorted(name for name in sources if name not in keep)
     for name in dropped:
         del sources[name]
-    return f"files no node uses ({', '.join(dropped)})" if dropped else None
+    return f"files no node or eval uses ({', '.join(dropped)})" if dropped else None
 
 
 def _passing_nodes(experience: Experience, payload: dict[str, Any]) -> str | None:
@@ -111,21 +122,36 @@ def _passing_nodes(experience: Experience, payload: dict[str, Any]) -> str | Non
     )
 
 
-def _state_values(experience: Experience, payload: dict[str, Any]) -> str | None:
+def _state_values(
+    experience: Experience, payload: dict[str, Any], limit: int = STATE_VALUE_CHARS
+) -> str | None:
     cut = set()
     for run in payload["evidence"].get("runs") or []:
         for change in run.get("state_diff") or []:
             for key, value in list(change.items()):
                 text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-                if key != "field" and len(text) > STATE_VALUE_CHARS:
-                    change[key] = text[:STATE_VALUE_CHARS] + f"... [cut: {len(text):,} chars]"
+                if key not in ("field", "last_writer") and len(text) > limit + 40:
+                    change[key] = text[:limit] + f"... [cut: {len(text):,} chars]"
                     cut.add(str(change.get("field", key)))
     return (
-        f"long state values in the state diff, cut to {STATE_VALUE_CHARS} characters "
-        f"({', '.join(sorted(cut))})"
+        f"long state values in the state diff, cut to {limit} characters ({', '.join(sorted(cut))})"
         if cut
         else None
     )
+
+
+def _state_previews(experience: Experience, payload: dict[str, Any]) -> str | None:
+    return _state_values(experience, payload, STATE_PREVIEW_CHARS)
+
+
+def _node_names(experience: Experience, payload: dict[str, Any]) -> str | None:
+    nodes = payload["evidence"].get("nodes") or []
+    quiet = [n for n in nodes if set(n) <= {"node", "attempts", "timing_ms"}]
+    if not quiet:
+        return None
+    payload["evidence"]["nodes"] = [n for n in nodes if n not in quiet]
+    payload["evidence"]["nodes_without_failures"] = [n["node"] for n in quiet]
+    return "the evidence of nodes that never failed, beyond their names"
 
 
 def _cut_sources(payload: dict[str, Any], names: set[str], limit: int, what: str) -> str | None:
@@ -140,7 +166,7 @@ def _cut_sources(payload: dict[str, Any], names: set[str], limit: int, what: str
 
 
 def _tools(experience: Experience, payload: dict[str, Any]) -> str | None:
-    return _cut_sources(payload, _used_files(experience)[1], TOOL_CHARS, "tool sources")
+    return _cut_sources(payload, _used_files(experience)[1], TOOL_CHARS, "tool and eval sources")
 
 
 def _earlier(experience: Experience, payload: dict[str, Any]) -> str | None:
@@ -157,4 +183,13 @@ def _prompts(experience: Experience, payload: dict[str, Any]) -> str | None:
     return _cut_sources(payload, _used_files(experience)[0], PROMPT_CHARS, "prompts")
 
 
-_STEPS = (_unused_files, _passing_nodes, _state_values, _tools, _earlier, _prompts)
+_STEPS = (
+    _unused_files,
+    _passing_nodes,
+    _state_values,
+    _tools,
+    _earlier,
+    _prompts,
+    _state_previews,
+    _node_names,
+)
