@@ -59,8 +59,27 @@ def friendly_errors(command: F) -> F:
             where = f" ({exc.filename})" if exc.filename else ""
             _err(f"error: {exc.strerror or exc}{where}")
             raise typer.Exit(1) from None
+        except Exception as exc:
+            store_failure = _store_failure(exc, kwargs.get("workspace"))
+            if store_failure is None or os.environ.get("EVOLVE_RAISE_ERRORS") == "1":
+                raise
+            _err(f"error: {store_failure}")
+            raise typer.Exit(store_failure.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _store_failure(exc: Exception, workspace: Path | None) -> EvolveError | None:
+    """A database error met while reading the state store, as the one line it deserves."""
+    sqlite3 = sys.modules.get("sqlite3")  # a sqlite3 error means the module is loaded
+    if sqlite3 is None or not isinstance(exc, sqlite3.DatabaseError):
+        return None
+    if isinstance(exc, sqlite3.IntegrityError | sqlite3.ProgrammingError):
+        return None  # evolve's own mistake: a traceback is the right answer
+    from evolve.store.workspace import Workspace
+    from evolve.store.writer import store_error
+
+    return store_error(Workspace.locate(workspace).database, exc)
 
 
 def _version(value: bool) -> None:

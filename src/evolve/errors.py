@@ -17,6 +17,17 @@ class EvolveError(Exception):
     exit_code = 1
 
 
+class StoreError(EvolveError):
+    """The workspace cannot be read or written: a corrupted, read-only or full state store, or an
+    event log that cannot be appended to. `kind`: corrupt | readonly | full | other."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, kind: str = "other"):
+        super().__init__(message)
+        self.kind = kind
+
+
 class UsageError(EvolveError):
     """Bad command-line input: a malformed --args, an unknown run id, a missing path."""
 

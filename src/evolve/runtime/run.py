@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from evolve.errors import UsageError
+from evolve.errors import StoreError, UsageError
 from evolve.evals.scoring import RunScore, record_scores, score_run
 from evolve.llm.model import Model, ModelReply, ModelRequest
 from evolve.runtime.attempt import Attempt
@@ -231,6 +231,14 @@ class Run:
         )
         status, reason, stopped = "success", None, None
         scored: RunScore | None = None
+        outer_hook = self.store.on_failure  # a child run shares its parent's store
+
+        def store_failed(failure: StoreError) -> None:  # rows cannot be written: stop the run
+            scheduler.halt(RunFailed("", str(failure)))
+            if outer_hook is not None:
+                outer_hook(failure)
+
+        self.store.on_failure = store_failed
         try:
             try:
                 await scheduler.run()
@@ -238,6 +246,10 @@ class Run:
             except RunFailed as exc:
                 status, reason = "failed", str(exc)
                 stopped = exc.stopped
+            finally:
+                self.store.on_failure = outer_hook
+            if self.store.failure is not None:
+                status, reason = "failed", str(self.store.failure)
             scored = await self._score(scheduler, state.values, status, started)
         except (asyncio.CancelledError, KeyboardInterrupt):
             status, reason = "interrupted", "interrupted by the user"

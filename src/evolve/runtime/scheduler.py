@@ -349,6 +349,8 @@ class Scheduler:
     ) -> tuple[Outcome | None, str, str | None, int | None]:
         """One attempt: (outcome, "", None, None) on success, (None, error, error_type,
         retry_after_ms) on failure; retry_after_ms is the wait a provider asked for, if any."""
+        if self.halted is not None:  # it stopped while this attempt waited for a slot
+            raise self.halted
         node = attempt.node
         limit_ms = policies.timeout_ms(self.experience, node)
         started_at, started = utc_now(), time.monotonic()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from evolve import jsonvalue
+from evolve.errors import StoreError
 
 EVENT_VERSION = 1
 
@@ -37,8 +38,7 @@ class EventLog:
         self.run_id = run_id
         self.seq = 0
         self.listeners = list(listeners or [])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._fd = -1  # opened by the first event: a run refused before it starts leaves no log
 
     def emit(self, type: str, **fields: Any) -> dict[str, Any]:
         self.seq += 1
@@ -52,7 +52,15 @@ class EventLog:
         event.update((k, v) for k, v in fields.items() if v is not None)
         event = self.redactor.value(event)  # values, before encoding: listeners see it clean too
         line = jsonvalue.dumps(event, default=str) + "\n"
-        os.write(self._fd, line.encode("utf-8"))  # one write per line: a crash tears one line
+        try:
+            if self._fd < 0:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            os.write(self._fd, line.encode("utf-8"))  # one write per line: a crash tears one line
+        except OSError as exc:
+            raise StoreError(
+                f"cannot write the event log {self.path}: {exc.strerror or exc}"
+            ) from None
         for listener in self.listeners:
             listener(event)
         return event
@@ -73,3 +81,22 @@ def read_events(path: Path) -> Iterator[dict[str, Any]]:
                 continue
             if isinstance(event, dict):
                 yield event
+
+
+def last_event(path: Path, tail_bytes: int = 1 << 16) -> dict[str, Any] | None:
+    """The last readable event of a log, reading only its tail (None if there is none)."""
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - tail_bytes))
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for raw in reversed(lines):
+        try:
+            event = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(event, dict):
+            return event
+    return None

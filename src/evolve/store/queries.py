@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from evolve.errors import EvolveError, UsageError
+from evolve.errors import EvolveError, StoreError, UsageError
 from evolve.store.log import read_events
 from evolve.store.workspace import Workspace
 from evolve.store.writer import StateStore
@@ -209,9 +209,17 @@ def _loads(text: str | None) -> Any:
 def open_store(workspace: Workspace) -> StateStore:
     if not workspace.database.exists():
         raise UsageError(f"no runs yet in {workspace.root}; start one with `evolve run DIR`")
-    store = StateStore.open(workspace.database)
-    store.reconcile()
-    return store
+    store: StateStore | None = None
+    try:
+        store = StateStore.open(workspace.database)
+        store.reconcile()
+        return store
+    except StoreError as exc:
+        if store is not None:
+            store.db.conn.close()
+        if exc.kind != "readonly":
+            raise
+    return StateStore.open(workspace.database, readonly=True)  # read, and reconcile nothing
 
 
 @dataclass

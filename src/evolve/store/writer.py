@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import socket
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,12 +23,38 @@ from typing import Any
 from sqlite_utils import Database
 
 from evolve import jsonvalue
+from evolve.errors import StoreError
 from evolve.store.log import utc_now
 from evolve.store.schema import MIGRATIONS
 
 BUSY_TIMEOUT_MS = 30_000
 FLUSH_SECONDS = 0.05
 FLUSH_ROWS = 500
+
+
+def store_error(path: Path, exc: sqlite3.Error) -> StoreError:
+    """One line a person can act on, for what SQLite said about the workspace database."""
+    said = str(exc)
+    text = said.lower()
+    if "not a database" in text or "malformed" in text or "corrupt" in text:
+        return StoreError(
+            f"the state store {path} is corrupted ({said}); the event logs still hold every "
+            "run: `evolve doctor --repair` rebuilds it from them",
+            "corrupt",
+        )
+    if "readonly" in text or "read-only" in text:
+        return StoreError(
+            f"the state store {path} is read-only ({said}); evolve must write it: check the "
+            "permissions of the file and its folder",
+            "readonly",
+        )
+    if "full" in text:
+        return StoreError(
+            f"the state store {path} could not be written: the disk is full ({said}); free "
+            "some space, then `evolve doctor` checks the workspace",
+            "full",
+        )
+    return StoreError(f"the state store {path} could not be used: {said}")
 
 
 class StateStore:
@@ -38,10 +64,13 @@ class StateStore:
     tool put into state, an argument or an error message never lands in the database.
     """
 
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, path: Path):
         from evolve.redaction import Redactor
 
         self.db = db
+        self.path = path
+        self.failure: StoreError | None = None  # the first write that failed during a run
+        self.on_failure: Callable[[StoreError], None] | None = None
         self._redactor = Redactor()
         self._redact = self._redactor.text
         self._pending: list[tuple[str, dict[str, Any]]] = []  # (table, row), in write order
@@ -50,24 +79,43 @@ class StateStore:
 
     @classmethod
     def open(cls, path: Path, *, readonly: bool = False) -> StateStore:
+        """Open (and migrate) the store; a store that cannot be opened is a `StoreError`.
+
+        `readonly` opens it for reading only, which works on a read-only file too.
+        """
         path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(
-            path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
-        )
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        store = cls(Database(conn, execute_plugins=False))
-        if not readonly:
+        try:
+            if readonly:
+                conn = sqlite3.connect(
+                    f"{path.absolute().as_uri()}?mode=ro",
+                    uri=True,
+                    timeout=BUSY_TIMEOUT_MS / 1000,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+                conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                conn.execute("select count(*) from sqlite_master").fetchone()
+                return cls(Database(conn, execute_plugins=False), path)
+            conn = sqlite3.connect(
+                path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+            )
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            store = cls(Database(conn, execute_plugins=False), path)
             store.migrate()
+        except sqlite3.DatabaseError as exc:
+            raise store_error(path, exc) from None
         return store
 
     def _json(self, value: Any) -> str:
         return jsonvalue.dumps(self._redactor.value(value), default=str)
 
     def close(self) -> None:
-        self.flush()
-        self.db.conn.close()
+        try:
+            self.flush()
+        finally:
+            self.db.conn.close()
 
     def _queue(self, table: str, row: dict[str, Any]) -> None:
         self._pending.append((table, row))
@@ -77,38 +125,63 @@ class StateStore:
             try:
                 import asyncio
 
-                self._timer = asyncio.get_running_loop().call_later(FLUSH_SECONDS, self.flush)
+                self._timer = asyncio.get_running_loop().call_later(
+                    FLUSH_SECONDS, self._flush_later
+                )
             except RuntimeError:  # no running loop: nobody would flush later, so now
                 self.flush()
 
+    def _flush_later(self) -> None:
+        """The batch timer's flush: a failure here has no caller to raise to, so it is kept in
+        `failure` and reported through `on_failure` (a run stops), and the rows stay queued
+        for the next flush."""
+        self._timer = None
+        try:
+            self.flush()
+        except StoreError as exc:
+            if self.failure is None:
+                self.failure = exc
+                if self.on_failure is not None:
+                    self.on_failure(exc)
+
     def flush(self) -> None:
-        """Write everything queued, in one transaction."""
+        """Write everything queued, in one transaction; on failure the rows stay queued."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         if not self._pending and not self._snapshots:
             return
-        pending, self._pending = self._pending, []
-        snapshots, self._snapshots = self._snapshots, {}
         with self.transaction():
             by_table: dict[str, list[dict[str, Any]]] = {}
-            for table, row in pending:
+            for table, row in self._pending:
                 by_table.setdefault(table, []).append(row)
             for table, rows in by_table.items():
                 self.db[table].insert_all(rows, alter=False)
-            if snapshots:
-                self.db["state_snapshot"].upsert_all(snapshots.values(), pk=("run_id", "field"))
+            if self._snapshots:
+                self.db["state_snapshot"].upsert_all(
+                    self._snapshots.values(), pk=("run_id", "field")
+                )
+        self._pending, self._snapshots = [], {}
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """A short write transaction that takes the write lock up front (no upgrade deadlock)."""
-        self.db.conn.execute("BEGIN IMMEDIATE")
+        """A short write transaction that takes the write lock up front (no upgrade deadlock).
+        A database that cannot be written (full, read-only, corrupted) is a `StoreError`."""
         try:
-            yield
-        except BaseException:
-            self.db.conn.execute("ROLLBACK")
-            raise
-        self.db.conn.execute("COMMIT")
+            self.db.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                if self.db.conn.in_transaction:
+                    self.db.conn.execute("ROLLBACK")
+                raise
+            self.db.conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.IntegrityError | sqlite3.ProgrammingError):
+                raise  # evolve's own mistake, not the database's state
+            if self.db.conn.in_transaction:
+                self.db.conn.execute("ROLLBACK")
+            raise store_error(self.path, exc) from None
 
     def migrate(self) -> list[str]:
         """Apply the migrations this database has not seen, in order; returns their names."""
@@ -151,19 +224,20 @@ class StateStore:
         return rows[0] if rows else None
 
     def reconcile(self) -> int:
-        """Mark as interrupted the runs on this host whose process is gone. Returns how many."""
+        """End the runs on this host whose process is gone. Returns how many.
+
+        The log decides how: a log whose last event is `run.finished` (the store missed the
+        end, e.g. a full disk at the final write) gives its status, reason and figures; any
+        other run was killed or crashed and is `interrupted`.
+        """
         host = socket.gethostname()
         dead = [
-            r["id"]
+            r
             for r in self.db["runs"].rows_where("status = 'running' and host = ?", [host])
             if not _alive(r["pid"])
         ]
-        for run_id in dead:
-            self.finish_run(
-                run_id,
-                status="interrupted",
-                reason="the process ended without finishing the run (killed or crashed)",
-            )
+        for row in dead:
+            self.finish_run(row["id"], **_ending(row.get("log_path")))
         return len(dead)
 
     # -- nodes -----------------------------------------------------------------------------------
@@ -253,6 +327,28 @@ class StateStore:
                 "ts": utc_now(),
             },
         )
+
+
+def _ending(log_path: str | None) -> dict[str, Any]:
+    """The `runs` fields for a run whose process is gone, from its log's last event."""
+    from evolve.store.log import last_event
+
+    last = last_event(Path(log_path)) if log_path else None
+    if last is None or last.get("type") != "run.finished":
+        return {
+            "status": "interrupted",
+            "reason": "the process ended without finishing the run (killed or crashed)",
+        }
+    tokens = last.get("tokens") or {}
+    return {
+        "status": last.get("status"),
+        "reason": last.get("reason"),
+        "finished_at": last.get("ts"),
+        "duration_ms": last.get("duration_ms"),
+        "tokens_in": tokens.get("in"),
+        "tokens_out": tokens.get("out"),
+        "cost_usd": last.get("cost_usd"),
+    }
 
 
 def _alive(pid: int | None) -> bool:
