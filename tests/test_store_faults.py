@@ -139,6 +139,7 @@ app(sys.argv[1:], prog_name="evolve")
 """
 
 
+@pytest.mark.slow
 def test_a_full_disk_mid_run_stops_it_and_the_log_and_store_agree(tmp_path):
     exp = experience(tmp_path)
     result = subprocess.run(
