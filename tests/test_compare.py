@@ -131,3 +131,30 @@ def test_the_bootstrap_interval_covers_the_mean_and_narrows_with_more_cases():
     assert lo_many > 0.0 and hi_many < 0.2  # 400 cases pin a 0.1 improvement away from 0
     assert bootstrap_interval([0.3]) == (0.3, 0.3)
     assert bootstrap_interval(few) == bootstrap_interval(few)  # seeded: the same runs, the same CI
+
+
+def test_repeats_count_once_per_case_by_mean_score_and_majority_pass(tmp_path):
+    # every third call fails: 3 repeats of a case pass twice and fail once
+    flaky = "CALLS = [0]\n\ndef check(s, c, r):\n    CALLS[0] += 1\n    return CALLS[0] % 3 != 0\n"
+    path = counter(
+        tmp_path,
+        "  - {name: flaky, impl: 'evals/flaky.py:check'}\n",
+        cases=CASES[:1],
+        files={"evals/flaky.py": flaky},
+    )
+    a = json.loads(cli(tmp_path, "eval", str(path), "--repeat", "3", "--json").stdout)
+    assert sorted(c["passed"] for c in a["cases"]) == [False, True, True]
+    assert a["spread"] == 1.0
+    b = json.loads(cli(tmp_path, "eval", str(path), "--json").stdout)  # the 4th call: passes
+    data = json.loads(cli(tmp_path, "compare", a["suite_id"], b["suite_id"], "--json").stdout)
+    assert data["cases"] == [
+        {
+            "case": "a",
+            "a": pytest.approx(2 / 3),
+            "b": 1.0,
+            "delta": pytest.approx(1 / 3),
+            "passed_a": True,
+            "passed_b": True,
+        }
+    ]
+    assert data["a"]["cases"] == 3 and data["b"]["cases"] == 1
