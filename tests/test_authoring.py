@@ -224,3 +224,15 @@ def test_no_model_is_a_usage_error_that_says_what_to_do(tmp_path, monkeypatch):
     assert result.exit_code == 2
     assert "pass --model" in result.stderr and "--offline" in result.stderr
     assert not Path(tmp_path / "anything").exists()
+
+
+def test_a_repair_round_that_fails_keeps_the_draft_and_says_why(author, tmp_path):
+    broken = SPEC.replace("impl: tools/greet.py", "impl: tools/missing.py")
+    result, _ = author(
+        [{"json": ANALYSIS}, synthesis(broken), {"status": 500}], "--max-rounds", "3"
+    )
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert lines[0] == "the draft in greeter still does not validate after 1 repair round:"
+    assert lines[2].startswith("  repair round 1 failed: openai/evolve-author: ")
+    assert (tmp_path / "greeter" / "tools" / "greet.py").read_text() == TOOL

@@ -1055,7 +1055,8 @@ def _print_draft(draft: Any, shown: str) -> None:
         rounds = f" after {draft.rounds} repair round{'s' * (draft.rounds != 1)}"
         print(f"drafted {shown} ({len(draft.files)} files{rounds if draft.rounds else ''})")
     else:
-        print(f"the draft in {shown} still does not validate after {draft.rounds} repair rounds:")
+        rounds = f"{draft.rounds} repair round{'s' * (draft.rounds != 1)}"
+        print(f"the draft in {shown} still does not validate after {rounds}:")
         for problem in draft.problems:
             print(f"  {problem}")
         print(f"the draft is kept in {shown}: fix it by hand, then `evolve validate {shown}`")

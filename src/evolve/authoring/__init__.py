@@ -230,12 +230,16 @@ class Author:
             ask = repair_text(
                 "evolve validate found these problems in the draft:", problems, REPAIR_ASK
             )
-            reply, history = await self._ask(
-                "repair",
-                [*history, {"role": "user", "content": ask}],
-                REPAIR_SCHEMA,
-                turn=result.rounds,
-            )
+            try:
+                reply, history = await self._ask(
+                    "repair",
+                    [*history, {"role": "user", "content": ask}],
+                    REPAIR_SCHEMA,
+                    turn=result.rounds,
+                )
+            except EvolveError as exc:  # the draft on disk is still the user's to finish
+                problems.append(f"repair round {result.rounds} failed: {exc}")
+                break
             problems = self._write(result, reply["files"])
         result.problems = problems
         return result
