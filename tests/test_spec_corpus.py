@@ -1116,6 +1116,70 @@ graph:
         ("21:50", "'$.absent' reads undeclared state field 'absent'"),
     ),
     case(
+        "paths-that-cannot-resolve",
+        """\
+name: demo
+version: 0.1.0
+state:
+  schema:
+    results: {type: array, items: {type: object, properties: {title: {type: string}}}}
+    draft: {type: string}
+    count: {type: integer}
+    verdict: {type: object, properties: {score: {type: number}}}
+graph:
+  nodes:
+    - {id: a, kind: tool, impl: tools/a.py}
+    - {id: b, kind: tool, impl: tools/a.py}
+    - {id: c, kind: tool, impl: tools/a.py}
+  edges:
+    - {from: a, to: b, when: '$.results.length > 0'}
+    - {from: a, to: b, when: '$.draft.x == 1 || $.results.first'}
+    - {from: a, to: b, when: '$.verdict.scroe > 3 && length($.count) > 1'}
+    - {from: a, to: b, when: '$.draft.length > 2 && $.results.0.titel == "x"'}
+  loops:
+    - {id: l, body: c, until: '$.count.value >= 1', max_iters: 2}
+evals:
+  - {name: e, expr: '$.results.size > 0'}
+""",
+        # located at the step that cannot be taken, with what to write instead
+        (
+            "15:41",
+            "'$.results.length' never resolves: $.results is an array (it has no field "
+            "'length'); did you mean length($.results)?",
+        ),
+        ("16:39", "'$.draft.x' never resolves: $.draft is a string (it has no field 'x')"),
+        (
+            "16:59",
+            "'$.results.first' never resolves: $.results is an array; index it with a number "
+            "($.results.0) or use any()/all()",
+        ),
+        (
+            "17:41",
+            "'$.verdict.scroe' never resolves: $.verdict has no field 'scroe' (its schema "
+            "lists score); did you mean 'score'?",
+        ),
+        ("17:61", "length($.count) is never defined: $.count is an integer"),
+        (
+            "18:39",
+            "'$.draft.length' never resolves: $.draft is a string (it has no field "
+            "'length'); did you mean length($.draft)?",
+        ),
+        (
+            "18:65",
+            "'$.results.0.titel' never resolves: $.results.0 has no field 'titel' (its schema "
+            "lists title); did you mean 'title'?",
+        ),
+        (
+            "20:40",
+            "'$.count.value' never resolves: $.count is an integer (it has no field 'value')",
+        ),
+        (
+            "22:32",
+            "'$.results.size' never resolves: $.results is an array; index it with a number "
+            "($.results.0) or use any()/all()",
+        ),
+    ),
+    case(
         "item-in-an-edge",
         """\
 name: demo
@@ -1663,3 +1727,40 @@ def test_a_12000_node_chain_loads(tmp_path):
     experience = load_experience(tmp_path)
     assert len(experience.nodes) == 12_000
     assert len(experience.predecessors("n11999")) == 1
+
+
+PATHS_THAT_RESOLVE = """\
+name: demo
+version: 0.1.0
+state:
+  schema:
+    results: {type: array, items: {type: object, properties: {title: {type: string}}}}
+    meta: {type: object}
+    open: {type: object, properties: {a: {type: string}}, additionalProperties: {type: number}}
+    loose: {type: object, properties: {a: {type: string}}, additionalProperties: true}
+    pairs: {type: array, prefixItems: [{type: string}, {type: object}]}
+graph:
+  nodes:
+    - {id: a, kind: tool, impl: tools/a.py}
+    - {id: b, kind: tool, impl: tools/a.py}
+  edges:
+    - {from: a, to: b, when: 'length($.results) > 0 && $.results.0.title == "x"'}
+    - {from: a, to: b, when: '$.meta.anything.deeper && $.open.other > 1 && $.loose.x.y'}
+    - {from: a, to: b, when: 'any($.results, $item.title == "x") && $.pairs.1.k'}
+"""
+
+
+def test_paths_the_schema_allows_validate(tmp_path):
+    exp = write_experience(tmp_path / "exp", PATHS_THAT_RESOLVE, TOOLS)
+    assert len(load_experience(exp).edges) == 3
+
+
+def test_the_path_checker_is_one_function_evals_can_call():
+    from evolve.spec.expressions import parse_expression
+    from evolve.spec.typecheck import path_problems
+
+    fields = {"results": {"type": "array"}, "n": {"type": "number"}}
+    [problem] = path_problems(parse_expression("$.n > 0 && $.results.length > 0"), fields)
+    assert problem.offset == len("$.n > 0 && $.results.")
+    assert problem.message.endswith("did you mean length($.results)?")
+    assert path_problems(parse_expression("length($.results) > $.n"), fields) == []

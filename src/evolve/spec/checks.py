@@ -21,6 +21,7 @@ from evolve.spec import model
 from evolve.spec.expressions import Expression, ExpressionError, parse_expression
 from evolve.spec.source import JsonPath, Locations
 from evolve.spec.templates import line_col, placeholders
+from evolve.spec.typecheck import path_problems
 
 _FIELD_KEYS = {"merge", "default", "description"}
 _DATA_FORMATS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
@@ -257,15 +258,8 @@ class Checker:
                         path, ref.offset, f"{ref.root} is only available inside for_each"
                     )
                 )
-            elif ref.root == "$" and ref.parts[0] not in self.fields:
-                hint = did_you_mean(ref.parts[0], self.fields)
-                self.problems.append(
-                    self.loc.expression_problem(
-                        path,
-                        ref.offset,
-                        f"'{ref.text}' reads undeclared state field '{ref.parts[0]}'{hint}",
-                    )
-                )
+        for problem in path_problems(expression, self.fields):
+            self.problems.append(self.loc.expression_problem(path, problem.offset, problem.message))
         self.expressions[path] = expression
 
     def _array_path(self, item: _Item, key: str) -> None:
