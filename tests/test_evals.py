@@ -614,3 +614,17 @@ def test_runs_and_inspect_show_the_scores(tmp_path):
     shown = re.sub(r" +", " ", cli(tmp_path, "inspect", case_run["run_id"]).stdout)
     assert "score 0.60 · FAILS its evals" in shown
     assert "exact expr 0.00 ✗ required" in shown and "close impl 0.90 ✓ off by -1" in shown
+
+
+def test_propose_and_diff_take_a_suite(tmp_path):
+    path = counter(tmp_path)
+    suite_id = json.loads(cli(tmp_path, "eval", str(path), "--json").stdout)["suite_id"]
+    done = cli(tmp_path, "propose", "last", "--no-llm", "--json")
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.stdout)
+    assert report["runs"][0] == suite_id and len(report["runs"]) == 4  # the suite, 3 case runs
+    assert report["path"].endswith(f"{suite_id}.md")
+    listed = json.loads(cli(tmp_path, "inspect", suite_id, "--json").stdout)["suite"]["cases"]
+    assert report["runs"][1:] == [c["run_id"] for c in listed]
+    found = cli(tmp_path, "diff", "last")  # `last` is the suite: its report is found
+    assert found.exit_code == 0 and found.stderr.startswith("# apply from ")
