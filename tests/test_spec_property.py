@@ -10,6 +10,7 @@ inside the file it names.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import tempfile
@@ -17,14 +18,17 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from conftest import write_experience
 from evolve.errors import SpecError
-from evolve.spec import Experience, load_experience
+from evolve.spec import Experience, load_experience, loader
+from evolve.spec.shape import shape_errors
+from evolve.spec.source import parse_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -495,3 +499,29 @@ def test_random_changes_to_the_referenced_files(bases, data):
                 )
                 (exp / name).write_text(content, encoding="utf-8")
         assert_loads_or_reports(exp)
+
+
+def _described(errors: Any, data: Any, loc: Any) -> list[tuple[int, int, str, str]]:
+    """What the loader makes of schema errors: located messages, in order."""
+    found = {
+        (p.line, p.col, p.message, p.json_path)
+        for error in errors
+        for p in loader._describe(error, loc, data)
+    }
+    return sorted(found)
+
+
+@SETTINGS
+@given(data=st.data())
+def test_the_shape_check_says_what_the_whole_schema_says(bases, data):
+    """The per-kind validators on the load path accept and reject exactly what one validator of
+    the whole schema does, with the same errors (so the same located messages)."""
+    base = data.draw(st.sampled_from(bases), label="base")
+    document = yaml.load((base / "experience.yaml").read_text(), Loader=_LOADER)
+    document = data.draw(mutated_data(document), label="document")
+    text = yaml.dump(document, Dumper=_DUMPER, allow_unicode=True, sort_keys=False)
+    parsed, loc, _ = parse_yaml(text, "experience.yaml")
+    assume(isinstance(parsed, dict))
+    whole = jsonschema.Draft202012Validator(json.loads(loader.schema_text()))
+    fast = shape_errors(parsed, loader.schema_text())
+    assert _described(fast, parsed, loc) == _described(whole.iter_errors(parsed), parsed, loc)

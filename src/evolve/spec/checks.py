@@ -76,6 +76,9 @@ class Checker:
         self.node_ids: dict[str, _Item] = {}
         self.owner: dict[str, str] = {}  # node id -> pipeline/loop id that runs it
         self.judges_reading_case: set[JsonPath] = set()
+        # many nodes name the same file: each is resolved and each Python tool parsed once
+        self._resolved: dict[str, tuple[Path | None, bool | str]] = {}
+        self._defined: dict[Path, set[str] | BaseException] = {}
 
     def report(self, path: JsonPath, message: str, *, at_key: bool = False) -> None:
         self.problems.append(self.loc.problem(path, message, at_key=at_key))
@@ -310,12 +313,9 @@ class Checker:
         (or, with `is_file`, anything but a regular file)."""
         if not value:
             return None
-        try:
-            resolved = (self.root / value).resolve()
-            exists = resolved.is_relative_to(self.root) and resolved.exists()
-        except (OSError, ValueError, RuntimeError) as exc:  # too long, a NUL, a symlink loop
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            self.report(path, f"{what} '{value}' is not a usable path ({reason})")
+        resolved, exists = self._resolve(value)
+        if resolved is None:
+            self.report(path, f"{what} '{value}' is not a usable path ({exists})")
             return None
         if not resolved.is_relative_to(self.root):
             self.report(path, f"{what} '{value}' is outside the experience directory")
@@ -330,6 +330,19 @@ class Checker:
         if resolved.is_file():
             self.referenced_files.append(resolved)
         return resolved
+
+    def _resolve(self, value: str) -> tuple[Path | None, bool | str]:
+        """(the path `value` names, whether it exists inside the experience), or (None, why
+        it is not a usable path)."""
+        if value not in self._resolved:
+            try:
+                resolved = (self.root / value).resolve()
+                exists = resolved.is_relative_to(self.root) and resolved.exists()
+                self._resolved[value] = resolved, exists
+            except (OSError, ValueError, RuntimeError) as exc:  # too long, a NUL, a link loop
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                self._resolved[value] = None, reason
+        return self._resolved[value]
 
     def _tool(self, node: _Item) -> None:
         impl = node.get("impl", str)
@@ -347,32 +360,20 @@ class Checker:
             self.report((*node.path, "impl"), f"tool '{file}' is not executable (chmod +x {file})")
 
     def _python_function(self, path: JsonPath, file: Path, function: str) -> None:
-        try:
-            tree = ast.parse(file.read_bytes(), filename=str(file))
-        except (SyntaxError, ValueError, OSError, RecursionError, MemoryError) as exc:
-            line = getattr(exc, "lineno", None)
+        if file not in self._defined:
+            self._defined[file] = _top_level_names(file)
+        defined = self._defined[file]
+        if isinstance(defined, BaseException):
+            line = getattr(defined, "lineno", None)
             self.report(
                 path,
                 f"tool '{file.name}' has a syntax error"
                 + (f" on line {line}" if line else "")
-                + f": {exc.msg}"
-                if isinstance(exc, SyntaxError)
+                + f": {defined.msg}"
+                if isinstance(defined, SyntaxError)
                 else f"tool '{file.name}' is unreadable",
             )
             return
-        defined = {
-            n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
-        }
-        defined |= {
-            t.id
-            for n in tree.body
-            if isinstance(n, ast.Assign)
-            for t in n.targets
-            if isinstance(t, ast.Name)
-        }
-        defined |= {
-            a.asname or a.name for n in tree.body if isinstance(n, ast.ImportFrom) for a in n.names
-        }
         if function not in defined:
             self.report(
                 path,
@@ -841,6 +842,26 @@ class Checker:
         folder = self.paths[(*path, "skill")]
         text = read_skill(folder)
         return model.Skill(folder, text.name, text.description, text.body)
+
+
+def _top_level_names(file: Path) -> set[str] | BaseException:
+    """The names a Python file defines at its top level, or why it cannot be parsed."""
+    try:
+        tree = ast.parse(file.read_bytes(), filename=str(file))
+    except (SyntaxError, ValueError, OSError, RecursionError, MemoryError) as exc:
+        return exc
+    defined = {n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
+    defined |= {
+        t.id
+        for n in tree.body
+        if isinstance(n, ast.Assign)
+        for t in n.targets
+        if isinstance(t, ast.Name)
+    }
+    defined |= {
+        a.asname or a.name for n in tree.body if isinstance(n, ast.ImportFrom) for a in n.names
+    }
+    return defined
 
 
 def _field(name: str, spec: dict[str, Any]) -> model.StateField:

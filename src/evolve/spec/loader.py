@@ -9,7 +9,6 @@ expressions, files, placeholders, output schemas) from `evolve.spec.checks`.
 from __future__ import annotations
 
 import hashlib
-import json
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 from evolve.errors import Problem, SpecError, did_you_mean
 from evolve.spec.checks import Checker
+from evolve.spec.shape import shape_errors
 from evolve.spec.source import JsonPath, Locations, json_path, parse_yaml
 
 SPEC_FILENAME = "experience.yaml"
@@ -43,13 +43,6 @@ _PATTERN_HINTS = {
 def schema_text() -> str:
     """The JSON Schema of experience.yaml, as shipped."""
     return resources.files("evolve.spec").joinpath("experience.schema.json").read_text("utf-8")
-
-
-@cache
-def _validator() -> Any:
-    import jsonschema  # costly import: only when a spec is actually checked
-
-    return jsonschema.Draft202012Validator(json.loads(schema_text()))
 
 
 def resolve_spec_path(path: str | Path) -> Path:
@@ -115,7 +108,7 @@ def spec_hash(spec_path: Path, files: list[Path]) -> str:
 def schema_problems(data: dict[str, Any], loc: Locations) -> list[Problem]:
     """Every JSON Schema violation in `data`, located and phrased for people."""
     problems: list[Problem] = []
-    for error in _validator().iter_errors(data):
+    for error in shape_errors(data, schema_text()):
         problems += _describe(error, loc, data)
     unique = {(p.line, p.col, p.message): p for p in problems}
     return list(unique.values())

@@ -94,6 +94,7 @@ _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # same safe tags, in C 
 _PLAIN_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
 _SCALAR_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("null", "bool", "int", "float", "str")}
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+_STR_TAG = "tag:yaml.org,2002:str"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _MAX_DEPTH = 200
 # aliases can make a small file expand exponentially ("billion laughs"): the values that aliases
@@ -145,6 +146,8 @@ class _Builder:
     def _scalar(self, node: yaml.ScalarNode, path: JsonPath) -> Any:
         if node.tag == _TIMESTAMP_TAG:
             return node.value  # JSON has no dates: keep the text as written
+        if node.tag == _STR_TAG:
+            return node.value  # what the constructor would build, without its dispatch
         if node.tag not in _SCALAR_TAGS | _PLAIN_TAGS:
             self._drop(path, f"unsupported YAML tag '{_short(node.tag)}'")
             return None
@@ -237,7 +240,7 @@ class _Builder:
         """A mapping key as a string (numbers and booleans as written in JSON), else None."""
         if not isinstance(node, yaml.ScalarNode) or node.tag not in _SCALAR_TAGS | {_TIMESTAMP_TAG}:
             return None
-        if node.tag == _TIMESTAMP_TAG:
+        if node.tag in (_TIMESTAMP_TAG, _STR_TAG):
             return node.value
         try:
             key = self._constructor.construct_object(node, deep=True)

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evolve.errors import EvolveError, StoreError, UsageError
 from evolve.store.log import read_events
 from evolve.store.workspace import Workspace
-from evolve.store.writer import StateStore
 from evolve.view import RunView, fold
+
+if TYPE_CHECKING:
+    from evolve.store.writer import StateStore
 
 
 class RunQueries:
@@ -209,6 +211,8 @@ def _loads(text: str | None) -> Any:
 def open_store(workspace: Workspace) -> StateStore:
     if not workspace.database.exists():
         raise UsageError(f"no runs yet in {workspace.root}; start one with `evolve run DIR`")
+    from evolve.store.writer import StateStore  # sqlite_utils: only when there is a database
+
     store: StateStore | None = None
     try:
         store = StateStore.open(workspace.database)

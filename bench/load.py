@@ -1,0 +1,115 @@
+"""Loading experience.yaml: what it costs, and whether it stays linear in the number of nodes.
+
+Writes chains of 1,000, 5,000 and 20,000 trivial tool nodes and loads each (`load_experience`:
+parse with locations, JSON Schema shape check, semantic checks, build), CPU time, median of N.
+Prints the time per node at each size and the largest / smallest of those (target: flat within
+1.5x). For scale, the 1,000-node chain is also checked in the same run by one validator for the
+whole JSON Schema (the shipped schema with its `unevaluatedProperties` and per-kind if/then), as
+loading did before per-kind validators: the load path should cost at most a fifth of that
+(target: whole-schema load / load >= 5).
+
+Usage: python -m bench.load [--repeat N]   (default 5)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import yaml
+
+from evolve.spec import loader
+from evolve.spec.loader import load_experience
+
+TRIVIAL = "def run(inputs):\n    return {'state_delta': {}}\n"
+
+
+def chain(root: Path, size: int) -> Path:
+    """An experience of `size` tool nodes in a line."""
+    root.mkdir(parents=True)
+    (root / "tools").mkdir()
+    (root / "tools" / "t.py").write_text(TRIVIAL)
+    document = {
+        "name": "chain",
+        "version": "0.1.0",
+        "runtime": {"concurrency": 20, "timeout_ms": 60000},
+        "state": {"schema": {}},
+        "graph": {
+            "nodes": [{"id": f"n{i}", "kind": "tool", "impl": "tools/t.py"} for i in range(size)],
+            "edges": [{"from": f"n{i}", "to": f"n{i + 1}"} for i in range(size - 1)],
+        },
+    }
+    (root / "experience.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+    return root
+
+
+def cpu_median(work: Callable[[], Any], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        began = time.process_time()
+        work()
+        times.append(time.process_time() - began)
+    return statistics.median(times)
+
+
+def whole_schema_problems(data: dict[str, Any], loc: Any) -> list[Any]:
+    """The shape check as one validator of the whole shipped schema (the earlier load path)."""
+    validator = _whole()
+    problems: list[Any] = []
+    for error in validator.iter_errors(data):
+        problems += loader._describe(error, loc, data)
+    return problems
+
+
+_WHOLE: list[Any] = []
+
+
+def _whole() -> Any:
+    import jsonschema
+
+    if not _WHOLE:
+        _WHOLE.append(jsonschema.Draft202012Validator(json.loads(loader.schema_text())))
+    return _WHOLE[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    repeat = parser.parse_args().repeat
+    with tempfile.TemporaryDirectory() as tmp:
+        sizes = {n: chain(Path(tmp) / f"c{n}", n) for n in (1000, 5000, 20000)}
+        load_experience(sizes[1000])  # first use: imports and validators built once
+        per_node: dict[int, float] = {}
+        for size, path in sizes.items():
+            runs = repeat if size <= 5000 else max(1, repeat // 2)
+            seconds = cpu_median(lambda p=path: load_experience(p), runs)
+            per_node[size] = seconds / size
+            print(
+                f"load {size:6,}-node chain   {seconds:7.3f} s CPU   "
+                f"{per_node[size] * 1e6:6.1f} us per node"
+            )
+        spread = max(per_node.values()) / min(per_node.values())
+        print(
+            f"time per node, largest / smallest: {spread:.2f}x"
+            f"   (target <= 1.5x)  {'MET' if spread <= 1.5 else 'NOT MET'}"
+        )
+        now = cpu_median(lambda: load_experience(sizes[1000]), repeat)
+        _whole()
+        with mock.patch.object(loader, "schema_problems", whole_schema_problems):
+            before = cpu_median(lambda: load_experience(sizes[1000]), repeat)
+        print(
+            f"1,000-node chain: whole-schema validator {before:.3f} s, load path {now:.3f} s:"
+            f" {before / now:.1f}x cheaper   (target >= 5x)"
+            f"  {'MET' if before / now >= 5 else 'NOT MET'}"
+        )
+
+
+if __name__ == "__main__":
+    main()
