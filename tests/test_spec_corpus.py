@@ -10,17 +10,21 @@ the form "prompts/p.md:1:7" is in that file of the experience instead of experie
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
 
+import jsonschema
 import pytest
 from typer.testing import CliRunner
 
 from conftest import write_experience
 from evolve.cli import app
 from evolve.errors import SpecError
-from evolve.spec import load_experience
+from evolve.spec import load_experience, loader
+from evolve.spec.shape import shape_errors
+from evolve.spec.source import parse_yaml
 
 runner = CliRunner()
 
@@ -1764,3 +1768,21 @@ def test_the_path_checker_is_one_function_evals_can_call():
     assert problem.offset == len("$.n > 0 && $.results.")
     assert problem.message.endswith("did you mean length($.results)?")
     assert path_problems(parse_expression("length($.results) > $.n"), fields) == []
+
+
+# the cases whose YAML builds a mapping: those the JSON Schema shape check sees
+SHAPED = [c for c in CASES if isinstance(parse_yaml(c.values[0], "experience.yaml")[0], dict)]
+
+
+@pytest.mark.parametrize(("yaml_text", "expected", "files", "executable"), SHAPED)
+def test_the_shape_check_says_what_the_whole_schema_says(yaml_text, expected, files, executable):
+    """The per-kind validators on the load path report, for each case, exactly the errors one
+    validator of the whole shipped schema reports (so the same located messages)."""
+    data, loc, _ = parse_yaml(yaml_text, "experience.yaml")
+    whole = jsonschema.Draft202012Validator(json.loads(loader.schema_text()))
+
+    def described(errors):
+        found = {(p.line, p.col, p.message) for e in errors for p in loader._describe(e, loc, data)}
+        return sorted(found)
+
+    assert described(shape_errors(data, loader.schema_text())) == described(whole.iter_errors(data))

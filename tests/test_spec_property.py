@@ -511,6 +511,7 @@ def _described(errors: Any, data: Any, loc: Any) -> list[tuple[int, int, str, st
     return sorted(found)
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(data=st.data())
 def test_the_shape_check_says_what_the_whole_schema_says(bases, data):

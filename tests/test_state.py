@@ -97,7 +97,7 @@ def test_tool_output_shape_is_checked(tmp_path):
     assert "unknown keys ['delta']" in failed["error"]
 
 
-def test_tools_get_copies_of_state_not_the_state_itself(tmp_path):
+def test_tools_get_read_only_views_of_state_not_the_state_itself(tmp_path):
     sneaky = "def run(inputs):\n    inputs['_state']['items'].append('x')\n    return {}\n"
     nodes = [tool("a", "tools/a.py", reads=["items"])]
     exp = build(
@@ -105,7 +105,46 @@ def test_tools_get_copies_of_state_not_the_state_itself(tmp_path):
         spec(nodes, state={"items": {"type": "array", "default": []}}),
         {"tools/a.py": sneaky},
     )
-    assert run(exp, tmp_path / "ws").state["items"] == []
+    result = run(exp, tmp_path / "ws")
+    assert result.state["items"] == []
+    failed = events(result, "node.failed")[0]
+    assert "TypeError: state values given to a node are read-only" in failed["error"]
+
+
+def test_a_copy_of_a_read_value_may_be_changed_and_written_back(tmp_path):
+    copier = (
+        "import copy\n"
+        "def run(inputs):\n"
+        "    rows = copy.deepcopy(inputs['_state']['rows'])\n"
+        "    rows[0]['n'] += 1\n"
+        "    rows.append({'n': 9})\n"
+        "    return {'state_delta': {'rows': rows}}\n"
+    )
+    nodes = [tool("a", "tools/a.py", reads=["rows"], writes=["rows"])]
+    exp = build(
+        tmp_path / "x",
+        spec(nodes, state={"rows": {"type": "array", "default": [{"n": 1}]}}),
+        {"tools/a.py": copier},
+    )
+    assert run(exp, tmp_path / "ws").state["rows"] == [{"n": 2}, {"n": 9}]
+
+
+def test_items_reading_a_field_share_one_view_of_it(tmp_path):
+    """A fan-out's items are handed the same read-only value, not a copy each."""
+    recorder = (
+        "KEPT = []\n"
+        "def run(inputs):\n"
+        "    KEPT.append(inputs['_state']['items'])  # kept alive: no id is reused\n"
+        "    return {'state_delta': {'views': [len({id(v) for v in KEPT})]}}\n"
+    )
+    node = tool("a", "tools/a.py", reads=["items"], writes=["views"])
+    node["for_each"] = {"source": "$.items"}
+    state = {
+        "items": {"type": "array", "default": list(range(50))},
+        "views": {"type": "array", "merge": "array_append", "default": []},
+    }
+    exp = build(tmp_path / "x", spec([node], state=state), {"tools/a.py": recorder})
+    assert run(exp, tmp_path / "ws").state["views"] == [1] * 50
 
 
 def test_a_tool_may_return_nothing(tmp_path):

@@ -310,13 +310,15 @@ class Scheduler:
         for number in range(1, allowed + 1):
             if self.halted is not None:  # the run is stopping: start nothing new
                 raise self.halted
-            inputs = self._inputs(node, edge_inputs, index, item)
-            attempt = Attempt(node, number, inputs, index, self.events.emit, self.call_model)
+            # inputs are built once the attempt holds its slot: a fan-out's waiting items
+            # hold nothing yet, so memory follows the attempts in flight, not the items
             if limit is not None:
                 async with limit, self.slots:
+                    attempt = self._attempt_for(node, number, edge_inputs, index, item)
                     outcome, error, error_type, asked = await self._attempt(attempt, apply)
             else:
                 async with self.slots:
+                    attempt = self._attempt_for(node, number, edge_inputs, index, item)
                     outcome, error, error_type, asked = await self._attempt(attempt, apply)
             if outcome is not None:
                 return outcome
@@ -432,6 +434,12 @@ class Scheduler:
         self.state.check_delta(node.writes, delta, f"node '{node.id}'")
         edge_output = result.get("edge_output", delta)
         return Outcome("succeeded", delta=delta, edge_output=edge_output)
+
+    def _attempt_for(
+        self, node: Node, number: int, edge_inputs: dict[str, Any], index: int | None, item: Any
+    ) -> Attempt:
+        inputs = self._inputs(node, edge_inputs, index, item)
+        return Attempt(node, number, inputs, index, self.events.emit, self.call_model)
 
     def _inputs(
         self, node: Node, edge_inputs: dict[str, Any], index: int | None, item: Any

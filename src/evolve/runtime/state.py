@@ -15,6 +15,7 @@ from typing import Any
 
 from evolve import jsonvalue
 from evolve.errors import EvolveError, UsageError
+from evolve.runtime.readonly import freeze
 from evolve.spec.model import Experience, StateField
 from evolve.store.log import EventLog
 from evolve.store.writer import StateStore
@@ -82,11 +83,20 @@ class RunState:
         self.store = store
         self.events = events
         self.written_once: set[str] = set()
+        self._views: dict[str, tuple[Any, Any]] = {}  # field -> (value, its read-only view)
         store.init_state(run_id, values)
 
     def read(self, fields: tuple[str, ...] | list[str]) -> dict[str, Any]:
-        """Copies of the named fields, so a tool cannot change state behind the writer's back."""
-        return {f: copy.deepcopy(self.values[f]) for f in fields if f in self.values}
+        """Read-only views of the named fields, so a tool cannot change state behind the
+        writer's back; made once per value a field takes and shared by every reader."""
+        return {f: self._view(f) for f in fields if f in self.values}
+
+    def _view(self, field: str) -> Any:
+        value = self.values[field]
+        seen = self._views.get(field)
+        if seen is None or seen[0] is not value:  # the field was written since: freeze anew
+            seen = self._views[field] = (value, freeze(value))
+        return seen[1]
 
     def check_delta(self, writes: tuple[str, ...], delta: Any, who: str) -> None:
         """Refuse a delta with undeclared fields or values that break a field's schema."""
