@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
+from datetime import datetime
 
 import pytest
 
@@ -422,3 +424,36 @@ def test_model_flag_wins_over_node_and_runtime_models(tmp_path):
 
     start_run(exp, Workspace(tmp_path / "ws"), RunOptions(model="fake/flag"), model)
     assert [c.model for c in model.calls] == ["fake/node", "fake/flag"]
+
+
+def test_the_model_layer_loads_in_the_background_while_tools_run(tmp_path):
+    """A run with an agent node starts the model's `prepare` (importing litellm) as it starts:
+    the tool before the agent runs meanwhile, and the agent's attempt starts once it is done."""
+    flag = tmp_path / "tool-ran"
+
+    class SlowToImport(ScriptedModel):
+        def prepare(self) -> None:
+            deadline = time.monotonic() + 20
+            while not flag.exists() and time.monotonic() < deadline:
+                time.sleep(0.01)  # only the tool, running meanwhile, can end this wait early
+            self.saw_the_tool = flag.exists()
+            self.prepared_at = time.time()
+
+    first = "from pathlib import Path\ndef run(inputs):\n    Path(inputs['flag']).touch()\n"
+    nodes = [
+        tool("first", "tools/first.py", args={"flag": str(flag)}),
+        {"id": "ask", "kind": "agent", "prompt": "prompts/p.md", "writes": ["answer"]},
+    ]
+    document = spec(
+        nodes,
+        [{"from": "first", "to": "ask"}],
+        {"answer": {"type": "string"}},
+        runtime={"model": "fake/m"},
+    )
+    files = {"tools/first.py": first, "prompts/p.md": "Say hi."}
+    model = SlowToImport(["hi"])
+    result = run(build(tmp_path / "x", document, files), tmp_path / "ws", model=model)
+    assert result.status == "success", result.reason
+    assert model.saw_the_tool
+    asked = next(e for e in events(result, "node.started") if e["node_id"] == "ask")
+    assert datetime.fromisoformat(asked["ts"]).timestamp() >= model.prepared_at - 0.001

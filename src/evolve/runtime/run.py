@@ -26,13 +26,12 @@ from evolve.runtime.recording import CallRecorder
 from evolve.runtime.scheduler import RunFailed, Scheduler
 from evolve.runtime.state import RunState, initial_values
 from evolve.spec import Experience, Node, load_experience
-from evolve.spec.model import Eval
+from evolve.spec.model import MODEL_KINDS, Eval
 from evolve.store.log import EventLog, Listener, utc_now
 from evolve.store.workspace import Workspace, new_run_id
 from evolve.store.writer import StateStore
 
 MAX_NESTING = 8  # experience nodes inside experience nodes; deeper is almost surely a cycle
-MODEL_KINDS = ("agent", "skill")  # node kinds that call the run's model
 EXIT_CODES = {"success": 0, "failed": 1, "partial": 1, "interrupted": 130}
 
 
@@ -167,6 +166,7 @@ class Run:
 
     async def execute(self) -> RunResult:
         experience, run_id = self.experience, self.run_id
+        model_ready = self._prepare_model()
         log_path = self.workspace.log_path(run_id)
         events = EventLog(log_path, run_id, self.options.listeners)
         model_for = model_resolver(experience, self.options.model, self.options.replaying)
@@ -210,10 +210,6 @@ class Run:
             repeat=self.options.repeat,
             graph=graph_outline(experience),
         )
-        if self.model is not None and any(n.kind == "agent" for n in experience.nodes.values()):
-            prepare = getattr(self.model, "prepare", None)
-            if prepare is not None:  # importing the model layer is no attempt's time
-                await asyncio.to_thread(prepare)
         started = time.monotonic()
         state = RunState(experience, run_id, self.values, self.store, events)
         scheduler = Scheduler(
@@ -228,6 +224,7 @@ class Run:
             child_runner=self._child,
             max_cost=self.options.max_cost,
             recorder=CallRecorder.for_model(self.model, self.options.replaying),
+            model_ready=model_ready,
         )
         status, reason, stopped = "success", None, None
         scored: RunScore | None = None
@@ -329,6 +326,17 @@ class Run:
         scored = await score_run(self.experience, values, self.options.case, summary, judge_call)
         record_scores(scheduler.events, self.store, self.run_id, self.case_id, scored)
         return scored
+
+    def _prepare_model(self) -> asyncio.Future[Any] | None:
+        """Start importing the model layer (seconds, for litellm) as the run starts, on a thread:
+        the nodes before the first agent run meanwhile, and an agent attempt waits only for
+        what is left, before its clock starts (the import is no attempt's time)."""
+        prepare = getattr(self.model, "prepare", None)
+        if prepare is None or not any(
+            n.kind in MODEL_KINDS for n in self.experience.nodes.values()
+        ):
+            return None
+        return asyncio.ensure_future(asyncio.to_thread(prepare))
 
     async def _child(self, node: Node, args: dict[str, Any]) -> dict[str, Any]:
         from evolve.runtime.scheduler import NodeError

@@ -11,6 +11,7 @@ caps the attempts in flight across the run (a waiting retry or a fan-out parent 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from evolve.runtime.attempt import Attempt
 from evolve.runtime.recording import CallRecorder
 from evolve.runtime.state import RunState, StateWriteError
 from evolve.spec.expressions import MISSING, resolve_path
-from evolve.spec.model import Experience, Node
+from evolve.spec.model import MODEL_KINDS, Experience, Node
 from evolve.store.log import EventLog, utc_now
 from evolve.store.writer import StateStore
 
@@ -72,6 +73,7 @@ class Scheduler:
         child_runner: ChildRunner | None,
         max_cost: float | None = None,
         recorder: CallRecorder | None = None,
+        model_ready: asyncio.Future[Any] | None = None,
     ):
         self.experience = experience
         self.run_id = run_id
@@ -84,6 +86,7 @@ class Scheduler:
         self.child_runner = child_runner
         self.max_cost = max_cost
         self.recorder = recorder or CallRecorder(None, replaying=False)
+        self.model_ready = model_ready  # the model layer's import, begun as the run started
         self.status: dict[str, str] = {}
         self.outputs: dict[str, Any] = {}
         self.partial = False  # some node or item failed under `skip`
@@ -307,6 +310,9 @@ class Scheduler:
         """Try a node (or one item) as its on_error policy allows."""
         allowed = policies.attempts_allowed(node.on_error)
         error = ""
+        if node.kind in MODEL_KINDS and self.model_ready is not None:
+            with contextlib.suppress(Exception):  # a failed import fails the call itself
+                await asyncio.shield(self.model_ready)  # before any slot or clock is taken
         for number in range(1, allowed + 1):
             if self.halted is not None:  # the run is stopping: start nothing new
                 raise self.halted

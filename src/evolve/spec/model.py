@@ -16,6 +16,7 @@ from evolve.spec.expressions import Expression
 
 NodeKind = Literal["tool", "agent", "dataset", "experience", "cli-agent", "skill"]
 MergeRule = Literal["last_wins", "array_append", "set_once"]
+MODEL_KINDS = ("agent", "skill")  # node kinds that call the run's model
 
 DEFAULT_CONCURRENCY = 4
 DEFAULT_TIMEOUT_MS = 300_000
