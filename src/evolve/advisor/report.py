@@ -3,11 +3,15 @@
 The markdown keeps `oe`'s shape: a title naming the run, one line saying nothing is applied
 automatically and how to apply, then `## N. Title _(operation, confidence: level)_`, the rationale
 with its evidence, and a ```diff block per proposal; an appendix lists what was not proposed.
+Text a model or a tool wrote is rendered so it cannot open a fence, a heading or an HTML block
+(`inline_text`, `block_text`), and each diff's fence is longer than any backtick run inside it,
+so the real diff is the only fenced block of a proposal.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +20,10 @@ from evolve.advisor.ledger import Earlier
 from evolve.advisor.proposal import Proposal, Rejected
 from evolve.redaction import Redactor
 from evolve.store.log import utc_now
+
+_ESCAPE = re.compile(r"[\\`<]")  # shown literally in markdown: no code span, no HTML
+_BLOCK_STARTS = set("#~>-+*=_|")  # a line starting with one may open a block
+_NUMBERED = re.compile(r"^(\d{1,9})[.)]")
 
 
 @dataclass
@@ -91,12 +99,12 @@ class Report:
             lines.append(
                 f"- run `{r['run']}`: {r['status']}, {r['events']} events"
                 + (f", {r['duration_ms'] / 1000:.2f} s" if r.get("duration_ms") is not None else "")
-                + (f" ({r['reason']})" if r.get("reason") else "")
+                + (f" ({inline_text(r['reason'])})" if r.get("reason") else "")
             )
-        lines += ["", f"_{self.llm_note}_", ""]
+        lines += ["", f"_{inline_text(self.llm_note)}_", ""]
         if self.llm_failure:
-            lines += [f"**The model advisor failed:** {self.llm_failure}", ""]
-            lines += [f"To fix: {self.llm_fix}.", ""] if self.llm_fix else []
+            lines += [f"**The model advisor failed:** {inline_text(self.llm_failure)}", ""]
+            lines += [f"To fix: {inline_text(self.llm_fix)}.", ""] if self.llm_fix else []
         if self.left_out:
             lines += [
                 "To fit the model's context window, the advisor's request left out: "
@@ -115,33 +123,34 @@ class Report:
             ]
         for i, p in enumerate(self.proposals, 1):
             lines += [
-                f"## {i}. {p.title} _({p.operation}, confidence: {p.confidence})_",
+                f"## {i}. {inline_text(p.title)} _({p.operation}, confidence: {p.confidence})_",
                 "",
-                p.rationale,
+                block_text(p.rationale),
                 "",
             ]
             if p.evidence:
                 lines += [
                     "Evidence: "
-                    + ", ".join(f"`{e}`" for e in p.evidence[:12])
+                    + ", ".join(_code(e) for e in p.evidence[:12])
                     + (f" and {len(p.evidence) - 12} more" if len(p.evidence) > 12 else ""),
                     "",
                 ]
-            lines += ["```diff", p.diff.rstrip("\n"), "```", ""]
+            fence = _fence(p.diff)
+            lines += [f"{fence}diff", p.diff.rstrip("\n"), fence, ""]
         if self.rejected or self.repeated:
             lines += ["## Appendix: not proposed", ""]
             for r in self.rejected:
-                lines.append(f"- {r.title}: {r.reason}")
-                sent = r.quote().replace("`", "'")
+                lines.append(f"- {inline_text(r.title)}: {inline_text(r.reason)}")
+                sent = r.quote()
                 if sent:
-                    lines.append(f"  - the model sent: `{sent}`")
+                    lines.append(f"  - the model sent: {_code(sent)}")
             for e in self.repeated:
                 state = (
                     "already applied"
                     if e.applied
                     else "proposed before, and the experience ran again without it"
                 )
-                lines.append(f"- {e.title}: {state} ({e.file})")
+                lines.append(f"- {inline_text(e.title)}: {state} ({e.file})")
             lines.append("")
         return "\n".join(lines)
 
@@ -158,6 +167,40 @@ class Report:
             json.dumps(self.to_json(), indent=2, ensure_ascii=False), "utf-8"
         )
         return self.path
+
+
+def inline_text(text: str) -> str:
+    """Text from a model or a tool, as inline markdown that shows it literally: one line (so it
+    cannot start a block), with backslashes, backticks and `<` escaped (no code span, no HTML)."""
+    text = " ".join(str(text).split())
+    return _ESCAPE.sub(r"\\\g<0>", text)
+
+
+def block_text(text: str) -> str:
+    """Multi-line text from a model as markdown paragraphs that cannot open a code fence, a
+    heading, a quote, a list, an HTML block or an indented code block: each line loses its
+    indentation, and a character that would start a block is escaped."""
+    lines = []
+    for line in str(text).splitlines():
+        line = _ESCAPE.sub(r"\\\g<0>", line.strip())
+        numbered = _NUMBERED.match(line)
+        if numbered:
+            line = f"{numbered[1]}\\{line[len(numbered[1]) :]}"
+        elif line[:1] in _BLOCK_STARTS:
+            line = "\\" + line
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _code(text: str) -> str:
+    """A one-line code span (backticks inside become quotes: a span cannot hold its fence)."""
+    return "`" + " ".join(str(text).replace("`", "'").split()) + "`"
+
+
+def _fence(diff: str) -> str:
+    """A backtick fence longer than any run of backticks in `diff`, which it cannot close."""
+    longest = max((len(run) for run in re.findall(r"`+", diff)), default=0)
+    return "`" * max(3, longest + 1)
 
 
 def _calls_line(calls: list[dict[str, Any]]) -> str:
