@@ -29,6 +29,11 @@ from evolve.spec.model import MODEL_KINDS, Experience, Node
 from evolve.store.log import EventLog, utc_now
 from evolve.store.writer import StateStore
 
+# a fan-out keeps this many items started per run slot (so that items waiting to retry, which
+# hold no slot, do not keep the others from starting), and at least MIN_LIVE_ITEMS
+LIVE_ITEMS_PER_SLOT = 4
+MIN_LIVE_ITEMS = 64
+
 ChildRunner = Callable[[Node, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
@@ -80,6 +85,7 @@ class Scheduler:
         self.state = state
         self.store = store
         self.events = events
+        self.concurrency = concurrency
         self.slots = asyncio.Semaphore(concurrency)
         self.model = model
         self.model_for = model_for
@@ -245,10 +251,14 @@ class Scheduler:
             )
         limit = asyncio.Semaphore(node.for_each.concurrency or len(items) or 1)
 
-        async def one(index: int, item: Any) -> Outcome:
+        async def one(index: int) -> Outcome:
+            item = items[index]
             return await self._attempts(node, edge_inputs, index, item, apply=False, limit=limit)
 
-        outcomes = await _gather_all(one(i, x) for i, x in enumerate(items))
+        # items start in order, a bounded number at a time: a 50,000-item fan-out holds a task
+        # for the items under way (or waiting to retry), not for every item
+        live = max(LIVE_ITEMS_PER_SLOT * self.concurrency, MIN_LIVE_ITEMS)
+        outcomes = await _bounded_in_order(one, len(items), live)
         return self._merge(node, outcomes)
 
     def _merge(self, node: Node, outcomes: list[Outcome]) -> Outcome:
@@ -607,6 +617,30 @@ class Scheduler:
                 break
             edge_inputs = {body.id: outcome.edge_output}
         return outcome
+
+
+async def _bounded_in_order(
+    run_one: Callable[[int], Awaitable[Any]], count: int, bound: int
+) -> list[Any]:
+    """`run_one(i)` for i in 0..count-1, started in order with at most `bound` unfinished at
+    once; the results in order. A failure cancels the rest and is raised (the first one)."""
+    results: list[Any] = [None] * count
+    room = asyncio.Semaphore(bound)
+
+    async def one(index: int) -> None:
+        try:
+            results[index] = await run_one(index)
+        finally:
+            room.release()
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for index in range(count):
+                await room.acquire()
+                group.create_task(one(index))
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return results
 
 
 async def _gather_all(coroutines: Any) -> list[Any]:
