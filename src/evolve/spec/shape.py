@@ -5,7 +5,7 @@ schema (same keyword, instance, schema and path for each), so every message buil
 unchanged. It is cheaper because that validator spends most of its time on nodes: each node is
 checked against every kind's `if` and then collects the properties those branches evaluated for
 `unevaluatedProperties`. Here the schema is compiled once into:
-- an outer validator: the whole schema with a node accepted as anything;
+- an outer validator: the whole schema with nodes not looked into;
 - one validator per node kind: the node's properties and the kind's own merged into one object
   with `additionalProperties: false` and the required keys of both (no if/then, nothing to
   track), which accepts exactly the nodes of that kind the whole schema accepts.
@@ -59,6 +59,7 @@ def _compile(schema_text: str) -> _Compiled:
     node = schema["$defs"]["node"]
     outer = copy.deepcopy(schema)
     outer["$defs"]["node"] = {}
+    del outer["properties"]["graph"]["properties"]["nodes"]["items"]  # not even a visit each
     kinds = {
         branch["if"]["properties"]["kind"]["const"]: whole.evolve(
             schema=_flatten(node, branch["then"])
