@@ -39,6 +39,7 @@ _PATTERN_HINTS = {
     "id": "must start with a letter or _ and contain only letters, digits and _",
     "source": "must be a state path such as $.items",
     "items": "must be a state path such as $.items",
+    "url": "must be an http:// or https:// URL",
 }
 
 
