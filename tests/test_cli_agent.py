@@ -143,10 +143,10 @@ def _gone(pid: int) -> bool:
 def test_a_timeout_kills_the_whole_process_group(tmp_path, fake_bin, monkeypatch):
     pidfile = tmp_path / "pids"
     monkeypatch.setenv("FAKE_CLI_PIDFILE", str(pidfile))
-    exp = experience(tmp_path / "exp", "sleep", timeout_ms=1500)
+    exp = experience(tmp_path / "exp", "sleep", timeout_ms=3000)  # room for a slow start
     result = run(exp, tmp_path / "ws")
     assert result.status == "failed"
-    assert [e["timeout_ms"] for e in events(result, "node.timeout")] == [1500]
+    assert [e["timeout_ms"] for e in events(result, "node.timeout")] == [3000]
     pids = [int(p) for p in pidfile.read_text().split()]
     deadline = time.monotonic() + 5
     while not all(_gone(p) for p in pids) and time.monotonic() < deadline:
