@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
+
+import pytest
 
 
 def write_experience(
@@ -28,3 +31,24 @@ def write_experience(
         if name in executable:
             path.chmod(0o755)
     return tmp_path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def every_written_event_is_declared(tmp_path_factory: pytest.TempPathFactory):
+    """After the whole suite: every event log any test's run wrote (under the session's temp
+    folder, subprocess runs included) holds only declared event types with declared fields of
+    the declared types (see evolve.events). A problem fails the session with the file and line."""
+    yield
+    from evolve.events import validate
+
+    problems: list[str] = []
+    for log in sorted(tmp_path_factory.getbasetemp().rglob("r-*.jsonl")):
+        if log.parent.name != "runs":
+            continue
+        for number, raw in enumerate(log.read_text("utf-8", errors="replace").splitlines(), 1):
+            try:
+                event = json.loads(raw)
+            except ValueError:
+                continue  # a torn last line after a kill: readers skip it, and so does this check
+            problems += [f"{log}:{number}: {p}" for p in validate(event)]
+    assert not problems, "undeclared events were written:\n" + "\n".join(problems[:20])

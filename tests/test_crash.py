@@ -108,7 +108,9 @@ def test_sigkill_at_random_moments_leaves_readable_log_and_sound_database(tmp_pa
         row = store.run(run_id)
         store.close()
         if events and events[-1]["type"] == "run.finished":
-            assert row["status"] == "success"
+            assert row["status"] == "success"  # the log never says more than the store holds
+        elif row is not None and row["status"] == "success":
+            pass  # killed after the store recorded the end, before the log's last line
         else:
             killed_mid_run += 1
             assert row is None or row["status"] == "interrupted"

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from evolve.runtime import datasets
+from evolve.runtime.attempt import AttemptError
 from evolve.spec.model import DatasetSource
 
 
@@ -52,7 +53,7 @@ def test_a_failing_sqlite_query_closes_its_connection_too(tmp_path, monkeypatch)
         lambda *a, **k: opened.append(real_connect(*a, **k)) or opened[-1],
     )
     source = DatasetSource("sqlite", path, "d.sqlite", query="select nope from t")
-    with pytest.raises(datasets.DatasetError, match="no such column"):
+    with pytest.raises(AttemptError, match="no such column"):
         datasets.load_rows(source)
     assert len(opened) == 1
     try:

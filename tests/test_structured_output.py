@@ -273,12 +273,16 @@ def test_progress_shows_a_call_in_flight_and_an_unknown_cost_as_a_dash():
     from evolve.llm import inflight
     from evolve.report.progress import Progress
 
+    def call(seq: int, **fields):
+        envelope = {"v": 1, "seq": seq, "ts": "2026-01-01T00:00:00.000Z", "run_id": "r-x"}
+        return {**envelope, "type": "llm.call", "node_id": "review", "attempt": 1, **fields}
+
     shown = io.StringIO()
     progress = Progress(stream=shown, tick_s=0.05)
     token = inflight.begin("review", 2, "openai/local")
     try:
         with progress:
-            progress({"type": "llm.call", "node_id": "review", "tokens_in": 10, "tokens_out": 5})
+            progress(call(1, tokens_in=10, tokens_out=5))
             deadline = time.monotonic() + 5
             while "waiting for" not in shown.getvalue() and time.monotonic() < deadline:
                 time.sleep(0.02)
@@ -288,7 +292,7 @@ def test_progress_shows_a_call_in_flight_and_an_unknown_cost_as_a_dash():
     assert "… review item 2: waiting for openai/local (" in shown.getvalue()
     assert progress.cost is None and "cost —" in str(table.title)
     assert inflight.snapshot() == []
-    progress({"type": "llm.call", "node_id": "review", "cost_usd": 0.002})
+    progress(call(2, cost_usd=0.002))
     assert progress.cost == pytest.approx(0.002)
 
 

@@ -173,13 +173,14 @@ def build_server(workspace: Path | None = None) -> Any:
         import anyio.from_thread
         import anyio.to_thread
 
+        from evolve.events import EventType
         from evolve.runtime.run import RunOptions, start_run
 
         done = 0
 
         def progress(event: dict[str, Any]) -> None:
             nonlocal done
-            if event.get("type") != "node.finished" or event.get("item") is not None:
+            if event.get("type") != EventType.NODE_FINISHED or event.get("item") is not None:
                 return
             done += 1
             message = f"{event.get('node_id')} finished ({event.get('duration_ms', 0)} ms)"

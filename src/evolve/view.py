@@ -1,9 +1,12 @@
-"""A run as people look at it, folded from its event log in one streaming pass.
+"""A run as its readers look at it, folded from its event log in one streaming pass.
 
 `fold(events)` turns the events of a run (finished, still going, or killed) into a `RunView`:
 phases, nodes, items and attempts with status, timing, tokens, cost and errors, plus the summary
-figures (slowest nodes, failures, retries, timeouts). It never holds the raw events, so a run of
-100,000 events costs only its nodes and attempts in memory.
+figures (slowest nodes, failures, retries, timeouts) and every event `seq` a finding can cite.
+`Folder` is the same fold fed one event at a time, for a run still being written (live
+progress). `inspect`, the HTML report, live progress and the advisor's evidence all read this
+one view. It never holds the raw events, so a run of 100,000 events costs only its nodes and
+attempts in memory.
 """
 
 from __future__ import annotations
@@ -12,6 +15,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+from evolve.events import EventType
+
+ENDED = ("failed", "timeout")  # how an attempt can end without success
 
 
 def _ms(ts: str, origin: datetime | None) -> int:
@@ -34,9 +41,27 @@ class AttemptView:
     tokens_in: int = 0
     tokens_out: int = 0
     cost_usd: float | None = None
+    timeout_ms: int | None = None  # the limit it ran into
+    timeout_seq: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__slots__}
+        return {k: getattr(self, k) for k in _ATTEMPT_JSON}
+
+
+_ATTEMPT_JSON = (
+    "number",
+    "item",
+    "start_ms",
+    "status",
+    "end_ms",
+    "duration_ms",
+    "error_type",
+    "error",
+    "seq",
+    "tokens_in",
+    "tokens_out",
+    "cost_usd",
+)
 
 
 @dataclass(slots=True)
@@ -80,6 +105,16 @@ class NodeView:
     tokens_out: int = 0
     cost_usd: float | None = None
     iterations: int = 0  # loops
+    items_total: int | None = None  # for_each nodes and pipeline stages, once known
+    activity: str | None = None  # the latest node.activity
+    first_seq: int | None = None  # the first event about the node (None: it never ran)
+    retry_seqs: list[int] = field(default_factory=list)
+    schema_errors: list[tuple[int, list[str]]] = field(default_factory=list)  # (seq, errors)
+    finishes: list[tuple[int, int]] = field(default_factory=list)  # whole node: (wall_ms, items)
+
+    @property
+    def all_attempts(self) -> list[AttemptView]:
+        return [*self.attempts, *(a for i in self.items.values() for a in i.attempts)]
 
     @property
     def duration_ms(self) -> int | None:
@@ -89,7 +124,11 @@ class NodeView:
 
     @property
     def items_failed(self) -> int:
-        return sum(1 for i in self.items.values() if i.status in ("failed", "timeout"))
+        return sum(1 for i in self.items.values() if i.status in ENDED)
+
+    @property
+    def items_done(self) -> int:
+        return sum(1 for i in self.items.values() if i.status not in ("running", "waiting"))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -149,9 +188,11 @@ class RunView:
     failures: list[Failure] = field(default_factory=list)
     events: int = 0
     last_ms: int = 0  # time of the newest event, from the start
+    finished: bool = False  # the log has run.finished
     evals: list[dict[str, Any]] = field(default_factory=list)  # eval.result, in order
     score: float | None = None
     evals_passed: bool | None = None
+    parent_node: str | None = None  # a nested run: the node of its parent that started it
 
     def slowest(self, n: int = 5) -> list[NodeView]:
         timed = [v for v in self.nodes.values() if v.duration_ms is not None]
@@ -183,7 +224,9 @@ class RunView:
         }
 
 
-class _Folder:
+class Folder:
+    """The fold, one event at a time: `feed` each event, read `view` whenever."""
+
     def __init__(self) -> None:
         self.view = RunView()
         self.origin: datetime | None = None
@@ -199,31 +242,18 @@ class _Folder:
         view = self.view
         view.events += 1
         kind = e["type"]
-        if kind == "run.started":
-            self.origin = datetime.fromisoformat(e["ts"])
-            view.run_id, view.experience, view.started = (
-                e["run_id"],
-                e.get("experience", ""),
-                e["ts"],
-            )
-            graph = e.get("graph") or {}
-            view.phases = list(graph.get("phases", []))
-            view.edges = list(graph.get("edges", []))
-            nested = [n for n in graph.get("nodes", {}) if n not in graph.get("steps", [])]
-            for node_id in [*graph.get("steps", []), *nested]:  # steps first, in graph order
-                info = graph["nodes"].get(node_id, {})
-                node = self.node(node_id)
-                node.kind, node.phase = info.get("kind", "tool"), info.get("phase")
-                node.for_each = bool(info.get("for_each"))
+        if kind == EventType.RUN_STARTED:
+            self._started(e)
             return
         at = _ms(e["ts"], self.origin)
         view.last_ms = max(view.last_ms, at)
-        if kind == "run.finished":
+        if kind == EventType.RUN_FINISHED:
             view.status, view.reason = e.get("status", "success"), e.get("reason")
             view.duration_ms = e.get("duration_ms")
             view.score, view.evals_passed = e.get("score"), e.get("evals_passed")
+            view.finished = True
             return
-        if kind == "eval.result":
+        if kind == EventType.EVAL_RESULT:
             view.evals.append(
                 {k: e.get(k) for k in ("eval", "kind", "score", "passed", "required", "reason")}
             )
@@ -235,94 +265,134 @@ class _Folder:
             self._judge_call(e)
             return
         node = self.node(node_id)
+        if node.first_seq is None:
+            node.first_seq = e["seq"]
         item = e.get("item")
         key = (node_id, item)
-        if kind == "node.ready":
+        if kind == EventType.NODE_READY:
             node.status, node.start_ms = "running", at
-        elif kind == "node.started":
-            if node.start_ms is None:
-                node.start_ms = at
-            node.status = "running"
-            attempt = AttemptView(e.get("attempt", 1), item, at, seq=e["seq"])
-            self.open[key] = attempt
-            target = (
-                node.attempts
-                if item is None
-                else node.items.setdefault(item, ItemView(item)).attempts
-            )
-            target.append(attempt)
-        elif kind in ("node.finished", "node.failed") and "attempt" in e:
-            attempt = self.open.pop(key, None)
-            if attempt is not None:
-                if attempt.status != "timeout":
-                    attempt.status = "succeeded" if kind == "node.finished" else "failed"
-                attempt.end_ms, attempt.seq = at, e["seq"]
-                attempt.duration_ms = e.get("duration_ms", at - attempt.start_ms)
-                attempt.error_type, attempt.error = e.get("error_type"), e.get("error")
-            if kind == "node.failed":
-                view.failures.append(
-                    Failure(
-                        e["seq"],
-                        node_id,
-                        item,
-                        e.get("attempt"),
-                        e.get("error_type", "error"),
-                        e.get("error", ""),
-                    )
-                )
-            elif item is None and node.kind != "loop":
-                node.status, node.end_ms = "succeeded", at
-        elif kind == "node.finished":  # a whole for_each node
+        elif kind == EventType.NODE_ITEMS:
+            node.items_total = e.get("total")
+        elif kind == EventType.NODE_STARTED:
+            self._attempt_started(node, e, item, at)
+        elif kind == EventType.NODE_ACTIVITY:
+            node.activity = e.get("activity")
+        elif kind in (EventType.NODE_FINISHED, EventType.NODE_FAILED) and "attempt" in e:
+            self._attempt_ended(node, e, item, at)
+        elif kind == EventType.NODE_FINISHED:  # a whole for_each node, pipeline or loop
             node.status = "succeeded" if e.get("status", "succeeded") == "succeeded" else "failed"
+            node.reason = node.reason if node.status == "succeeded" else e.get("error")
             node.end_ms = at
-        elif kind == "node.failed":  # a node-level failure, with no attempt
+            if "items" in e:
+                node.finishes.append((e.get("duration_ms", 0), e["items"]))
+                node.items_total = e["items"]
+        elif kind == EventType.NODE_FAILED:  # a node-level failure, with no attempt
             view.failures.append(
                 Failure(
                     e["seq"], node_id, item, None, e.get("error_type", "error"), e.get("error", "")
                 )
             )
             node.status, node.end_ms = "failed", at
-        elif kind == "node.timeout":
+        elif kind == EventType.NODE_TIMEOUT:
             attempt = self.open.get(key)
             if attempt is not None:
                 attempt.status = "timeout"
+                attempt.timeout_ms, attempt.timeout_seq = e.get("timeout_ms"), e["seq"]
             node.timeouts += 1
-        elif kind == "node.retry":
+        elif kind == EventType.NODE_RETRY:
             node.retries += 1
-        elif kind == "node.skipped":
-            if item is not None:
-                node.items.setdefault(item, ItemView(item)).skipped = e.get("reason", "")
-            else:
-                failed = str(e.get("reason", "")).startswith("failed")
-                node.status, node.reason = ("failed" if failed else "skipped"), e.get("reason")
-                node.end_ms = at
-                if node.start_ms is None:
-                    node.start_ms = at
-        elif kind == "schema.invalid":
+            node.retry_seqs.append(e["seq"])
+        elif kind == EventType.NODE_SKIPPED:
+            self._skipped(node, e, item, at)
+        elif kind == EventType.SCHEMA_INVALID:
             node.schema_invalid += 1
-        elif kind == "llm.call":
-            node.llm_calls += 1
-            tin, tout, cost = e.get("tokens_in") or 0, e.get("tokens_out") or 0, e.get("cost_usd")
-            node.tokens_in += tin
-            node.tokens_out += tout
-            view.tokens_in += tin
-            view.tokens_out += tout
-            attempt = self.open.get(key)
-            if attempt is not None:
-                attempt.tokens_in += tin
-                attempt.tokens_out += tout
-            if cost is not None:
-                node.cost_usd = (node.cost_usd or 0.0) + cost
-                view.cost_usd = (view.cost_usd or 0.0) + cost
-                if attempt is not None:
-                    attempt.cost_usd = (attempt.cost_usd or 0.0) + cost
-        elif kind == "loop.iteration":
+            node.schema_errors.append((e["seq"], list(e.get("errors", []))))
+        elif kind == EventType.LLM_CALL:
+            self._llm_call(node, e, key)
+        elif kind == EventType.LOOP_ITERATION:
             node.iterations = max(node.iterations, e.get("iteration", 0))
             node.end_ms = at
             node.status = "succeeded"
 
+    def _started(self, e: dict[str, Any]) -> None:
+        view = self.view
+        self.origin = datetime.fromisoformat(e["ts"])
+        view.run_id, view.experience, view.started = e["run_id"], e.get("experience", ""), e["ts"]
+        view.parent_node = e.get("parent_node")
+        graph = e.get("graph") or {}
+        view.phases = list(graph.get("phases", []))
+        view.edges = list(graph.get("edges", []))
+        nested = [n for n in graph.get("nodes", {}) if n not in graph.get("steps", [])]
+        for node_id in [*graph.get("steps", []), *nested]:  # steps first, in graph order
+            info = graph["nodes"].get(node_id, {})
+            node = self.node(node_id)
+            node.kind, node.phase = info.get("kind", "tool"), info.get("phase")
+            node.for_each = bool(info.get("for_each"))
+
+    def _attempt_started(self, node: NodeView, e: dict[str, Any], item: int | None, at: int):
+        if node.start_ms is None:
+            node.start_ms = at
+        node.status = "running"
+        attempt = AttemptView(e.get("attempt", 1), item, at, seq=e["seq"])
+        self.open[(node.id, item)] = attempt
+        target = (
+            node.attempts if item is None else node.items.setdefault(item, ItemView(item)).attempts
+        )
+        target.append(attempt)
+
+    def _attempt_ended(self, node: NodeView, e: dict[str, Any], item: int | None, at: int):
+        succeeded = e["type"] == EventType.NODE_FINISHED
+        attempt = self.open.pop((node.id, item), None)
+        if attempt is not None:
+            if attempt.status != "timeout":
+                attempt.status = "succeeded" if succeeded else "failed"
+            attempt.end_ms, attempt.seq = at, e["seq"]
+            attempt.duration_ms = e.get("duration_ms", at - attempt.start_ms)
+            attempt.error_type, attempt.error = e.get("error_type"), e.get("error")
+        if not succeeded:
+            self.view.failures.append(
+                Failure(
+                    e["seq"],
+                    node.id,
+                    item,
+                    e.get("attempt"),
+                    e.get("error_type", "error"),
+                    e.get("error", ""),
+                )
+            )
+        elif item is None and node.kind != "loop":
+            node.status, node.end_ms = "succeeded", at
+
+    def _skipped(self, node: NodeView, e: dict[str, Any], item: int | None, at: int) -> None:
+        if item is not None:
+            node.items.setdefault(item, ItemView(item)).skipped = e.get("reason", "")
+            return
+        failed = str(e.get("reason", "")).startswith("failed")
+        node.status, node.reason = ("failed" if failed else "skipped"), e.get("reason")
+        node.end_ms = at
+        if node.start_ms is None:
+            node.start_ms = at
+
+    def _llm_call(self, node: NodeView, e: dict[str, Any], key: tuple[str, int | None]) -> None:
+        view = self.view
+        node.llm_calls += 1
+        tin, tout, cost = e.get("tokens_in") or 0, e.get("tokens_out") or 0, e.get("cost_usd")
+        node.tokens_in += tin
+        node.tokens_out += tout
+        view.tokens_in += tin
+        view.tokens_out += tout
+        attempt = self.open.get(key)
+        if attempt is not None:
+            attempt.tokens_in += tin
+            attempt.tokens_out += tout
+        if cost is not None:
+            node.cost_usd = (node.cost_usd or 0.0) + cost
+            view.cost_usd = (view.cost_usd or 0.0) + cost
+            if attempt is not None:
+                attempt.cost_usd = (attempt.cost_usd or 0.0) + cost
+
     def _judge_call(self, e: dict[str, Any]) -> None:
-        if e["type"] != "llm.call":
+        if e["type"] != EventType.LLM_CALL:
             return
         view = self.view
         view.tokens_in += e.get("tokens_in") or 0
@@ -330,23 +400,29 @@ class _Folder:
         if e.get("cost_usd") is not None:
             view.cost_usd = (view.cost_usd or 0.0) + e["cost_usd"]
 
+    def settled(self, stored_status: str | None = None) -> RunView:
+        """The view as it stands; a run that has ended (by its log, or by `stored_status` from
+        the state store when the log has no `run.finished`) leaves nothing running."""
+        view = self.view
+        if not view.finished:  # no run.finished: running, or killed
+            ended = stored_status not in (None, "running")
+            view.status = stored_status if ended else "running"
+            view.duration_ms = view.last_ms
+        if view.status != "running":
+            _settle(view, self)
+        return view
+
 
 def fold(events: Iterable[dict[str, Any]], stored_status: str | None = None) -> RunView:
     """The view of a run from its events. `stored_status` (from the state store) settles the
     status of a run whose log has no `run.finished` (still going, or killed)."""
-    folder = _Folder()
+    folder = Folder()
     for event in events:
         folder.feed(event)
-    view = folder.view
-    if view.duration_ms is None:  # no run.finished: running, or killed
-        view.status = stored_status if stored_status and stored_status != "success" else "running"
-        view.duration_ms = view.last_ms
-    if view.status != "running":
-        _settle(view, folder)
-    return view
+    return folder.settled(stored_status)
 
 
-def _settle(view: RunView, folder: _Folder) -> None:
+def _settle(view: RunView, folder: Folder) -> None:
     """A run that has ended leaves nothing running: unfinished attempts were interrupted, and
     a node whose last attempt failed has failed (under fail_run the run stopped right there)."""
     for attempt in folder.open.values():
@@ -357,6 +433,15 @@ def _settle(view: RunView, folder: _Folder) -> None:
             continue
         last = node.attempts[-1] if node.attempts else None
         items = [i.status for i in node.items.values()]
+        if view.status == "failed" and any(
+            i.skipped is None and i.attempts and i.attempts[-1].status in ENDED
+            for i in node.items.values()
+        ):
+            # an item failed and was neither retried nor skipped: under fail_run it stopped
+            # the run, so its node failed
+            node.status = "failed"
+            node.end_ms = max((i.end_ms or 0) for i in node.items.values())
+            continue
         if items and "running" not in items and "interrupted" not in items:
             # a pipeline stage: its items ended, and the pipeline reports for it
             node.status = "succeeded" if "succeeded" in items else "failed"

@@ -1,4 +1,5 @@
-"""Evidence for the advisor: one streaming pass over each run's event log, pooled across runs.
+"""Evidence for the advisor: each run's event log folded into its view (`evolve.view`), pooled
+across runs.
 
 For every node: attempts and their durations (p50/p95/max), timeouts with the limit that was hit,
 failures by error type, retries, items whose attempts ran out, schema errors, LLM tokens and cost,
@@ -15,6 +16,7 @@ from typing import Any
 
 from evolve.store.log import read_events
 from evolve.store.workspace import Workspace
+from evolve.view import AttemptView, RunView, fold
 
 # Failures that often pass on a second try. "deadline" (an attempt that ran into its own
 # timeout_ms) is not one of them: retrying a too-short limit fails the same way.
@@ -147,82 +149,55 @@ class Evidence:
         }
 
 
-class _RunReader:
-    """Folds one run's events into the pooled evidence."""
-
-    def __init__(self, evidence: Evidence, run_id: str):
-        self.evidence = evidence
-        self.run_id = run_id
-        self.last_failure: dict[tuple[str, int | None], tuple[Ref, str]] = {}
-        self.succeeded: set[tuple[str, int | None]] = set()
-        self.item_busy: dict[str, int] = {}
-        self.deadline: set[tuple[str, int | None]] = set()  # attempts whose timeout_ms fired
-        self.status, self.reason, self.duration, self.count = "interrupted", None, None, 0
-
-    def feed(self, e: dict[str, Any]) -> None:
-        self.count += 1
-        kind, node_id = e["type"], e.get("node_id")
-        if kind == "run.finished":
-            self.status, self.reason = e.get("status", "success"), e.get("reason")
-            self.duration = e.get("duration_ms")
-            return
-        if not node_id:
-            return
-        node = self.evidence.node(node_id)
-        node.runs.add(self.run_id)
-        ref = Ref(self.run_id, e["seq"])
-        item = e.get("item")
-        key = (node_id, item)
-        if kind == "node.started":
-            node.attempts += 1
-        elif kind == "node.finished" and "attempt" in e:
-            node.durations_ms.append(e.get("duration_ms", 0))
-            self.succeeded.add(key)
-            self.last_failure.pop(key, None)
-            if item is not None:
-                self.item_busy[node_id] = self.item_busy.get(node_id, 0) + e.get("duration_ms", 0)
-        elif kind == "node.finished" and "items" in e:  # a whole for_each node
-            node.items += e["items"]
-            node.fan_out.append(
-                {
-                    "run": self.run_id,
-                    "wall_ms": e.get("duration_ms", 0),
-                    "busy_ms": self.item_busy.get(node_id, 0),
-                    "items": e["items"],
-                }
+def _pool(evidence: Evidence, run_id: str, view: RunView) -> None:
+    """Add one run's folded view to the pooled evidence."""
+    nodes = sorted(
+        (n for n in view.nodes.values() if n.first_seq is not None), key=lambda n: n.first_seq
+    )
+    for node in nodes:
+        found = evidence.node(node.id)
+        found.runs.add(run_id)
+        busy = 0
+        for attempt in node.all_attempts:
+            found.attempts += 1
+            if attempt.status == "succeeded":
+                found.durations_ms.append(attempt.duration_ms or 0)
+                if attempt.item is not None:
+                    busy += attempt.duration_ms or 0
+            elif attempt.status == "timeout":  # our timeout_ms fired, not the provider's
+                found.timeouts.append(Ref(run_id, attempt.timeout_seq or attempt.seq))
+                found.timeout_limits.append(attempt.timeout_ms or 0)
+                found.durations_ms.append(attempt.timeout_ms or 0)
+            if attempt.status in ("failed", "timeout"):
+                kind = _error_type(attempt)
+                found.failures.setdefault(kind, []).append(Ref(run_id, attempt.seq))
+                found.messages.setdefault(kind, attempt.error or "")
+        found.retries += [Ref(run_id, seq) for seq in node.retry_seqs]
+        found.schema_errors += [(Ref(run_id, seq), errors) for seq, errors in node.schema_errors]
+        for wall_ms, items in node.finishes:
+            found.items += items
+            found.fan_out.append(
+                {"run": run_id, "wall_ms": wall_ms, "busy_ms": busy, "items": items}
             )
-        elif kind == "node.failed" and "attempt" in e:
-            error_type = e.get("error_type", "error")
-            if error_type == "timeout" and key in self.deadline:
-                error_type = "deadline"  # our timeout_ms fired, not the provider's
-                self.deadline.discard(key)
-            node.failures.setdefault(error_type, []).append(ref)
-            node.messages.setdefault(error_type, e.get("error", ""))
-            self.last_failure[key] = (ref, error_type)
-            if error_type == "deadline":
-                node.durations_ms.append(node.timeout_limits[-1] if node.timeout_limits else 0)
-        elif kind == "node.timeout":
-            self.deadline.add(key)
-            node.timeouts.append(ref)
-            node.timeout_limits.append(e.get("timeout_ms", 0))
-        elif kind == "node.retry":
-            node.retries.append(ref)
-        elif kind == "schema.invalid":
-            node.schema_errors.append((ref, list(e.get("errors", []))))
-        elif kind == "llm.call":
-            node.llm_calls += 1
-            node.tokens_in += e.get("tokens_in") or 0
-            node.tokens_out += e.get("tokens_out") or 0
-            if e.get("cost_usd") is not None:
-                node.cost_usd = (node.cost_usd or 0.0) + e["cost_usd"]
+        found.llm_calls += node.llm_calls
+        found.tokens_in += node.tokens_in
+        found.tokens_out += node.tokens_out
+        if node.cost_usd is not None:
+            found.cost_usd = (found.cost_usd or 0.0) + node.cost_usd
+        tries = [(None, node.attempts)] if node.attempts else []
+        tries += [(i.index, i.attempts) for i in node.items.values() if i.attempts]
+        for item, attempts in tries:
+            last = attempts[-1]
+            if last.status in ("failed", "timeout"):  # its attempts ran out (or the run stopped)
+                found.exhausted.append((Ref(run_id, last.seq), _error_type(last)))
+                if item is not None:
+                    found.items_failed.append((run_id, item))
 
-    def close(self) -> RunEvidence:
-        for (node_id, item), (ref, error_type) in self.last_failure.items():
-            node = self.evidence.node(node_id)
-            node.exhausted.append((ref, error_type))
-            if item is not None:
-                node.items_failed.append((self.run_id, item))
-        return RunEvidence(self.run_id, self.status, self.reason, self.duration, self.count)
+
+def _error_type(attempt: AttemptView) -> str:
+    """`deadline` for an attempt that ran into its own timeout_ms: retrying a too-short limit
+    fails the same way, unlike a provider's timeout."""
+    return "deadline" if attempt.status == "timeout" else attempt.error_type or "error"
 
 
 def gather(
@@ -234,14 +209,15 @@ def gather(
     """Pool the evidence of `runs` (state-store rows), streaming each event log once."""
     evidence = Evidence(experience)
     for row in runs:
-        reader = _RunReader(evidence, row["id"])
         log = workspace.log_path(row["id"])
-        if log.exists():
-            for event in read_events(log):
-                reader.feed(event)
-        run = reader.close()
-        if run.status == "interrupted" and row.get("status") not in (None, "running"):
-            run.status = row["status"]
+        view = fold(read_events(log) if log.exists() else (), None)
+        _pool(evidence, row["id"], view)
+        status = view.status if view.finished else "interrupted"
+        if not view.finished and row.get("status") not in (None, "running"):
+            status = row["status"]
+        run = RunEvidence(row["id"], status, view.reason, view.duration_ms, view.events)
+        if not view.finished:
+            run.duration_ms = None
         run.reason = run.reason or row.get("reason")
         run.state_diff = state_diffs.get(row["id"], [])
         evidence.runs.append(run)

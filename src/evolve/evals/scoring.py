@@ -21,10 +21,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from evolve import events
 from evolve.llm.model import ModelReply, ModelRequest
 from evolve.spec.expressions import MISSING
 from evolve.spec.model import Eval, Experience
 from evolve.spec.templates import TemplateError, render
+from evolve.store.recorder import Recorder
 
 JUDGE_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -138,12 +140,13 @@ async def _check(
             return False, "a value it reads is missing"
         return value, None
     if check.kind == "impl":
-        from evolve.runtime.tools import ToolError, python_function
+        from evolve.runtime.attempt import AttemptError
+        from evolve.runtime.tools import python_function
 
         assert check.impl is not None
         try:
             func = python_function(check.impl, check.function)
-        except ToolError as exc:
+        except AttemptError as exc:
             raise EvalFailure(str(exc)) from None
         value = func(state, case, summary)
         if inspect.isawaitable(value):
@@ -224,22 +227,22 @@ def _clip(text: str) -> str:
     return text if len(text) <= REASON_CHARS else text[: REASON_CHARS - 1] + "…"
 
 
-def record_scores(
-    events: Any, store: Any, run_id: str, case_id: str | None, scored: RunScore
-) -> None:
-    """The one writer of eval results: per eval an `eval.result` event (the log stays the first
-    record), then its row in the state store's `evals` table."""
-    for r in scored.results:
-        events.emit(
-            "eval.result",
-            eval=r.name,
-            kind=r.kind,
-            case_id=case_id,
-            score=r.score,
-            passed=r.passed,
-            required=r.required,
-            weight=r.weight,
-            reason=r.reason,
-            error=r.error or None,
-        )
-    store.record_evals(run_id, case_id, [r.to_json() for r in scored.results])
+def record_scores(recorder: Recorder, case_id: str | None, scored: RunScore) -> None:
+    """The one writer of eval results: per eval an `eval.result` event and its row in the state
+    store's `evals` table, from one record (see `store.recorder`)."""
+    recorder.evals_scored(
+        [
+            events.EvalResult(
+                eval=r.name,
+                kind=r.kind,
+                case_id=case_id,
+                score=r.score,
+                passed=r.passed,
+                required=r.required,
+                weight=r.weight,
+                reason=r.reason,
+                error=r.error or None,
+            )
+            for r in scored.results
+        ]
+    )

@@ -22,10 +22,12 @@ from typing import Any
 from evolve.errors import EvolveError, UsageError
 from evolve.evals.cases import Case, load_cases, select
 from evolve.evals.summary import spread_of
+from evolve.events import EvalCase, RunFinished, RunStarted
 from evolve.llm.model import Model
 from evolve.runtime.run import Run, RunOptions, RunResult, check_models
 from evolve.spec import Experience, load_experience
-from evolve.store.log import EventLog, utc_now
+from evolve.store.log import EventLog
+from evolve.store.recorder import Recorder, RunEnd, RunStart
 from evolve.store.workspace import Workspace, new_run_id
 from evolve.store.writer import StateStore
 
@@ -177,38 +179,27 @@ class _Suite:
         self.suite_id = new_run_id()
         self.results: list[CaseResult] = []
         self.started = time.monotonic()
-        self.events: EventLog | None = None
+        self.recorder: Recorder | None = None
 
     async def execute(self) -> SuiteResult:
         experience, suite_id = self.experience, self.suite_id
         log_path = self.workspace.log_path(suite_id)
-        self.store.begin_run(
-            {
-                "id": suite_id,
-                "experience": experience.name,
-                "experience_dir": str(experience.directory),
-                "spec_hash": experience.spec_hash,
-                "started_at": utc_now(),
-                "args": {},
-                "model": self.options.run.model,
-                "log_path": str(log_path),
-                "kind": "suite",
-                "cases": len(self.jobs),
-                "repeat": self.options.repeat,
-                "spec_files": experience.file_digests(),
-            }
-        )
-        self.events = EventLog(log_path, suite_id)
-        self.events.emit(
-            "run.started",
-            kind="suite",
-            experience=experience.name,
-            version=experience.version,
-            experience_dir=str(experience.directory),
-            spec_hash=experience.spec_hash,
-            cases=[c.id for c, r in self.jobs if r == 1],
-            repeat=self.options.repeat,
-            model=self.options.run.model,
+        self.recorder = Recorder(suite_id, EventLog(log_path, suite_id), self.store)
+        self.recorder.run_started(
+            RunStart(
+                RunStarted(
+                    kind="suite",
+                    experience=experience.name,
+                    version=experience.version,
+                    experience_dir=str(experience.directory),
+                    spec_hash=experience.spec_hash,
+                    cases=[c.id for c, r in self.jobs if r == 1],
+                    repeat=self.options.repeat,
+                    model=self.options.run.model,
+                ),
+                log_path=str(log_path),
+                spec_files=experience.file_digests(),
+            )
         )
         status = "success"
         try:
@@ -241,38 +232,30 @@ class _Suite:
 
     def _finish(self, status: str) -> None:
         summary = self.result(status)
-        assert self.events is not None
         passed = None if summary.pass_rate is None else summary.pass_rate == 1.0
-        self.events.emit(
-            "run.finished",
-            status=status,
-            duration_ms=summary.duration_ms,
-            tokens={"in": summary.tokens_in, "out": summary.tokens_out},
-            cost_usd=summary.cost_usd,
-            score=summary.score,
-            pass_rate=summary.pass_rate,
-            evals_passed=passed,
-        )
-        self.events.close()
-        self.store.finish_run(
-            self.suite_id,
-            status=status,
-            finished_at=utc_now(),
-            duration_ms=summary.duration_ms,
-            tokens_in=summary.tokens_in,
-            tokens_out=summary.tokens_out,
-            cost_usd=summary.cost_usd,
-            score=summary.score,
-            pass_rate=summary.pass_rate,
-            evals_passed=None if passed is None else int(passed),
+        assert self.recorder is not None
+        self.recorder.run_finished(
+            RunEnd(
+                RunFinished(
+                    status=status,
+                    duration_ms=summary.duration_ms,
+                    tokens={"in": summary.tokens_in, "out": summary.tokens_out},
+                    cost_usd=summary.cost_usd,
+                    score=summary.score,
+                    pass_rate=summary.pass_rate,
+                    evals_passed=passed,
+                )
+            )
         )
 
     async def _job(self, case: Case, repeat: int, slots: asyncio.Semaphore) -> None:
         async with slots:
             result = await self._case(case, repeat)
         self.results.append(result)
-        assert self.events is not None
-        self.events.emit("eval.case", **{k: v for k, v in result.to_json().items()})
+        assert self.recorder is not None
+        fields = result.to_json()
+        fields["case_run_id"] = fields.pop("run_id")
+        self.recorder.emit(EvalCase(**fields))
         if self.options.on_case:
             self.options.on_case(result, len(self.results), len(self.jobs))
 

@@ -14,17 +14,28 @@ from typing import Any, Protocol
 
 from evolve.errors import EvolveError
 
+# Model failures that the same call would meet again: a wrong or missing key, a call that the
+# cassette does not hold, a prompt longer than the model's context window.
+PERMANENT = frozenset({"auth", "cassette_miss", "context_overflow"})
+
 
 class ModelError(EvolveError):
-    """A failed call. `retry_after_ms` is the wait the provider asked for (a 429 or 503 with
-    `Retry-After`), which a retry honours."""
+    """A model call failed; `error_type` names how, `retryable` whether trying again may help.
+    `retry_after_ms` is the wait the provider asked for (a 429 or 503 with `Retry-After`), which
+    a retry honours."""
 
     def __init__(
-        self, message: str, error_type: str = "model_error", retry_after_ms: int | None = None
+        self,
+        message: str,
+        error_type: str = "model_error",
+        retry_after_ms: int | None = None,
+        *,
+        retryable: bool | None = None,
     ):
         super().__init__(message)
         self.error_type = error_type
         self.retry_after_ms = retry_after_ms
+        self.retryable = error_type not in PERMANENT if retryable is None else retryable
 
 
 @dataclass(frozen=True)

@@ -14,22 +14,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from evolve.errors import EvolveError
+from evolve.events import SchemaInvalid
 from evolve.llm.model import ModelReply, ModelRequest
 from evolve.llm.replies import echo_problem, parse_json_object, repair_request, schema_echo
-from evolve.runtime.attempt import Attempt
+from evolve.runtime.attempt import Attempt, AttemptError
 from evolve.runtime.validation import errors as schema_errors
 from evolve.spec.model import Node
 from evolve.spec.templates import TemplateError, render
 
 SCHEMA_REPAIR_HEADING = "Your answer did not match the schema:"
 SCHEMA_REPAIR_ASK = "Answer again with one corrected JSON object only."
-
-
-class AgentError(EvolveError):
-    def __init__(self, message: str, error_type: str):
-        super().__init__(message)
-        self.error_type = error_type
 
 
 def json_instruction(schema: dict[str, Any] | None, writes: tuple[str, ...] = ()) -> str:
@@ -56,7 +50,7 @@ def build_messages(node: Node, values: dict[str, Any]) -> list[dict[str, str]]:
         prompt = render(node.prompt.read_text("utf-8"), values)
         system = _system(node, values)
     except TemplateError as exc:
-        raise AgentError(str(exc), "template_error") from None
+        raise AttemptError(str(exc), "template_error", retryable=False) from None
     messages = [{"role": "system", "content": system}] if system else []
     if node.schema is not None:
         prompt += json_instruction(node.schema)
@@ -92,14 +86,14 @@ async def run_agent(
         return {"state_delta": {node.writes[0]: reply.text}, "edge_output": reply.text}
     problems = _check(node, reply)
     if problems:
-        attempt.emit("schema.invalid", errors=problems, final=False)
+        attempt.emit(SchemaInvalid, errors=problems, final=False)
         reply = await attempt.call_model(
             repair_request(request, reply.text, SCHEMA_REPAIR_HEADING, problems, SCHEMA_REPAIR_ASK)
         )
         problems = _check(node, reply)
         if problems:
-            attempt.emit("schema.invalid", errors=problems, final=True)
-            raise AgentError(
+            attempt.emit(SchemaInvalid, errors=problems, final=True)
+            raise AttemptError(
                 f"the reply did not match the output schema after a repair turn: {problems[0]}",
                 "schema_invalid",
             )

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evolve.errors import EvolveError
+from evolve.events import CliCall, SchemaInvalid
 from evolve.llm.replies import REPAIR_TURN, parse_json_object, repair_text
 from evolve.runtime.agent import SCHEMA_REPAIR_ASK, SCHEMA_REPAIR_HEADING, json_instruction
-from evolve.runtime.attempt import Attempt
+from evolve.runtime.attempt import Attempt, AttemptError
 from evolve.runtime.recording import CallRecorder
 from evolve.runtime.validation import errors as schema_errors
 from evolve.spec.expressions import MISSING, resolve_path
@@ -40,10 +40,13 @@ STDERR_TAIL = 2000  # characters of stderr kept in the cassette and shown in an 
 SKIP_DIRS = {".git", "__pycache__", "node_modules", ".venv"}
 
 
-class CliAgentError(EvolveError):
-    def __init__(self, message: str, error_type: str):
-        super().__init__(message)
-        self.error_type = error_type
+# Failures the same call would meet again: a command that is not installed, a bad prompt.
+_PERMANENT = ("missing_runtime", "template_error")
+
+
+def cli_error(message: str, error_type: str) -> AttemptError:
+    """A cli-agent attempt that failed."""
+    return AttemptError(message, error_type, retryable=error_type not in _PERMANENT)
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,7 @@ def _claude_reply(stdout: str) -> str:
     if not isinstance(envelope, dict) or "result" not in envelope:
         return stdout
     if envelope.get("is_error"):
-        raise CliAgentError(f"claude reported an error: {envelope.get('result')}", "cli_failed")
+        raise cli_error(f"claude reported an error: {envelope.get('result')}", "cli_failed")
     return str(envelope["result"])
 
 
@@ -143,7 +146,7 @@ def resolve_workdir(node: Node, state: dict[str, Any]) -> tuple[Path, str]:
     if written.startswith("$."):
         value = resolve_path(state, written[2:].split("."))
         if value is MISSING or not isinstance(value, str) or not value:
-            raise CliAgentError(
+            raise cli_error(
                 f"workdir {written} is not a path in state (found {value!r})"
                 if value is not MISSING
                 else f"workdir {written} is not set in state",
@@ -180,15 +183,13 @@ async def run_process(invocation: Invocation) -> dict[str, Any]:
             start_new_session=True,  # its own process group, killed as one
         )
     except FileNotFoundError:
-        raise CliAgentError(
+        raise cli_error(
             f"'{invocation.argv[0]}' is not installed or not on PATH "
             "(install it, or replay recorded calls with --offline)",
             "missing_runtime",
         ) from None
     except PermissionError:
-        raise CliAgentError(
-            f"'{invocation.argv[0]}' is not executable", "missing_runtime"
-        ) from None
+        raise cli_error(f"'{invocation.argv[0]}' is not executable", "missing_runtime") from None
     try:
         data = invocation.stdin.encode("utf-8") if invocation.stdin is not None else None
         out, err = await proc.communicate(data)
@@ -239,7 +240,7 @@ def _prompt(node: Node, values: dict[str, Any]) -> str:
     try:
         prompt = render(node.prompt.read_text("utf-8"), values)
     except TemplateError as exc:
-        raise CliAgentError(str(exc), "template_error") from None
+        raise cli_error(str(exc), "template_error") from None
     if node.cli and node.cli.output_format == "json":
         prompt += json_instruction(node.schema, node.writes)
     return prompt
@@ -271,7 +272,7 @@ async def _call(
     response = recorded.response
     shown = [("<prompt>" if part == prompt else part) for part in invocation.argv]
     attempt.emit(
-        "cli.call",
+        CliCall,
         provider=node.cli.provider if node.cli else None,
         argv=shown,
         turn=turn,
@@ -283,7 +284,7 @@ async def _call(
     )
     if response.get("exit_code") != 0:
         tail = (response.get("stderr") or "").strip().splitlines()
-        raise CliAgentError(
+        raise cli_error(
             f"'{invocation.argv[0]}' exited with code {response.get('exit_code')}"
             + (f": {tail[-1]}" if tail else ""),
             "cli_failed",
@@ -326,15 +327,15 @@ async def run_cli_agent(
         return {"state_delta": {node.writes[0]: text}, "edge_output": text, "metrics": metrics}
     problems = _problems(node, text)
     if problems:
-        attempt.emit("schema.invalid", errors=problems, final=False)
+        attempt.emit(SchemaInvalid, errors=problems, final=False)
         request = repair_text(SCHEMA_REPAIR_HEADING, problems, SCHEMA_REPAIR_ASK)
         repair = f"{prompt}\n\nYour previous answer was:\n{text}\n\n{request}"
         response = await _call(node, attempt, recorder, repair, workdir, REPAIR_TURN)
         text = _reply(node, response.get("stdout", ""))
         problems = _problems(node, text)
         if problems:
-            attempt.emit("schema.invalid", errors=problems, final=True)
-            raise CliAgentError(
+            attempt.emit(SchemaInvalid, errors=problems, final=True)
+            raise cli_error(
                 f"the output did not match the schema after a repair turn: {problems[0]}",
                 "schema_invalid",
             )

@@ -21,18 +21,21 @@ import time
 from contextlib import closing
 from typing import Any
 
-from evolve.errors import EvolveError
-from evolve.runtime.attempt import Attempt
+from evolve.events import HttpCall
+from evolve.runtime.attempt import Attempt, AttemptError
 from evolve.runtime.recording import CallRecorder
 from evolve.spec.model import DatasetSource, Node
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-class DatasetError(EvolveError):
-    def __init__(self, message: str, error_type: str = "dataset_error"):
-        super().__init__(message)
-        self.error_type = error_type
+# Failures the same request would meet again: a wrong key, a missing environment variable.
+_PERMANENT = ("auth", "missing_env")
+
+
+def dataset_error(message: str, error_type: str = "dataset_error") -> AttemptError:
+    """A dataset attempt that failed: unreadable, not in its format, or an HTTP failure."""
+    return AttemptError(message, error_type, retryable=error_type not in _PERMANENT)
 
 
 def _json_line(line: str, number: int) -> Any:
@@ -68,7 +71,7 @@ def load_rows(source: DatasetSource) -> list[Any]:
         text = source.path.read_text("utf-8-sig")  # a BOM (as spreadsheets write) is dropped
         return parse_rows(text, source.format)
     except (OSError, ValueError, sqlite3.Error, csv.Error) as exc:
-        raise DatasetError(f"reading {source.uri} failed: {exc}") from exc
+        raise dataset_error(f"reading {source.uri} failed: {exc}") from exc
 
 
 async def fetch_rows(
@@ -90,7 +93,7 @@ async def fetch_rows(
     if "body" not in response and "json" in response:  # a hand-written cassette line
         response = {**response, "body": json.dumps(response["json"], ensure_ascii=False)}
     attempt.emit(
-        "http.call",
+        HttpCall,
         url=source.url,
         status=response.get("status"),
         duration_ms=response.get("duration_ms", 0),
@@ -101,7 +104,7 @@ async def fetch_rows(
     try:
         return parse_rows(response.get("body", ""), source.format)
     except (ValueError, csv.Error) as exc:
-        raise DatasetError(f"the body of {source.url} is not {source.format}: {exc}") from None
+        raise dataset_error(f"the body of {source.url} is not {source.format}: {exc}") from None
 
 
 def resolve_headers(headers: dict[str, str]) -> dict[str, str]:
@@ -110,7 +113,7 @@ def resolve_headers(headers: dict[str, str]) -> dict[str, str]:
     def value(match: re.Match[str]) -> str:
         name = match.group(1)
         if name not in os.environ:
-            raise DatasetError(
+            raise dataset_error(
                 f"header needs the environment variable {name}, which is not set", "missing_env"
             )
         return os.environ[name]
@@ -119,7 +122,8 @@ def resolve_headers(headers: dict[str, str]) -> dict[str, str]:
 
 
 def http_get(source: DatasetSource, timeout_s: float) -> dict[str, Any]:
-    """GET the source's URL: {status, body, duration_ms}; failures are named DatasetErrors."""
+    """GET the source's URL: {status, body, duration_ms}; a failure is an AttemptError whose
+    error type is named like a model error's."""
     import urllib.error
     import urllib.request
 
@@ -131,16 +135,16 @@ def http_get(source: DatasetSource, timeout_s: float) -> dict[str, Any]:
             body = reply.read().decode("utf-8-sig", "replace")
             status = reply.status
     except urllib.error.HTTPError as exc:
-        raise DatasetError(
+        raise dataset_error(
             f"GET {source.url}: HTTP {exc.code} {exc.reason}", _http_error_type(exc.code)
         ) from None
     except TimeoutError:
-        raise DatasetError(
+        raise dataset_error(
             f"GET {source.url}: timed out after {timeout_s:g} s", "timeout"
         ) from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise DatasetError(f"GET {source.url}: {reason}", "connection") from None
+        raise dataset_error(f"GET {source.url}: {reason}", "connection") from None
     return {"status": status, "body": body, "duration_ms": round((time.monotonic() - began) * 1000)}
 
 

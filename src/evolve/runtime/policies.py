@@ -8,22 +8,6 @@ from evolve.spec.model import Experience, Node, OnError
 
 JITTER = 0.2  # delays vary by ±20% so that retries of many items do not stampede together
 
-# Failures that no retry can mend, so the policy does not wait for them again: a call missing
-# from a cassette, a prompt that cannot be rendered, a runtime that is not installed, a key that
-# is missing or wrong, an environment variable a header needs that is not set, a prompt longer
-# than the model's context window.
-NEVER_RETRIED = frozenset(
-    {
-        "cassette_miss",
-        "template_error",
-        "missing_runtime",
-        "no_model",
-        "auth",
-        "missing_env",
-        "context_overflow",
-    }
-)
-
 
 def retry_delay_ms(on_error: OnError, failed_attempt: int, rng: random.Random = random) -> int:  # type: ignore[assignment]
     """The wait after attempt `failed_attempt` (1-based) fails: linear or exponential, jittered."""

@@ -19,11 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from evolve.errors import EvolveError
-
-
-class CassetteMiss(EvolveError):
-    error_type = "cassette_miss"
+from evolve.runtime.attempt import AttemptError
 
 
 @dataclass(frozen=True)
@@ -63,7 +59,7 @@ class CallRecorder:
         if self.replaying:
             entry = self.cassette.find(key, node_id, item, turn) if self.cassette else None
             if entry is None:
-                raise CassetteMiss(self._miss(kind, where, key))
+                raise AttemptError(self._miss(kind, where, key), "cassette_miss", retryable=False)
             return Recorded(entry["response"], True, key)
         response = await live()
         if self.cassette is not None:

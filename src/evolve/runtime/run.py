@@ -5,7 +5,8 @@ arguments, a model for every agent node), then `Run.execute` records the run in 
 and the event log, runs the scheduler, and always writes `run.finished`: success, failed, partial
 or interrupted (Ctrl-C, SIGTERM, cancellation). Nested experiences run as child runs linked to
 their parent. A process killed outright leaves no `run.finished`; later commands show that run as
-interrupted (`StateStore.reconcile`).
+interrupted (`StateStore.reconcile`). The run's end is in the state store before `run.finished`
+is in the log (see `store.recorder`).
 """
 
 from __future__ import annotations
@@ -20,14 +21,17 @@ from typing import Any
 
 from evolve.errors import StoreError, UsageError
 from evolve.evals.scoring import RunScore, record_scores, score_run
+from evolve.events import RunFinished, RunStarted
 from evolve.llm.model import Model, ModelReply, ModelRequest
-from evolve.runtime.attempt import Attempt
+from evolve.runtime.attempt import AttemptError, RunFailed
+from evolve.runtime.metering import MeteredModel
 from evolve.runtime.recording import CallRecorder
-from evolve.runtime.scheduler import RunFailed, Scheduler
+from evolve.runtime.scheduler import Scheduler
 from evolve.runtime.state import RunState, initial_values
 from evolve.spec import Experience, Node, load_experience
 from evolve.spec.model import MODEL_KINDS, Eval
-from evolve.store.log import EventLog, Listener, utc_now
+from evolve.store.log import EventLog, Listener
+from evolve.store.recorder import Recorder, RunEnd, RunStart
 from evolve.store.workspace import Workspace, new_run_id
 from evolve.store.writer import StateStore
 
@@ -168,7 +172,7 @@ class Run:
         experience, run_id = self.experience, self.run_id
         model_ready = self._prepare_model()
         log_path = self.workspace.log_path(run_id)
-        events = EventLog(log_path, run_id, self.options.listeners)
+        recorder = Recorder(run_id, EventLog(log_path, run_id, self.options.listeners), self.store)
         model_for = model_resolver(experience, self.options.model, self.options.replaying)
         models = sorted(
             {
@@ -179,51 +183,37 @@ class Run:
                 if m
             }
         )
-        self.store.begin_run(
-            {
-                "id": run_id,
-                "experience": experience.name,
-                "experience_dir": str(experience.directory),
-                "spec_hash": experience.spec_hash,
-                "started_at": utc_now(),
-                "args": self.options.args,
-                "model": ", ".join(models) or None,
-                "log_path": str(log_path),
-                "parent_run_id": self.parent[0] if self.parent else None,
-                "parent_node": self.parent[1] if self.parent else None,
-                "case_id": self.case_id,
-                "repeat": self.options.repeat,
-                "spec_files": experience.file_digests() if self.parent is None else None,
-            }
-        )
-        events.emit(
-            "run.started",
-            experience=experience.name,
-            version=experience.version,
-            experience_dir=str(experience.directory),
-            spec_hash=experience.spec_hash,
-            args=self.options.args,
-            model=", ".join(models) or None,
-            parent_run_id=self.parent[0] if self.parent else None,
-            parent_node=self.parent[1] if self.parent else None,
-            case_id=self.case_id,
-            repeat=self.options.repeat,
-            graph=graph_outline(experience),
+        recorder.run_started(
+            RunStart(
+                RunStarted(
+                    experience=experience.name,
+                    version=experience.version,
+                    experience_dir=str(experience.directory),
+                    spec_hash=experience.spec_hash,
+                    args=self.options.args,
+                    model=", ".join(models) or None,
+                    parent_run_id=self.parent[0] if self.parent else None,
+                    parent_node=self.parent[1] if self.parent else None,
+                    case_id=self.case_id,
+                    repeat=self.options.repeat,
+                    graph=graph_outline(experience),
+                ),
+                log_path=str(log_path),
+                spec_files=experience.file_digests() if self.parent is None else None,
+            )
         )
         started = time.monotonic()
-        state = RunState(experience, run_id, self.values, self.store, events)
+        state = RunState(experience, self.values, recorder)
+        metered = MeteredModel(self.model, recorder, self.options.max_cost)
         scheduler = Scheduler(
             experience,
-            run_id,
             state,
-            self.store,
-            events,
+            recorder,
             concurrency=self.options.concurrency or experience.runtime.concurrency,
-            model=self.model,
+            ask=metered.complete,
             model_for=model_for,
             child_runner=self._child,
-            max_cost=self.options.max_cost,
-            recorder=CallRecorder.for_model(self.model, self.options.replaying),
+            calls=CallRecorder.for_model(self.model, self.options.replaying),
             model_ready=model_ready,
         )
         status, reason, stopped = "success", None, None
@@ -247,7 +237,7 @@ class Run:
                 self.store.on_failure = outer_hook
             if self.store.failure is not None:
                 status, reason = "failed", str(self.store.failure)
-            scored = await self._score(scheduler, state.values, status, started)
+            scored = await self._score(recorder, metered, state.values, status, started)
         except (asyncio.CancelledError, KeyboardInterrupt):
             status, reason = "interrupted", "interrupted by the user"
             raise
@@ -256,31 +246,19 @@ class Run:
             raise
         finally:
             duration = round((time.monotonic() - started) * 1000)
-            events.emit(
-                "run.finished",
-                status=status,
-                reason=reason,
-                stopped=stopped,
-                duration_ms=duration,
-                tokens={"in": scheduler.tokens_in, "out": scheduler.tokens_out},
-                cost_usd=scheduler.cost_usd,
-                score=scored.score if scored else None,
-                evals_passed=scored.passed if scored else None,
-            )
-            events.close()
-            self.store.finish_run(
-                run_id,
-                status=status,
-                reason=reason,
-                finished_at=utc_now(),
-                duration_ms=duration,
-                tokens_in=scheduler.tokens_in,
-                tokens_out=scheduler.tokens_out,
-                cost_usd=scheduler.cost_usd,
-                score=scored.score if scored else None,
-                evals_passed=None
-                if scored is None or scored.passed is None
-                else int(scored.passed),
+            recorder.run_finished(
+                RunEnd(
+                    RunFinished(
+                        status=status,
+                        reason=reason,
+                        stopped=stopped,
+                        duration_ms=duration,
+                        tokens={"in": metered.tokens_in, "out": metered.tokens_out},
+                        cost_usd=metered.cost_usd,
+                        score=scored.score if scored else None,
+                        evals_passed=scored.passed if scored else None,
+                    )
+                )
             )
         return RunResult(
             run_id,
@@ -290,9 +268,9 @@ class Run:
             duration,
             log_path,
             state.values,
-            scheduler.tokens_in,
-            scheduler.tokens_out,
-            scheduler.cost_usd,
+            metered.tokens_in,
+            metered.tokens_out,
+            metered.cost_usd,
             scored,
         )
 
@@ -301,7 +279,12 @@ class Run:
         return str(self.options.case["id"]) if self.options.case else None
 
     async def _score(
-        self, scheduler: Scheduler, values: dict[str, Any], status: str, started: float
+        self,
+        recorder: Recorder,
+        metered: MeteredModel,
+        values: dict[str, Any],
+        status: str,
+        started: float,
     ) -> RunScore | None:
         """Score the final state with the experience's evals; record each result once."""
         if not self.experience.evals:
@@ -310,21 +293,21 @@ class Run:
             "run_id": self.run_id,
             "status": status,
             "duration_ms": round((time.monotonic() - started) * 1000),
-            "tokens_in": scheduler.tokens_in,
-            "tokens_out": scheduler.tokens_out,
-            "cost_usd": scheduler.cost_usd,
+            "tokens_in": metered.tokens_in,
+            "tokens_out": metered.tokens_out,
+            "cost_usd": metered.cost_usd,
             "case_id": self.case_id,
         }
         model_for = model_resolver(self.experience, self.options.model, self.options.replaying)
 
         async def judge_call(check: Eval, request: ModelRequest) -> ModelReply:
             node = judge_node(check)
-            request = replace(request, model=model_for(node) or "")
-            attempt = Attempt(node, 1, {}, None, scheduler.events.emit, scheduler.call_model)
-            return await scheduler.call_model(request, attempt)
+            return await metered.complete(
+                replace(request, node_id=node.id, model=model_for(node) or "", attempt=1)
+            )
 
         scored = await score_run(self.experience, values, self.options.case, summary, judge_call)
-        record_scores(scheduler.events, self.store, self.run_id, self.case_id, scored)
+        record_scores(recorder, self.case_id, scored)
         return scored
 
     def _prepare_model(self) -> asyncio.Future[Any] | None:
@@ -339,10 +322,8 @@ class Run:
         return asyncio.ensure_future(asyncio.to_thread(prepare))
 
     async def _child(self, node: Node, args: dict[str, Any]) -> dict[str, Any]:
-        from evolve.runtime.scheduler import NodeError
-
         if self.depth >= MAX_NESTING:
-            raise NodeError(
+            raise AttemptError(
                 f"experiences nest deeper than {MAX_NESTING} levels here; does a "
                 "child experience run one of its parents?",
                 "nesting_too_deep",
@@ -367,7 +348,7 @@ class Run:
         child.depth = self.depth + 1
         result = await child.execute()
         if result.status not in ("success", "partial"):
-            raise NodeError(
+            raise AttemptError(
                 f"child run {result.run_id} ({child_experience.name}) "
                 f"{result.status}: {result.reason}",
                 "child_failed",

@@ -3,7 +3,8 @@
 A run starts from the declared defaults plus `--args`/`--set`, never from an earlier run. Every
 write is checked before it lands: the field must be in the node's `writes`, the merged value must
 meet the field's JSON Schema, and the merge rule (`last_wins`, `array_append`, `set_once`) must
-allow it. Accepted writes go to the state store (history and snapshot) and the event log together.
+allow it. A refused write fails the attempt (`AttemptError`); accepted writes are recorded once
+(history, snapshot and a `state.write` event) by the run's recorder.
 """
 
 from __future__ import annotations
@@ -14,21 +15,13 @@ from collections.abc import Callable
 from typing import Any
 
 from evolve import jsonvalue
-from evolve.errors import EvolveError, UsageError
+from evolve.errors import UsageError
+from evolve.runtime.attempt import AttemptError
 from evolve.runtime.readonly import freeze
 from evolve.spec.model import Experience, StateField
-from evolve.store.log import EventLog
-from evolve.store.writer import StateStore
+from evolve.store.recorder import Recorder, StateChange
 
 PREVIEW_CHARS = 200
-
-
-class StateWriteError(EvolveError):
-    """A write the state refuses: undeclared field, schema violation, or merge-rule conflict."""
-
-    def __init__(self, message: str, error_type: str):
-        super().__init__(message)
-        self.error_type = error_type
 
 
 def preview(value: Any, redact: Callable[[Any], Any] = lambda v: v) -> str:
@@ -69,22 +62,13 @@ def _schema_problem(field: StateField, value: Any) -> str | None:
 
 
 class RunState:
-    def __init__(
-        self,
-        experience: Experience,
-        run_id: str,
-        values: dict[str, Any],
-        store: StateStore,
-        events: EventLog,
-    ):
+    def __init__(self, experience: Experience, values: dict[str, Any], recorder: Recorder):
         self.experience = experience
-        self.run_id = run_id
         self.values = values
-        self.store = store
-        self.events = events
+        self.recorder = recorder
         self.written_once: set[str] = set()
         self._views: dict[str, tuple[Any, Any]] = {}  # field -> (value, its read-only view)
-        store.init_state(run_id, values)
+        recorder.state_initialized(values)
 
     def read(self, fields: tuple[str, ...] | list[str]) -> dict[str, Any]:
         """Read-only views of the named fields, so a tool cannot change state behind the
@@ -101,12 +85,10 @@ class RunState:
     def check_delta(self, writes: tuple[str, ...], delta: Any, who: str) -> None:
         """Refuse a delta with undeclared fields or values that break a field's schema."""
         if not isinstance(delta, dict):
-            raise StateWriteError(
-                f"{who} returned a state_delta that is not an object", "bad_output"
-            )
+            raise AttemptError(f"{who} returned a state_delta that is not an object", "bad_output")
         for field, value in delta.items():
             if field not in writes:
-                raise StateWriteError(
+                raise AttemptError(
                     f"{who} wrote '{field}', which is not in its writes "
                     f"({', '.join(writes) or 'none'})",
                     "undeclared_write",
@@ -117,7 +99,7 @@ class RunState:
                 candidate = value if isinstance(value, list) else [value]
             problem = _schema_problem(spec, candidate)
             if problem:
-                raise StateWriteError(
+                raise AttemptError(
                     f"{who} wrote an invalid '{field}': {problem}", "schema_violation"
                 )
 
@@ -130,47 +112,36 @@ class RunState:
         """
         staged = dict(self.values)
         once = set(self.written_once)
-        touched: dict[str, dict[str, Any]] = {}
+        touched: dict[str, StateChange] = {}
         for delta, item in deltas:
             for field, value in delta.items():
                 spec = self.experience.state[field]
-                write = touched.get(field)
-                if write is None:
-                    write = touched[field] = {
-                        "field": field,
-                        "old": staged.get(field),
-                        "node_id": node_id,
-                        "item": item,
-                        "count": 0,
-                    }
+                change = touched.get(field)
+                if change is None:
+                    change = touched[field] = StateChange(
+                        field, staged.get(field), None, node_id, item, writes=0
+                    )
                     if spec.merge == "array_append":  # a private copy, appended to in place
                         old = staged.get(field)
                         staged[field] = list(old) if isinstance(old, list) else []
-                write["count"] += 1
-                if write["count"] > 1:
-                    write["item"] = None  # several items wrote it: the merge is the write
+                change.writes += 1
+                if change.writes > 1:
+                    change.item = None  # several items wrote it: the merge is the write
                 staged[field] = self._merge(spec, field, staged.get(field), value, once, node_id)
-        for field, write in touched.items():
+        for field, change in touched.items():
             problem = _schema_problem(self.experience.state[field], staged[field])
             if problem:
-                raise StateWriteError(
+                raise AttemptError(
                     f"node '{node_id}' made '{field}' invalid: {problem}", "schema_violation"
                 )
-            write["new"] = staged[field]
+            change.new = staged[field]
         if not touched:
             return
-        self.store.write_state(self.run_id, list(touched.values()))
+        changes = list(touched.values())
+        redact = self.recorder.log.redactor.value
+        self.recorder.state_changed(changes, [preview(c.new, redact) for c in changes])
         self.values = staged
         self.written_once = once
-        for w in touched.values():
-            self.events.emit(
-                "state.write",
-                node_id=node_id,
-                item=w["item"],
-                field=w["field"],
-                writes=w["count"] if w["count"] > 1 else None,
-                value_preview=preview(w["new"], self.events.redactor.value),
-            )
 
     @staticmethod
     def _merge(
@@ -181,7 +152,7 @@ class RunState:
             return current
         if spec.merge == "set_once":
             if field in once:
-                raise StateWriteError(
+                raise AttemptError(
                     f"node '{node_id}' wrote '{field}' again, but it is set_once",
                     "set_once_violation",
                 )

@@ -26,17 +26,16 @@ from pathlib import Path
 from typing import Any
 
 from evolve import jsonvalue
-from evolve.errors import EvolveError
+from evolve.runtime.attempt import AttemptError
 
 _NODE_RUNNER = Path(__file__).with_name("node_runner.mjs")
 
 
-class ToolError(EvolveError):
+def tool_error(
+    message: str, error_type: str = "tool_error", *, retryable: bool = True
+) -> AttemptError:
     """A tool attempt that failed: it raised, exited non-zero, or printed something not JSON."""
-
-    def __init__(self, message: str, error_type: str = "tool_error"):
-        super().__init__(message)
-        self.error_type = error_type
+    return AttemptError(message, error_type, retryable=retryable)
 
 
 class _DaemonThreads:
@@ -125,7 +124,7 @@ def _load_module(path: Path, mtime: float) -> Any:
     name = f"evolve_tool_{abs(hash((str(path), mtime)))}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
-        raise ToolError(f"cannot load {path}")
+        raise tool_error(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
     sys.path.insert(0, str(path.parent))  # let a tool import its neighbours
     try:
@@ -138,13 +137,13 @@ def _load_module(path: Path, mtime: float) -> Any:
 def python_function(path: Path, function: str) -> Any:
     try:
         module = _load_module(path, path.stat().st_mtime)
-    except ToolError:
+    except AttemptError:
         raise
     except Exception as exc:
-        raise ToolError(f"importing {path.name} failed: {type(exc).__name__}: {exc}") from exc
+        raise tool_error(f"importing {path.name} failed: {type(exc).__name__}: {exc}") from exc
     func = getattr(module, function, None)
     if not callable(func):
-        raise ToolError(f"{path.name} has no function '{function}'")
+        raise tool_error(f"{path.name} has no function '{function}'")
     return func
 
 
@@ -164,9 +163,9 @@ async def call_python(
     except asyncio.CancelledError:
         raise
     except SystemExit as exc:  # a tool may not end evolve: it ends its own attempt
-        raise ToolError(f"{path.name}:{function} called sys.exit({exc.code!r})") from None
+        raise tool_error(f"{path.name}:{function} called sys.exit({exc.code!r})") from None
     except Exception as exc:
-        raise ToolError(
+        raise tool_error(
             f"{path.name}:{function} raised {type(exc).__name__}: {exc}", error_type_of(exc)
         ) from exc
 
@@ -190,8 +189,10 @@ def command_for(path: Path) -> list[str]:
     if path.suffix in (".mjs", ".js"):
         node = shutil.which("node")
         if node is None:
-            raise ToolError(
-                f"{path.name} needs Node.js, but `node` is not on PATH", "missing_runtime"
+            raise tool_error(
+                f"{path.name} needs Node.js, but `node` is not on PATH",
+                "missing_runtime",
+                retryable=False,
             )
         return [node, str(_NODE_RUNNER), str(path)]
     return [str(path)]
@@ -229,7 +230,7 @@ async def call_process(path: Path, inputs: dict[str, Any]) -> Any:
         out, err = stdout.read(), stderr.read()
     if proc.returncode != 0:
         tail = err.decode(errors="replace").strip().splitlines()[-3:]
-        raise ToolError(
+        raise tool_error(
             f"{path.name} exited with status {proc.returncode}"
             + (": " + " | ".join(tail) if tail else "")
         )
@@ -239,7 +240,7 @@ async def call_process(path: Path, inputs: dict[str, Any]) -> Any:
     try:
         return jsonvalue.loads(text)
     except ValueError:
-        raise ToolError(
+        raise tool_error(
             f"{path.name} printed output that is not JSON: {text[:120]!r}", "bad_output"
         ) from None
 

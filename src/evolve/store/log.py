@@ -3,7 +3,7 @@
 `EventLog` is the one writer. Each event is written with a single `write` of a whole line and
 flushed at once, so a crash can tear at most the last line; `read_events` skips a torn last line
 instead of failing. Every event carries `v`, `seq` (1, 2, ...), `ts` (ISO-8601 UTC), `run_id` and
-`type`; the other fields per type are listed in SPEC §5.
+`type`; the other fields per type are declared in `evolve.events` (and listed in docs/events.md).
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from typing import Any
 
 from evolve import jsonvalue
 from evolve.errors import StoreError
-
-EVENT_VERSION = 1
+from evolve.events import EVENT_VERSION, Event
 
 Listener = Callable[[dict[str, Any]], None]
 
@@ -40,16 +39,18 @@ class EventLog:
         self.listeners = list(listeners or [])
         self._fd = -1  # opened by the first event: a run refused before it starts leaves no log
 
-    def emit(self, type: str, **fields: Any) -> dict[str, Any]:
+    def write(self, record: Event, ts: str | None = None) -> dict[str, Any]:
+        """Append one event (at `ts`, default now); returns it as written and as listeners saw
+        it."""
         self.seq += 1
         event = {
             "v": EVENT_VERSION,
             "seq": self.seq,
-            "ts": utc_now(),
+            "ts": ts or utc_now(),
             "run_id": self.run_id,
-            "type": type,
+            "type": str(record.TYPE),
+            **record.fields(),
         }
-        event.update((k, v) for k, v in fields.items() if v is not None)
         event = self.redactor.value(event)  # values, before encoding: listeners see it clean too
         line = jsonvalue.dumps(event, default=str) + "\n"
         try:

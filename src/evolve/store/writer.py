@@ -24,6 +24,7 @@ from sqlite_utils import Database
 
 from evolve import jsonvalue
 from evolve.errors import StoreError
+from evolve.events import EventType
 from evolve.store.log import utc_now
 from evolve.store.schema import MIGRATIONS
 
@@ -199,11 +200,14 @@ class StateStore:
 
     # -- runs ------------------------------------------------------------------------------------
 
-    def begin_run(self, run: dict[str, Any]) -> None:
+    def begin_run(self, run: dict[str, Any], *, owned: bool = True) -> None:
+        """Insert a run's row as `running`. An owned run belongs to this process (its pid is
+        kept, so `reconcile` can tell when the process is gone); a row rebuilt from a log has
+        no pid, so it reads as interrupted until its end is recorded."""
         row = {
             **run,
             "status": "running",
-            "pid": os.getpid(),
+            "pid": os.getpid() if owned else None,
             "host": socket.gethostname(),
             "args": self._json(run.get("args", {})),
         }
@@ -212,12 +216,20 @@ class StateStore:
         with self.transaction():
             self.db["runs"].insert(row)
 
-    def finish_run(self, run_id: str, **fields: Any) -> None:
+    def finish_run(self, run_id: str, *, durable: bool = False, **fields: Any) -> None:
+        """Write every queued row, then the run's end. `durable` commits with a full sync, so the
+        end survives a power loss too, not just a killed process."""
         if fields.get("reason"):
             fields["reason"] = self._redact(fields["reason"])
         self.flush()
-        with self.transaction():
-            self.db["runs"].update(run_id, fields)
+        if durable:
+            self.db.conn.execute("PRAGMA synchronous = FULL")
+        try:
+            with self.transaction():
+                self.db["runs"].update(run_id, fields)
+        finally:
+            if durable:
+                self.db.conn.execute("PRAGMA synchronous = NORMAL")
 
     def run(self, run_id: str) -> dict[str, Any] | None:
         rows = list(self.db["runs"].rows_where("id = ?", [run_id]))
@@ -324,7 +336,7 @@ class StateStore:
                 **row,
                 "request": self._json(row.get("request")),
                 "response": self._json(row.get("response")),
-                "ts": utc_now(),
+                "ts": row.get("ts") or utc_now(),
             },
         )
 
@@ -334,7 +346,7 @@ def _ending(log_path: str | None) -> dict[str, Any]:
     from evolve.store.log import last_event
 
     last = last_event(Path(log_path)) if log_path else None
-    if last is None or last.get("type") != "run.finished":
+    if last is None or last.get("type") != EventType.RUN_FINISHED:
         return {
             "status": "interrupted",
             "reason": "the process ended without finishing the run (killed or crashed)",

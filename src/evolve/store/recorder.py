@@ -1,0 +1,411 @@
+"""The recorder: each outcome of a run written once, to the event log and the state store.
+
+An outcome that belongs in both places (a node run, a model call, a state write, the run's
+start and end) is handed over as one typed record; the recorder derives the event and the row
+from it, so the two cannot disagree. Facts that only the log keeps (ready, retry, loop
+iterations, schema errors, activity) go through `emit`.
+
+Order is part of the contract:
+- `run_started` inserts the `runs` row before the log's first line;
+- rows of a running run are batched (see `store.writer`), so a kill loses at most the last
+  batch of rows, and the log still has every line;
+- `run_finished` makes the run's final state durable in the store (every queued row, then the
+  `runs` row, committed with a full sync) *before* it writes `run.finished`. A log that says how
+  a run ended is therefore never ahead of a store that lost a write.
+
+`replay` goes the other way: it reads a log's events back into the same records and writes
+their rows, which is how a store that lost rows is rebuilt from the log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from evolve.errors import StoreError
+from evolve.events import (
+    EvalResult,
+    EventType,
+    LlmCall,
+    NodeFailed,
+    NodeFinished,
+    NodeSkipped,
+    NodeTimeout,
+    RunFinished,
+    RunStarted,
+    StateWrite,
+)
+from evolve.events import Event as _Event
+from evolve.store.log import EventLog, utc_now
+from evolve.store.writer import StateStore
+
+
+@dataclass(slots=True)
+class RunStart:
+    """A run beginning: its `runs` row and its `run.started` event."""
+
+    event: RunStarted
+    log_path: str
+    started_at: str = field(default_factory=utc_now)
+    spec_files: dict[str, str] | None = None  # {path: sha256}: in the row only
+
+    def row(self, run_id: str) -> dict[str, Any]:
+        e = self.event
+        row = {
+            "id": run_id,
+            "experience": e.experience,
+            "experience_dir": e.experience_dir,
+            "spec_hash": e.spec_hash,
+            "started_at": self.started_at,
+            "args": e.args or {},
+            "model": e.model,
+            "log_path": self.log_path,
+            "parent_run_id": e.parent_run_id,
+            "parent_node": e.parent_node,
+        }
+        extra = {
+            "kind": e.kind,
+            "case_id": e.case_id,
+            "repeat": e.repeat,
+            # a suite's row counts its case runs: every case, `repeat` times
+            "cases": len(e.cases) * (e.repeat or 1) if e.cases is not None else None,
+            "spec_files": self.spec_files,
+        }
+        return {**row, **{k: v for k, v in extra.items() if v is not None}}
+
+
+@dataclass(slots=True)
+class RunEnd:
+    """A run ending: the update of its `runs` row and its `run.finished` event."""
+
+    event: RunFinished
+    finished_at: str = field(default_factory=utc_now)
+
+    def fields(self) -> dict[str, Any]:
+        e = self.event
+        return {
+            "status": e.status,
+            "reason": e.reason,
+            "finished_at": self.finished_at,
+            "duration_ms": e.duration_ms,
+            "tokens_in": e.tokens.get("in", 0),
+            "tokens_out": e.tokens.get("out", 0),
+            "cost_usd": e.cost_usd,
+            "score": e.score,
+            "pass_rate": e.pass_rate,
+            "evals_passed": None if e.evals_passed is None else int(e.evals_passed),
+        }
+
+
+@dataclass(slots=True)
+class NodeRun:
+    """One `node_runs` row: an attempt (`attempt` >= 1) or a node as a whole (`attempt` 0).
+
+    status: succeeded | failed | timeout (attempts), succeeded | failed | skipped (whole nodes).
+    """
+
+    node_id: str
+    attempt: int
+    status: str
+    item: int | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    duration_ms: int | None = None
+    error_type: str | None = None
+    error: str | None = None
+    metrics: dict[str, Any] | None = None
+    timeout_ms: int | None = None  # the limit a timed-out attempt hit
+    items: int | None = None  # a whole for_each node: how many items
+    items_failed: int | None = None
+
+    def row(self, run_id: str) -> dict[str, Any]:
+        return {
+            "run_id": run_id,
+            "node_id": self.node_id,
+            "item": self.item,
+            "attempt": self.attempt,
+            "status": self.status,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "duration_ms": self.duration_ms,
+            "error_type": self.error_type,
+            "error": self.error,
+            "metrics": self.metrics,
+        }
+
+    def events(self) -> list[_Event]:
+        """The events that report this row, in the order they are written."""
+        node, item = self.node_id, self.item
+        if self.attempt == 0 and self.status == "skipped":
+            return [NodeSkipped(node_id=node, reason=self.error or "")]
+        if self.attempt == 0:
+            return [
+                NodeFinished(
+                    node_id=node,
+                    status=self.status,
+                    duration_ms=self.duration_ms or 0,
+                    items=self.items,
+                    items_failed=self.items_failed,
+                    error=self.error if self.status != "succeeded" else None,
+                )
+            ]
+        if self.status == "succeeded":
+            return [
+                NodeFinished(
+                    node_id=node,
+                    item=item,
+                    attempt=self.attempt,
+                    duration_ms=self.duration_ms or 0,
+                    metrics=self.metrics or {},
+                )
+            ]
+        failed = NodeFailed(
+            node_id=node,
+            item=item,
+            attempt=self.attempt,
+            error_type=self.error_type or "error",
+            error=self.error or "",
+            duration_ms=self.duration_ms,
+        )
+        if self.status == "timeout":
+            return [
+                NodeTimeout(
+                    node_id=node, item=item, attempt=self.attempt, timeout_ms=self.timeout_ms
+                ),
+                failed,
+            ]
+        return [failed]
+
+
+@dataclass(slots=True)
+class ModelCall:
+    """One `llm_calls` row and its `llm.call` event."""
+
+    event: LlmCall
+    request: dict[str, Any] | None = None
+    response: dict[str, Any] | None = None
+    ts: str = field(default_factory=utc_now)
+
+    def row(self, run_id: str) -> dict[str, Any]:
+        e = self.event
+        return {
+            "run_id": run_id,
+            "node_id": e.node_id,
+            "item": e.item,
+            "attempt": e.attempt,
+            "model": e.model,
+            "key": e.key,
+            "request": self.request,
+            "response": self.response,
+            "tokens_in": e.tokens_in,
+            "tokens_out": e.tokens_out,
+            "cost_usd": e.cost_usd,
+            "latency_ms": e.duration_ms,
+            "replayed": int(e.replayed),
+            "ts": self.ts,
+        }
+
+
+@dataclass(slots=True)
+class StateChange:
+    """One merge into one state field: a `state_history` row, the snapshot, a `state.write`."""
+
+    field: str
+    old: Any
+    new: Any
+    node_id: str
+    item: int | None = None
+    writes: int = 1  # how many deltas (items) the merge took
+
+    def event(self, preview: str) -> StateWrite:
+        return StateWrite(
+            node_id=self.node_id,
+            item=self.item,
+            field=self.field,
+            writes=self.writes if self.writes > 1 else None,
+            value_preview=preview,
+        )
+
+
+class Recorder:
+    """Writes one run's records: every event through `log`, every row through `store`. A record
+    and its events share one timestamp (the row's `started_at`/`finished_at`/`ts` is the `ts` of
+    the event that reports it), so a row rebuilt from the log by `replay` is the row written."""
+
+    def __init__(self, run_id: str, log: EventLog, store: StateStore):
+        self.run_id = run_id
+        self.log = log
+        self.store = store
+
+    def emit(self, event: _Event) -> dict[str, Any]:
+        """A fact only the log keeps; returns the event as written (with its `seq` and `ts`)."""
+        return self.log.write(event)
+
+    def run_started(self, start: RunStart) -> None:
+        self.store.begin_run(start.row(self.run_id))
+        self.log.write(start.event, start.started_at)
+
+    def run_finished(self, end: RunEnd) -> None:
+        """Store first, durably; then the log's last line; then the log is closed."""
+        try:
+            self.store.finish_run(self.run_id, durable=True, **end.fields())
+        except BaseException as exc:
+            note = (
+                str(exc)
+                if isinstance(exc, StoreError)  # already says which store and why
+                else f"the state store could not record the end of the run: {exc}"
+            )
+            self.log.write(
+                RunFinished(
+                    status="failed",
+                    reason=note,
+                    duration_ms=end.event.duration_ms,
+                    tokens=end.event.tokens,
+                    cost_usd=end.event.cost_usd,
+                )
+            )
+            self.log.close()
+            raise
+        self.log.write(end.event, end.finished_at)
+        self.log.close()
+
+    def node_run(self, record: NodeRun) -> None:
+        record.finished_at = ts = utc_now()
+        self.store.record_attempt(record.row(self.run_id))
+        for event in record.events():
+            self.log.write(event, ts)
+
+    def model_call(self, call: ModelCall) -> None:
+        self.store.record_llm_call(call.row(self.run_id))
+        self.log.write(call.event, call.ts)
+
+    def evals_scored(self, results: list[EvalResult]) -> None:
+        """Each eval's `eval.result` event and its `evals` row."""
+        if results:
+            self.store.record_evals(self.run_id, results[0].case_id, eval_rows(results))
+        for result in results:
+            self.log.write(result)
+
+    def state_initialized(self, values: dict[str, Any]) -> None:
+        self.store.init_state(self.run_id, values)
+
+    def state_changed(self, changes: list[StateChange], previews: list[str]) -> None:
+        self.store.write_state(
+            self.run_id,
+            [
+                {"field": c.field, "old": c.old, "new": c.new, "node_id": c.node_id, "item": c.item}
+                for c in changes
+            ],
+        )
+        for change, preview in zip(changes, previews, strict=True):
+            self.log.write(change.event(preview))
+
+
+def eval_rows(results: list[EvalResult]) -> list[dict[str, Any]]:
+    """The `evals` rows of eval results (as `StateStore.record_evals` takes them)."""
+    return [
+        {
+            "name": r.eval,
+            "kind": r.kind,
+            "score": r.score,
+            "passed": r.passed,
+            "required": r.required,
+            "weight": r.weight,
+            "reason": r.reason,
+            "error": bool(r.error),
+        }
+        for r in results
+    ]
+
+
+@dataclass
+class Replayed:
+    """What `replay` wrote for one log."""
+
+    run_id: str | None = None
+    run_row: bool = False
+    finished: bool = False
+    node_runs: int = 0
+    llm_calls: int = 0
+
+
+def replay(
+    events: Iterable[dict[str, Any]],
+    store: StateStore,
+    *,
+    run_row: bool = True,
+    log_path: str | None = None,
+) -> Replayed:
+    """Write the rows a log's events stand for: the `runs` row (begun, and finished when the log
+    has `run.finished`; only when `run_row`; without `spec_files`, which the log does not keep),
+    every `node_runs`, `llm_calls` (without the request and response texts, which the log does
+    not keep) and `evals` row. State rows are not rebuilt: the log holds previews of values, not
+    the values. The caller decides which rows
+    are missing (e.g. deletes a run's rows first); this adds rows, it does not compare."""
+    done = Replayed()
+    started: dict[tuple[str, int | None, int], str] = {}  # (node, item, attempt) -> ts
+    timed_out: dict[tuple[str, int | None, int], int] = {}
+    begun: set[str] = set()  # nodes that reached node.ready or node.started
+    for e in events:
+        kind, node_id, item = e.get("type"), e.get("node_id"), e.get("item")
+        done.run_id = done.run_id or e.get("run_id")
+        record: NodeRun | None = None
+        if kind == EventType.RUN_STARTED and run_row:
+            fields = {k: v for k, v in e.items() if k in RunStarted.__dataclass_fields__}
+            start = RunStart(RunStarted(**fields), log_path=log_path or "", started_at=e["ts"])
+            store.begin_run({**start.row(e["run_id"]), "log_path": log_path}, owned=False)
+            done.run_row = True
+        elif kind == EventType.RUN_FINISHED and run_row:
+            fields = {k: v for k, v in e.items() if k in RunFinished.__dataclass_fields__}
+            end = RunEnd(RunFinished(**fields), finished_at=e["ts"])
+            store.finish_run(e["run_id"], durable=False, **end.fields())
+            done.finished = True
+        elif kind in (EventType.NODE_READY, EventType.NODE_STARTED):
+            begun.add(node_id)
+            if kind == EventType.NODE_STARTED:
+                started[(node_id, item, e["attempt"])] = e["ts"]
+        elif kind == EventType.NODE_TIMEOUT:
+            timed_out[(node_id, item, e["attempt"])] = e["timeout_ms"]
+        elif kind in (EventType.NODE_FINISHED, EventType.NODE_FAILED) and "attempt" in e:
+            key = (node_id, item, e["attempt"])
+            record = NodeRun(
+                node_id,
+                e["attempt"],
+                "succeeded" if kind == EventType.NODE_FINISHED else "failed",
+                item=item,
+                started_at=started.pop(key, None),
+                finished_at=e["ts"],
+                duration_ms=e.get("duration_ms"),
+                error_type=e.get("error_type"),
+                error=e.get("error"),
+                metrics=e.get("metrics") or None,
+            )
+            if key in timed_out:
+                record.status, record.timeout_ms = "timeout", timed_out.pop(key)
+        elif kind == EventType.NODE_FINISHED:
+            record = NodeRun(
+                node_id,
+                0,
+                e.get("status", "succeeded"),
+                duration_ms=e.get("duration_ms"),
+                finished_at=e["ts"],
+                error=e.get("error"),
+                items=e.get("items"),
+                items_failed=e.get("items_failed"),
+            )
+        elif kind == EventType.NODE_SKIPPED and item is None and node_id not in begun:
+            record = NodeRun(node_id, 0, "skipped", finished_at=e["ts"], error=e.get("reason"))
+        elif kind == EventType.EVAL_RESULT:
+            fields = {k: v for k, v in e.items() if k in EvalResult.__dataclass_fields__}
+            result = EvalResult(**fields)
+            store.record_evals(e["run_id"], result.case_id, eval_rows([result]))
+        elif kind == EventType.LLM_CALL:
+            fields = {k: v for k, v in e.items() if k in LlmCall.__dataclass_fields__}
+            store.record_llm_call(ModelCall(LlmCall(**fields), ts=e["ts"]).row(e["run_id"]))
+            done.llm_calls += 1
+        if record is not None:
+            store.record_attempt(record.row(e["run_id"]))
+            done.node_runs += 1
+    store.flush()
+    return done
