@@ -234,3 +234,30 @@ def test_the_advisor_never_reads_through_a_link_that_leaves_the_experience(tmp_p
     assert "notes.txt" not in found and not any(k.startswith("more/") for k in found)
     assert found["inside.md"] == "Summarise: {{ doc }}\n"
     assert "do not send" not in json.dumps(found)
+
+
+def test_the_start_of_a_long_secret_cut_off_elsewhere_is_replaced():
+    secret = "ghp_" + "x7Kq" * 20
+    redactor = Redactor({"GITHUB_TOKEN": secret})
+    cut = f"printed output that is not JSON: {secret[:40]!r}"
+    assert redactor.text(cut) == "printed output that is not JSON: '[REDACTED:GITHUB_TOKEN]'"
+    assert redactor.value({"e": secret[:13] + " and " + secret}) == {
+        "e": "[REDACTED:GITHUB_TOKEN] and [REDACTED:GITHUB_TOKEN]"
+    }
+    assert redactor.text(secret[:11]) == secret[:11]  # too short to tell from chance
+
+
+def test_a_tool_error_quoting_a_cut_token_leaves_no_prefix(tmp_path, monkeypatch):
+    secret = "ghp_" + "x7Kq" * 60  # 244 characters: any quote of it is cut
+    monkeypatch.setenv("GITHUB_TOKEN", secret)
+    exp = build(
+        tmp_path / "x",
+        spec([tool("a", "tools/a.sh", on_error={"policy": "skip"})]),
+        {"tools/a.sh": '#!/bin/sh\necho "token: $GITHUB_TOKEN"\n'},
+    )
+    result = run(exp, tmp_path / "ws")
+    assert result.status == "partial"
+    [failed] = events(result, "node.failed")
+    assert failed["error_type"] == "bad_output" and "[REDACTED:GITHUB_TOKEN]" in failed["error"]
+    assert secret[:12] not in result.log_path.read_text()
+    assert secret[:12] not in dump(tmp_path / "ws")

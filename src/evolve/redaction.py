@@ -10,7 +10,9 @@ holding `"` or `\\` is escaped and a numeric one is not a string): `value` walks
 replaces, inside every string and mapping key, each secret by its placeholder; a number equal to a
 numeric secret becomes the placeholder string. `text` does the same to free text, and also finds
 a secret written JSON- or repr-escaped there. Whatever is cut short for display (previews) is cut
-after redaction, so no prefix of a long token survives.
+after redaction, so no prefix of a long token survives; and where a message was cut before it
+reached the redactor (an error quoting the start of a tool's output), a run of a long secret's
+first 12 or more characters is replaced as well.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from typing import Any
 
 _SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|PRIVATE", re.IGNORECASE)
 _MIN_LENGTH = 6  # shorter values are too likely to occur by chance to be worth replacing
+# a message cut short (an error quoting 120 characters of a tool's output) may hold only the start
+# of a long secret: a run of at least this many of its first characters is replaced too
+_PREFIX = 12
 
 
 def _number(text: str) -> int | float | None:
@@ -35,6 +40,18 @@ def _number(text: str) -> int | float | None:
     except ValueError:
         return None
     return number if number == number and abs(number) != float("inf") else None
+
+
+def _cut_prefixes(value: str, secret: str, placeholder: str) -> str:
+    """`value` with every run of the secret's first characters (at least _PREFIX) replaced."""
+    out, at = [], 0
+    while (start := value.find(secret[:_PREFIX], at)) != -1:
+        end = start + _PREFIX
+        while end < len(value) and end - start < len(secret) and value[end] == secret[end - start]:
+            end += 1
+        out += [value[at:start], placeholder]
+        at = end
+    return "".join(out) + value[at:]
 
 
 class Redactor:
@@ -66,6 +83,8 @@ class Redactor:
         for secret, name in forms:
             if secret in value:
                 value = value.replace(secret, f"[REDACTED:{name}]")
+            if len(secret) > _PREFIX and secret[:_PREFIX] in value:
+                value = _cut_prefixes(value, secret, f"[REDACTED:{name}]")
         return value
 
     def text(self, value: str) -> str:
