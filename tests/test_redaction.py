@@ -194,8 +194,22 @@ def test_proposals_and_what_the_advisor_sends_are_redacted(tmp_path, monkeypatch
     md, js = report.path.read_text(), report.path.with_suffix(".json").read_text()
     assert SECRET not in md and SECRET not in js
     assert "The key [REDACTED:ACME_API_KEY] is in the source." in md
-    printed = runner.invoke(app, ["propose", "last", "--no-llm", "--json"])
-    assert printed.exit_code == 0 and SECRET not in printed.stdout
+
+
+def test_what_propose_prints_is_redacted(tmp_path, monkeypatch):
+    monkeypatch.setenv("ACME_API_KEY", SECRET)
+    monkeypatch.chdir(tmp_path)
+    exp = advisor_experience(tmp_path)
+    # the advisor's reply, replayed offline, quotes the secret back
+    line = json.dumps({"node": "advisor", "response": {"json": {"proposals": [QUOTING]}}})
+    (exp / "cassettes").mkdir()
+    (exp / "cassettes" / "replies.jsonl").write_text(line + "\n")
+    assert run(exp, tmp_path / ".evolve", ScriptedModel(["a summary"])).status == "success"
+    for args in (["propose", "last", "--offline"], ["propose", "last", "--offline", "--json"]):
+        printed = runner.invoke(app, args)
+        assert printed.exit_code == 0, printed.output
+        assert SECRET not in printed.output
+        assert "Rotate [REDACTED:ACME_API_KEY]" in printed.stdout
 
 
 def test_a_proposal_whose_diff_holds_a_secret_is_set_aside(tmp_path, monkeypatch):
