@@ -56,7 +56,7 @@ def mixed_run(tmp_path):
 
 def rows(db: sqlite3.Connection, table: str, run_id: str, skip: tuple[str, ...] = ()) -> list:
     db.row_factory = sqlite3.Row
-    found = db.execute(f"select * from {table} where run_id = ? order by id", [run_id])
+    found = db.execute(f"select * from {table} where run_id = ?", [run_id])
     return sorted(
         (tuple((k, r[k]) for k in r.keys() if k not in ("id", *skip)) for r in found),  # noqa: SIM118
         key=repr,
@@ -70,10 +70,13 @@ def test_a_log_replays_into_the_rows_it_was_recorded_with(tmp_path):
     db = sqlite3.connect(database)
     node_runs = rows(db, "node_runs", result.run_id)
     llm_calls = rows(db, "llm_calls", result.run_id, skip=("request", "response"))
+    snapshot = rows(db, "state_snapshot", result.run_id, skip=("updated_at",))
+    history = rows(db, "state_history", result.run_id, skip=("ts",))
     run_row = db.execute("select * from runs where id = ?", [result.run_id]).fetchone()
     statuses = {(r[1][1], r[3][1]) for r in node_runs}  # (node_id, attempt) present
     assert {("fan", 0), ("slow", 1), ("after_slow", 0), ("ask", 1)} <= statuses
-    for table in ("node_runs", "llm_calls"):
+    assert snapshot and history
+    for table in ("node_runs", "llm_calls", "state_snapshot", "state_history"):
         db.execute(f"delete from {table} where run_id = ?", [result.run_id])
     db.execute("delete from runs where id = ?", [result.run_id])
     db.commit()
@@ -85,6 +88,9 @@ def test_a_log_replays_into_the_rows_it_was_recorded_with(tmp_path):
     assert done.finished and done.node_runs == len(node_runs) and done.llm_calls == 1
     assert rows(db, "node_runs", result.run_id) == node_runs
     assert rows(db, "llm_calls", result.run_id, skip=("request", "response")) == llm_calls
+    assert done.state
+    assert rows(db, "state_snapshot", result.run_id, skip=("updated_at",)) == snapshot
+    assert rows(db, "state_history", result.run_id, skip=("ts",)) == history
     rebuilt = db.execute("select * from runs where id = ?", [result.run_id]).fetchone()
     columns = [c[1] for c in db.execute("pragma table_info(runs)")]
     differ = {c for c, a, b in zip(columns, run_row, rebuilt, strict=True) if a != b}

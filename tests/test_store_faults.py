@@ -157,12 +157,64 @@ def test_a_full_disk_mid_run_stops_it_and_the_log_and_store_agree(tmp_path):
     assert one_line(result) == f"error: {reason}"
     log = next((tmp_path / "ws" / "runs").iterdir())
     finished = [json.loads(x) for x in log.read_text().splitlines()][-1]
+    # the run stopped for the store, whose full disk then refused its end too: the log says so
+    logged = f"the state store could not record the end of the run: {reason}"
     assert (finished["type"], finished["status"], finished["reason"]) == (
         "run.finished",
         "failed",
-        reason,
+        logged,
     )
-    row = sqlite3.connect(database).execute("select status, reason from runs").fetchone()
-    assert row in [("running", None), ("failed", reason)]  # the end could not be stored either
+    row = sqlite3.connect(database).execute("select status from runs").fetchone()
+    assert row == ("running",)  # the end could not be stored
     listed = invoke(tmp_path, "runs", "--json")  # a later command takes the end from the log
-    assert [(r["status"], r["reason"]) for r in json.loads(listed.stdout)] == [("failed", reason)]
+    assert [(r["status"], r["reason"]) for r in json.loads(listed.stdout)] == [("failed", logged)]
+    # the rows the full disk refused are rebuilt from the log: no write is lost
+    writes = [
+        e for e in map(json.loads, log.read_text().splitlines()) if e["type"] == "state.write"
+    ]
+    assert invoke(tmp_path, "doctor").exit_code == 1
+    assert invoke(tmp_path, "doctor", "--repair").exit_code == 0
+    state = json.loads(invoke(tmp_path, "state", "last", "--json").stdout)
+    assert len(state["big"]) == len(writes) > 0
+
+
+FULL_LOG = """
+import errno, os, sys
+import evolve.store.log as log
+
+written = [0]
+real_write = os.write
+
+
+class FullDisk:
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+    @staticmethod
+    def write(fd, data):
+        written[0] += 1
+        if written[0] > 6:  # the disk fills up after six lines
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+
+log.os = FullDisk()
+from evolve.cli import app
+
+app(sys.argv[1:], prog_name="evolve")
+"""
+
+
+@pytest.mark.slow
+def test_an_event_log_that_cannot_be_written_is_one_clear_line(tmp_path):
+    exp = experience(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-c", FULL_LOG, "run", str(exp), "--workspace", str(tmp_path / "ws")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    log = next((tmp_path / "ws" / "runs").iterdir())
+    assert one_line(result) == (f"error: cannot write the event log {log}: No space left on device")
+    assert len([json.loads(line) for line in log.read_text().splitlines()]) == 6

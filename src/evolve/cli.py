@@ -562,6 +562,49 @@ def inspect(
 
 @app.command()
 @friendly_errors
+def doctor(
+    repair: Annotated[
+        bool,
+        typer.Option(
+            "--repair",
+            help="Rebuild from the event logs every run whose stored rows disagree with its log "
+            "(a broken database is moved aside first).",
+        ),
+    ] = False,
+    workspace: WorkspaceOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
+) -> None:
+    """Check the workspace: the database's integrity, logs that parse, and runs whose stored
+    rows disagree with their event log.
+
+    Exit code 0 when it is healthy (or --repair mended everything found), 1 when a problem is
+    left.
+    """
+    from evolve.store.doctor import check
+    from evolve.store.workspace import Workspace
+
+    checkup = check(Workspace.locate(workspace), repair=repair)
+    if as_json:
+        print(json.dumps(checkup.to_json(), ensure_ascii=False, indent=2))
+    else:
+        for finding in checkup.findings:
+            label = "repaired" if finding.repaired else finding.severity
+            print(f"{label}: {finding.subject}: {finding.message}")
+        problems = sum(1 for f in checkup.findings if f.severity == "problem" and not f.repaired)
+        print(
+            f"{_display(checkup.workspace)}: {checkup.logs} log{'s' * (checkup.logs != 1)}, "
+            f"{checkup.runs_checked} run{'s' * (checkup.runs_checked != 1)} checked, "
+            + (
+                "healthy"
+                if checkup.healthy
+                else f"{problems} problem{'s' * (problems != 1)} (evolve doctor --repair)"
+            )
+        )
+    raise typer.Exit(0 if checkup.healthy else 1)
+
+
+@app.command()
+@friendly_errors
 def state(
     run_id: RunArgument,
     field: Annotated[

@@ -33,6 +33,7 @@ class EventType(StrEnum):
     NODE_RETRY = "node.retry"
     NODE_TIMEOUT = "node.timeout"
     NODE_SKIPPED = "node.skipped"
+    STATE_INIT = "state.init"
     STATE_WRITE = "state.write"
     SCHEMA_INVALID = "schema.invalid"
     LLM_CALL = "llm.call"
@@ -199,6 +200,16 @@ class NodeSkipped(NodeEvent):
 
 
 @dataclass(slots=True, kw_only=True)
+class StateInit(Event):
+    """The state the run starts from: the declared defaults and the run's arguments. With the
+    `state.write` values after it, the log holds the run's whole state (`evolve doctor --repair`
+    rebuilds the store's state from them)."""
+
+    TYPE = EventType.STATE_INIT
+    values: dict[str, Any] = _doc("Each field that has a value at the start, and its value.")
+
+
+@dataclass(slots=True, kw_only=True)
 class StateWrite(NodeEvent):
     """A node's write was merged into a state field (a fan-out's writes are one merge)."""
 
@@ -206,6 +217,14 @@ class StateWrite(NodeEvent):
     field: str = _doc("The state field.")
     writes: int | None = _doc("How many items wrote it, when more than one.", None)
     value_preview: str = _doc("The new value, shortened to 200 characters.")
+    value: Any = _doc(
+        "The new value in full; absent when `appended` gives it, or when it is null.", None
+    )
+    appended: list[Any] | None = _doc(
+        "When the new value is the old array with items added at its end: those items (a log "
+        "of an `array_append` field stays linear in its writes).",
+        None,
+    )
 
 
 @dataclass(slots=True, kw_only=True)
@@ -332,6 +351,7 @@ EVENTS: dict[EventType, type[Event]] = {
         NodeRetry,
         NodeTimeout,
         NodeSkipped,
+        StateInit,
         StateWrite,
         SchemaInvalid,
         LlmCall,

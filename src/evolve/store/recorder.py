@@ -34,6 +34,7 @@ from evolve.events import (
     NodeTimeout,
     RunFinished,
     RunStarted,
+    StateInit,
     StateWrite,
 )
 from evolve.events import Event as _Event
@@ -207,6 +208,13 @@ class ModelCall:
         }
 
 
+def _appended(old: Any, new: Any) -> list[Any] | None:
+    """The items `new` adds at the end of the array `old`, or None when it is not that."""
+    if not isinstance(old, list) or not isinstance(new, list) or len(new) < len(old):
+        return None
+    return new[len(old) :] if new[: len(old)] == old else None
+
+
 @dataclass(slots=True)
 class StateChange:
     """One merge into one state field: a `state_history` row, the snapshot, a `state.write`."""
@@ -219,12 +227,15 @@ class StateChange:
     writes: int = 1  # how many deltas (items) the merge took
 
     def event(self, preview: str) -> StateWrite:
+        appended = _appended(self.old, self.new)
         return StateWrite(
             node_id=self.node_id,
             item=self.item,
             field=self.field,
             writes=self.writes if self.writes > 1 else None,
             value_preview=preview,
+            value=self.new if appended is None else None,
+            appended=appended,
         )
 
 
@@ -289,6 +300,7 @@ class Recorder:
 
     def state_initialized(self, values: dict[str, Any]) -> None:
         self.store.init_state(self.run_id, values)
+        self.log.write(StateInit(values=values))
 
     def state_changed(self, changes: list[StateChange], previews: list[str]) -> None:
         self.store.write_state(
@@ -328,6 +340,7 @@ class Replayed:
     finished: bool = False
     node_runs: int = 0
     llm_calls: int = 0
+    state: bool = False  # the log has `state.init`, so its state rows were rebuilt too
 
 
 def replay(
@@ -340,13 +353,15 @@ def replay(
     """Write the rows a log's events stand for: the `runs` row (begun, and finished when the log
     has `run.finished`; only when `run_row`; without `spec_files`, which the log does not keep),
     every `node_runs`, `llm_calls` (without the request and response texts, which the log does
-    not keep) and `evals` row. State rows are not rebuilt: the log holds previews of values, not
-    the values. The caller decides which rows
-    are missing (e.g. deletes a run's rows first); this adds rows, it does not compare."""
+    not keep) and `evals` row, and the state rows (`state_snapshot`, `state_history`) from
+    `state.init` and the values of `state.write` (a log written before they were recorded has
+    none: its state rows are not rebuilt). The caller decides which rows are missing (e.g.
+    deletes a run's rows first); this adds rows, it does not compare."""
     done = Replayed()
     started: dict[tuple[str, int | None, int], str] = {}  # (node, item, attempt) -> ts
     timed_out: dict[tuple[str, int | None, int], int] = {}
     begun: set[str] = set()  # nodes that reached node.ready or node.started
+    state: dict[str, Any] | None = None  # the run's state, once the log says where it started
     for e in events:
         kind, node_id, item = e.get("type"), e.get("node_id"), e.get("item")
         done.run_id = done.run_id or e.get("run_id")
@@ -396,6 +411,19 @@ def replay(
             )
         elif kind == EventType.NODE_SKIPPED and item is None and node_id not in begun:
             record = NodeRun(node_id, 0, "skipped", finished_at=e["ts"], error=e.get("reason"))
+        elif kind == EventType.STATE_INIT:
+            state = dict(e.get("values") or {})
+            store.init_state(e["run_id"], state)
+            done.state = True
+        elif kind == EventType.STATE_WRITE and state is not None:
+            old = state.get(e["field"])
+            if "appended" in e:
+                new = [*(old if isinstance(old, list) else []), *e["appended"]]
+            else:
+                new = e.get("value")
+            state[e["field"]] = new
+            change = {"field": e["field"], "old": old, "new": new, "node_id": node_id, "item": item}
+            store.write_state(e["run_id"], [change])
         elif kind == EventType.EVAL_RESULT:
             fields = {k: v for k, v in e.items() if k in EvalResult.__dataclass_fields__}
             result = EvalResult(**fields)

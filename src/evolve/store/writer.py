@@ -252,6 +252,12 @@ class StateStore:
             self.finish_run(row["id"], **_ending(row.get("log_path")))
         return len(dead)
 
+    def reconcile_ended(self, run_id: str) -> None:
+        """End one run whose process is gone, as its log says (see `reconcile`)."""
+        row = self.run(run_id)
+        if row is not None and row["status"] == "running":
+            self.finish_run(run_id, **_ending(row.get("log_path")))
+
     # -- nodes -----------------------------------------------------------------------------------
 
     def record_attempt(self, row: dict[str, Any]) -> None:
