@@ -145,7 +145,7 @@ def test_inspect_a_run_with_retries_and_a_timeout(workspace):
             "└── – after_slow tool · N ms · predecessor 'slow' failed",
             "",
             "nodes 2 ✓ 1 ✗ 1 – · retries 1 · timeouts 1 · failures 2 · tokens 0+0 · cost — · "
-            "25 events",
+            "26 events",
             "slowest: slow N ms, greet N ms, fan N ms",
             "",
             "failures",
