@@ -263,3 +263,28 @@ def test_the_first_agent_attempt_does_not_pay_the_model_import(tmp_path):
         "status": "success",
         "loaded_at_start": [True],
     }
+
+
+def test_a_dataset_holding_nan_fails_its_attempt_not_the_log(tmp_path):
+    node = {
+        "id": "rows",
+        "kind": "dataset",
+        "source": {"type": "file", "uri": "data/rows.json"},
+        "writes": ["rows"],
+        "on_error": {"policy": "skip"},
+    }
+    exp = build(
+        tmp_path / "x",
+        spec([node], state={"rows": {"type": "array"}}),
+        {"data/rows.json": '[{"score": 1.5}, {"score": NaN}]'},
+    )
+    result = run(exp, tmp_path / "ws")
+    assert [(e["error_type"], e["error"]) for e in events(result, "node.failed")] == [
+        (
+            "bad_output",
+            "node 'rows' returned a value that is not JSON: output.edge_output[1].score is "
+            "NaN, which is not a JSON number",
+        )
+    ]
+    for line in result.log_path.read_text().splitlines():
+        strict(line)
