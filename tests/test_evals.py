@@ -608,7 +608,10 @@ def test_runs_and_inspect_show_the_scores(tmp_path):
     listed = cli(tmp_path, "runs").stdout.splitlines()
     header = re.sub(r" +", " ", listed[0]).strip()
     assert header == "run experience status started duration nodes ✓/✗/– items tokens cost score"
-    assert re.sub(r" +", " ", listed[1]).rstrip().endswith("3 cases — 0.87 67%")  # the suite
+    suite_row = re.sub(r" +", " ", listed[1]).rstrip()
+    assert re.fullmatch(
+        r"r-\w{8} counter success \d\d-\d\d [\d:]{8} \d+ ms 3 cases — 0.87 67%", suite_row
+    )
     assert re.sub(r" +", " ", listed[-1]).rstrip().endswith("— 0.40 ✗")  # the plain run
     case_run = json.loads(cli(tmp_path, "inspect", "last", "--json").stdout)["suite"]["cases"][2]
     shown = re.sub(r" +", " ", cli(tmp_path, "inspect", case_run["run_id"]).stdout)

@@ -82,7 +82,8 @@ def runs_table(rows: list[dict[str, Any]]) -> Table:
             r["id"],
             r["experience"],
             Text(r["status"], style=STATUS_STYLE.get(r["status"], "")),
-            (r["started_at"] or "")[:19].replace("T", " "),
+            # with the score column, the year goes so that 100 columns still hold every name
+            (r["started_at"] or "")[5 if scored else 0 : 19].replace("T", " "),
             seconds(r.get("duration_ms")),
             f"{r.get('cases') or 0} cases"
             if suite
