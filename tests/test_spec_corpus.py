@@ -1715,6 +1715,21 @@ def _chain(n: int) -> str:
     return f"name: demo\nversion: 0.1.0\ngraph:\n  nodes:\n{nodes}  edges:\n{edges}"
 
 
+def test_only_values_aliases_add_count_against_the_alias_limit(monkeypatch):
+    from evolve.spec import source
+
+    monkeypatch.setattr(source, "_MAX_EXPANSION", 50)
+    data, _, problems = source.parse_yaml(_chain(40), "experience.yaml")  # ~480 values, no alias
+    assert problems == [] and len(data["graph"]["nodes"]) == 40
+    bomb = "name: demo\nversion: 0.1.0\na: &a [x, x, x, x, x, x, x, x, x]\n"
+    bomb += "b: [*a, *a, *a, *a, *a, *a]\n"
+    _, _, problems = source.parse_yaml(bomb, "experience.yaml")  # the 6th *a adds values 51 to 60
+    assert [(p.line, p.col, p.message) for p in problems] == [
+        (4, 25, "YAML aliases expand to more than 50 values")
+    ]
+
+
+@pytest.mark.slow
 def test_a_large_spec_without_aliases_is_not_an_alias_bomb():
     from evolve.spec.source import parse_yaml
 
