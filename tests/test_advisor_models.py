@@ -194,3 +194,36 @@ def test_a_dropped_proposal_quotes_what_the_model_sent(ran):
     assert "none of the model's 1 proposal could be used, even after a repair turn" in (
         result.stderr
     )
+
+
+def test_the_repair_turn_is_fitted_to_the_window_too(ran):
+    ws, _ = ran
+    props = {"default_generation_settings": {"n_ctx": 4096}}
+    unusable = {**SECURITY, "edits": [{"file": "tools/list_dimensions.py", "search": "nowhere"}]}
+    long = {**unusable, "rationale": "A long story. " * 12}  # the reply goes back in the repair
+    script = [{"json": {"proposals": [long]}}, {"json": {"proposals": [SECURITY]}}]
+    with LoopbackServer(script, props=props) as server:
+        result = propose(ws, "--model", "openai/local", "--api-base", server.base)
+    assert result.exit_code == 0, result.output
+    assert len(server.requests) == 2
+    first = json.loads(server.requests[0]["messages"][1]["content"])
+    again = json.loads(server.requests[1]["messages"][1]["content"])
+    assert len(json.dumps(again)) < len(json.dumps(first))  # cut further to make room
+    _, saved = report(ws)
+    assert [p["title"] for p in saved["proposals"]] == ["Review for security too"]
+    assert [c.get("error_type") for c in saved["llm_calls"]] == [None, None]
+
+
+def test_a_repair_turn_that_cannot_fit_is_said_so(ran):
+    ws, _ = ran
+    props = {"default_generation_settings": {"n_ctx": 4096}}
+    unusable = {**SECURITY, "edits": [{"file": "tools/list_dimensions.py", "search": "nowhere"}]}
+    huge = {**unusable, "rationale": "A very long story. " * 600}
+    with LoopbackServer([{"json": {"proposals": [huge]}}], props=props) as server:
+        result = propose(ws, "--model", "openai/local", "--api-base", server.base)
+    assert len(server.requests) == 1  # the repair turn was never sent
+    assert result.exit_code == 1
+    assert "none of the model's 1 proposal could be used, and the repair turn failed: " in (
+        result.stderr
+    )
+    assert "the advisor's repair turn is about" in result.stderr

@@ -53,15 +53,27 @@ REPLY_SCHEMA: dict[str, Any] = {
                     "evidence": {"type": "array", "items": {"type": "string"}},
                     "edits": {
                         "type": "array",
-                        "items": {
-                            "type": "object",
-                            "required": ["file"],
-                            "properties": {
-                                "file": {"type": "string"},
-                                "search": {"type": "string"},
-                                "replace": {"type": "string"},
-                                "content": {"type": "string"},
-                            },
+                        "minItems": 1,
+                        "items": {  # an edit of an existing file, or a new file
+                            "anyOf": [
+                                {
+                                    "type": "object",
+                                    "required": ["file", "search", "replace"],
+                                    "properties": {
+                                        "file": {"type": "string"},
+                                        "search": {"type": "string"},
+                                        "replace": {"type": "string"},
+                                    },
+                                },
+                                {
+                                    "type": "object",
+                                    "required": ["file", "content"],
+                                    "properties": {
+                                        "file": {"type": "string"},
+                                        "content": {"type": "string"},
+                                    },
+                                },
+                            ]
                         },
                     },
                 },
@@ -169,6 +181,13 @@ FIXES = {
 }
 
 
+UNKNOWN_WINDOW = (
+    "neither the server nor litellm says this model's context window, so the request could not "
+    "be fitted to it: pass the server's context size with --context-window N (or set "
+    "runtime.context_window), and the request is cut to fit"
+)
+
+
 class LLMAdvisor:
     def __init__(
         self, experience: Experience, checker: ProposalChecker, model: Model, model_name: str
@@ -179,6 +198,7 @@ class LLMAdvisor:
         self.model_name = model_name
         self.redactor = Redactor()
         self.calls: list[dict[str, Any]] = []
+        self.window_known = False  # whether the request could be fitted to a known window
 
     def propose(self, evidence: Evidence, ledger: list[dict[str, Any]]) -> AdvisorResult:
         result = asyncio.run(self._propose(evidence, ledger))
@@ -219,12 +239,16 @@ class LLMAdvisor:
             call["refused_modes"] = list(reply.refused_modes)
         return reply.text
 
-    def _fitted(self, payload: dict[str, Any]) -> tuple[dict[str, Any], list[str], int | None]:
-        """The payload cut to the model's window, what was cut, and the reply's token limit;
-        unchanged (and no limit) when the client does not know the window."""
+    def _fitted(
+        self, payload: dict[str, Any], extra: list[dict[str, str]] | None = None
+    ) -> tuple[dict[str, Any], list[str], int | None]:
+        """The payload cut to the model's window (beside the `extra` messages that follow it,
+        in a repair turn), what was cut, and the reply's token limit; unchanged (and no limit)
+        when the client does not know the window."""
         window_of = getattr(self.model, "window", None)
         count = getattr(self.model, "count", None)
         window = window_of(self.model_name) if window_of and count else None
+        self.window_known = window is not None
         if window is None:
             return payload, [], None
         budget = prompt_budget(window, None)
@@ -233,26 +257,27 @@ class LLMAdvisor:
                 self.experience,
                 INSTRUCTIONS,
                 payload,
-                lambda messages: count(self.model_name, messages),
+                lambda messages: count(self.model_name, [*messages, *(extra or [])]),
                 budget,
             )
         except RequestTooLong as exc:
+            what = "repair turn" if extra else "request"
             raise ModelError(
-                f"the advisor's request is about {exc.tokens:,} tokens after cutting all it "
+                f"the advisor's {what} is about {exc.tokens:,} tokens after cutting all it "
                 f"can, and {self.model_name}'s context window is {window.tokens:,} (from "
-                f"{window.source}), which leaves {budget:,} for the request; nothing was sent",
+                f"{window.source}), which leaves {exc.budget:,} for it; nothing was sent",
                 "context_overflow",
             ) from None
         return fitted, left_out, reply_reserve(window.tokens, None)
 
     async def _propose(self, evidence: Evidence, ledger: list[dict[str, Any]]) -> AdvisorResult:
-        payload = {
+        whole = {
             "evidence": evidence.summary(),
             "sources": sources(self.experience),
             "earlier_proposals": ledger,
         }
         try:
-            payload, left_out, max_tokens = await asyncio.to_thread(self._fitted, payload)
+            payload, left_out, max_tokens = await asyncio.to_thread(self._fitted, whole)
         except ModelError as exc:
             return _failed(exc)
         request = ModelRequest(
@@ -265,6 +290,8 @@ class LLMAdvisor:
         try:
             text = await self._ask(request)
         except ModelError as exc:
+            if exc.error_type == "context_overflow" and not self.window_known:
+                return _failed(exc, left_out, fix=UNKNOWN_WINDOW)
             return _failed(exc, left_out)
         accepted, failed, note = self._judge(text)
         if not failed and note is None:
@@ -279,11 +306,27 @@ class LLMAdvisor:
             '{"proposals": [...]}.',
         )
         try:
+            # the reply and the reasons go back too: cut the request again so all of it fits
+            payload, cut, _ = await asyncio.to_thread(self._fitted, whole, repair.messages[-2:])
+            repair = dataclasses.replace(
+                repair, messages=[*messages_for(INSTRUCTIONS, payload), *repair.messages[-2:]]
+            )
+            left_out += [c for c in cut if c not in left_out]
             text = await self._ask(repair)
         except ModelError as exc:
             if note:  # nothing usable came back at all
-                return _failed(exc, left_out, f"{note}; then the repair call failed: ")
-            return _settled(accepted, failed, left_out)
+                return _failed(exc, left_out, f"{note}; then the repair turn failed: ")
+            count = f"{len(failed)} proposal{'s' * (len(failed) != 1)}"
+            return AdvisorResult(
+                accepted,
+                failed,
+                failure=None
+                if accepted
+                else f"none of the model's {count} could be used, and the repair turn "
+                f"failed: {exc}",
+                fix=None if accepted else FIXES.get(exc.error_type, FIXES["unusable"]),
+                left_out=left_out,
+            )
         fixed, still, note2 = self._judge(text)
         if note2:  # the repair reply was unusable: the first round's reasons stand
             if note:
@@ -368,10 +411,12 @@ class LLMAdvisor:
         ), ""
 
 
-def _failed(exc: ModelError, left_out: list[str] | None = None, prefix: str = "") -> AdvisorResult:
+def _failed(
+    exc: ModelError, left_out: list[str] | None = None, prefix: str = "", fix: str | None = None
+) -> AdvisorResult:
     return AdvisorResult(
         failure=prefix + str(exc),
-        fix=FIXES.get(exc.error_type, "see the message above"),
+        fix=fix or FIXES.get(exc.error_type, "see the message above"),
         left_out=left_out or [],
     )
 
