@@ -316,3 +316,25 @@ def test_a_real_call_is_in_flight_only_while_it_waits(tmp_path):
     assert result.status == "success"
     assert [(c.node_id, c.model) for c in seen] == [("judge", "openai/local")]
     assert inflight.snapshot() == []
+
+
+# -- a cassette recorded from a real model -------------------------------------------------------
+
+
+def test_the_recorded_real_model_cassette_replays_offline(tmp_path):
+    from pathlib import Path
+
+    example = Path(__file__).parent.parent / "examples" / "review-branch"
+    (cassette,) = (example / "cassettes" / "recorded").glob("*.jsonl")
+    lines = [json.loads(x) for x in cassette.read_text().splitlines()]
+    assert {x["model"] for x in lines} == {"openai/local"}
+    assert all(x["key"] and x["response"]["mode"] == "json_schema" for x in lines)
+    options = RunOptions(model="openai/local", replay=cassette)
+    result = start_run(example, Workspace(tmp_path / "ws"), options)
+    assert result.status == "success", result.reason
+    calls = events(result, "llm.call")
+    assert len(calls) == len(lines) and all(c["replayed"] for c in calls)
+    assert {c["mode"] for c in calls} == {"json_schema"}
+    assert events(result, "schema.invalid") == []
+    recorded = [f["title"] for x in lines for f in json.loads(x["response"]["text"])["findings"]]
+    assert sorted(f["title"] for f in result.state["findings"]) == sorted(recorded)
