@@ -227,3 +227,16 @@ def test_a_repair_turn_that_cannot_fit_is_said_so(ran):
         result.stderr
     )
     assert "the advisor's repair turn is about" in result.stderr
+
+
+def test_a_server_refusing_an_unfitted_request_says_to_give_the_window(ran):
+    ws, _ = ran
+    refusal = {"status": 400, "message": "Requested tokens (11066) exceed context window of 4096"}
+    with LoopbackServer([refusal]) as server:  # no /props: the window is unknown
+        result = propose(ws, "--model", "openai/local", "--api-base", server.base)
+    assert len(server.requests) == 1
+    assert result.exit_code == 1
+    assert "error: the model advisor failed: openai/local: " in result.stderr
+    assert "exceed context window of 4096" in result.stderr
+    assert "fix: neither the server nor litellm says this model's context window" in result.stderr
+    assert "--context-window N" in result.stderr

@@ -338,3 +338,22 @@ def test_the_recorded_real_model_cassette_replays_offline(tmp_path):
     assert events(result, "schema.invalid") == []
     recorded = [f["title"] for x in lines for f in json.loads(x["response"]["text"])["findings"]]
     assert sorted(f["title"] for f in result.state["findings"]) == sorted(recorded)
+
+
+def test_ollama_reports_its_window_through_api_show(monkeypatch):
+    from evolve.llm import context
+
+    asked = []
+
+    def post(url, payload):
+        asked.append((url, payload))
+        return {"parameters": "num_ctx 8192\nstop <|eot|>", "model_info": {"x.context_length": 1}}
+
+    monkeypatch.setattr(context, "_post", post)
+    found = context.ask_server("ollama/llama3.1", None)
+    assert found == context.Window(8192, "Ollama's /api/show num_ctx")
+    assert asked == [("http://localhost:11434/api/show", {"model": "llama3.1"})]
+    monkeypatch.setattr(
+        context, "_post", lambda url, payload: {"model_info": {"l.context_length": 4096}}
+    )
+    assert context.ask_server("ollama_chat/x", "http://h:1").tokens == 4096
