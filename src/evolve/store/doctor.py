@@ -20,6 +20,7 @@ and it is reported. Nothing is ever taken from a log or deleted from one.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections import Counter
@@ -31,7 +32,7 @@ from typing import Any
 from evolve.errors import StoreError
 from evolve.events import EventType
 from evolve.store.workspace import Workspace
-from evolve.store.writer import StateStore
+from evolve.store.writer import StateStore, process_alive
 
 TABLES = ("node_runs", "llm_calls", "state_snapshot", "state_history", "evals")
 
@@ -189,8 +190,6 @@ def _read_log(log: Path, checkup: Checkup, repair: bool) -> list[dict[str, Any]]
 
 
 def _parse(line: bytes) -> dict[str, Any] | None:
-    import json
-
     try:
         event = json.loads(line)
     except ValueError:
@@ -227,9 +226,7 @@ def _check_run(
 
 
 def _alive(row: dict[str, Any]) -> bool:
-    from evolve.store.writer import _alive as pid_alive
-
-    return row.get("host") == socket.gethostname() and pid_alive(row.get("pid"))
+    return row.get("host") == socket.gethostname() and process_alive(row.get("pid"))
 
 
 def _replayed(events: list[dict[str, Any]], log_path: str) -> StateStore:

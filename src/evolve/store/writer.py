@@ -246,7 +246,7 @@ class StateStore:
         dead = [
             r
             for r in self.db["runs"].rows_where("status = 'running' and host = ?", [host])
-            if not _alive(r["pid"])
+            if not process_alive(r["pid"])
         ]
         for row in dead:
             self.finish_run(row["id"], **_ending(row.get("log_path")))
@@ -369,7 +369,8 @@ def _ending(log_path: str | None) -> dict[str, Any]:
     }
 
 
-def _alive(pid: int | None) -> bool:
+def process_alive(pid: int | None) -> bool:
+    """Whether a process with this id runs on this host (a run's, to tell a dead run)."""
     if not pid:
         return False
     try:
