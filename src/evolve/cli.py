@@ -355,6 +355,27 @@ def run(
             help="Exit 1 when the run fails a required eval (or, with none required, any eval).",
         ),
     ] = False,
+    from_run: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="Reuse every unchanged result of this earlier run of the experience (its "
+            "arguments too, unless --args/--set are given).",
+            show_default=False,
+        ),
+    ] = None,
+    rerun: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--rerun",
+            help="With --from: execute this node (and everything downstream of it) whatever "
+            "is kept. Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Reuse nothing through nodes' `cache:`.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Run an experience and record everything: the event log and the state store.
@@ -362,7 +383,6 @@ def run(
     Exit code 0 on success, 1 if the run failed or was partial (or, with --fail-on-evals, failed
     its evals), 2 for an invalid experience or bad arguments, 130 if interrupted.
     """
-    from evolve.report.progress import Progress
     from evolve.runtime.run import RunOptions, start_run
     from evolve.store.workspace import Workspace
 
@@ -376,13 +396,41 @@ def run(
         replay=replay,
         offline=offline,
         context_window=context_window,
+        source=from_run,
+        rerun=tuple(rerun or ()),
+        no_cache=no_cache,
     )
+    _execute(
+        lambda: start_run(path, Workspace.locate(workspace), options),
+        options,
+        as_json,
+        fail_on_evals,
+    )
+
+
+def _explain(verdicts: list[Any]) -> None:
+    """What a run reusing an earlier one runs again, and why: on stderr, before it starts."""
+    again = [v for v in verdicts if v.runs]
+    reused = [v.node for v in verdicts if not v.runs]
+    if reused:
+        _err(f"reused where inputs are unchanged: {', '.join(reused)}")
+    for verdict in again:
+        _err(f"runs again: {verdict.node} ({verdict.why})")
+
+
+def _execute(
+    start: Callable[[], Any], options: Any, as_json: bool, fail_on_evals: bool = False
+) -> None:
+    """Run with live progress on stderr, then print the result and exit with its code."""
+    from evolve.report.progress import Progress
+
+    options.explain = _explain
     progress = Progress(plain=not sys.stderr.isatty())
     options.listeners.append(progress)
     real_stdout, sys.stdout = sys.stdout, sys.stderr  # a tool's print() must not mix into results
     try:
         with progress:
-            result = start_run(path, Workspace.locate(workspace), options)
+            result = start()
     finally:
         sys.stdout = real_stdout
     log = _display(result.log_path)
@@ -401,6 +449,7 @@ def run(
                     "score": result.score,
                     "evals_passed": result.evals_passed,
                     "evals": [r.to_json() for r in result.scored.results] if result.scored else [],
+                    "resumed_from": options.source,
                 }
             )
         )
@@ -408,6 +457,7 @@ def run(
         print(
             f"{result.status}: run {result.run_id} of {result.experience} in "
             f"{result.duration_ms / 1000:.2f}s"
+            + (f" (reusing {options.source})" if options.source else "")
         )
         if result.reason:
             print(f"  reason: {result.reason}")
@@ -430,6 +480,77 @@ def _evals_line(scored: Any) -> str:
         )
     names = [r.name + (" (required)" if r.required else "") for r in scored.failing]
     return f"score {score}, FAILING its evals: {', '.join(names)}"
+
+
+@app.command()
+@friendly_errors
+def resume(
+    run_ref: Annotated[
+        str,
+        typer.Argument(
+            metavar="RUN",
+            help="An interrupted, failed or partial run: its id, a unique prefix, or `last`.",
+            show_default=False,
+        ),
+    ],
+    model: Annotated[
+        str | None,
+        typer.Option(help="Model for every agent node (default: the run's).", show_default=False),
+    ] = None,
+    api_base: Annotated[
+        str | None,
+        typer.Option(
+            help="Base URL of an OpenAI-compatible server (default: the run's).",
+            show_default=False,
+        ),
+    ] = None,
+    max_cost: Annotated[
+        float | None,
+        typer.Option(min=0, help="Stop once model calls cost this many USD.", show_default=False),
+    ] = None,
+    record: Annotated[
+        Path | None,
+        typer.Option(help="Record every model call to this cassette (JSONL).", show_default=False),
+    ] = None,
+    replay: Annotated[
+        Path | None,
+        typer.Option(help="Serve every model call from this cassette.", show_default=False),
+    ] = None,
+    offline: Annotated[
+        bool,
+        typer.Option("--offline", help="Replay from the experience's cassettes/*.jsonl."),
+    ] = False,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Reuse nothing through nodes' `cache:`.")
+    ] = False,
+    workspace: Annotated[
+        Path | None,
+        typer.Option(
+            help="The workspace folder (default: ./.evolve, or EVOLVE_WORKSPACE).",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Continue an interrupted, failed or partial run as a new run linked to it.
+
+    Its experience, arguments and model options are the earlier run's. Succeeded nodes and items
+    whose fingerprint still matches are reused, not executed; everything else runs, and what
+    runs again is said first, with why. Exit codes as for `evolve run`.
+    """
+    from evolve.runtime.run import RunOptions, resume_run
+    from evolve.store.workspace import Workspace
+
+    options = RunOptions(
+        model=model,
+        api_base=api_base,
+        max_cost=max_cost,
+        record=record,
+        replay=replay,
+        offline=offline,
+        no_cache=no_cache,
+    )
+    _execute(lambda: resume_run(run_ref, Workspace.locate(workspace), options), options, as_json)
 
 
 WorkspaceOption = Annotated[

@@ -29,6 +29,7 @@ class EventType(StrEnum):
     NODE_STARTED = "node.started"
     NODE_ACTIVITY = "node.activity"
     NODE_FINISHED = "node.finished"
+    NODE_REUSED = "node.reused"
     NODE_FAILED = "node.failed"
     NODE_RETRY = "node.retry"
     NODE_TIMEOUT = "node.timeout"
@@ -89,6 +90,11 @@ class RunStarted(Event):
     )
     kind: str | None = _doc("`suite` for a suite run of `evolve eval`.", None)
     cases: list[str] | None = _doc("A suite: the ids of its cases.", None)
+    resumed_from: str | None = _doc(
+        "The earlier run whose results this run reuses (`evolve resume`, `evolve run --from`).",
+        None,
+    )
+    rerun: list[str] | None = _doc("Nodes named by `--rerun`: executed whatever is kept.", None)
     graph: dict[str, Any] | None = _doc(
         "The graph as run: `phases`, `nodes` (kind, phase, for_each), `steps` and `edges`.", None
     )
@@ -160,6 +166,17 @@ class NodeFinished(NodeEvent):
 
 
 @dataclass(slots=True, kw_only=True)
+class NodeReused(NodeEvent):
+    """A node (or one item of it) was not executed: the result an earlier run kept for the
+    same fingerprint was applied instead (its writes follow as `state.write` events)."""
+
+    TYPE = EventType.NODE_REUSED
+    from_run: str = _doc("The run that executed the node and kept the result.")
+    fingerprint: str = _doc("The fingerprint that matched (see docs/resume.md).")
+    cached: bool | None = _doc("true: found through the node's `cache:`, in any earlier run.", None)
+
+
+@dataclass(slots=True, kw_only=True)
 class NodeFailed(NodeEvent):
     """An attempt failed; or, without `attempt`, a node failed as a whole (its for_each source
     is not a list, or its items' writes could not be merged into state)."""
@@ -216,6 +233,7 @@ class StateWrite(NodeEvent):
     TYPE = EventType.STATE_WRITE
     field: str = _doc("The state field.")
     writes: int | None = _doc("How many items wrote it, when more than one.", None)
+    reused_from: str | None = _doc("A reused result's write: the run that made it.", None)
     value_preview: str = _doc("The new value, shortened to 200 characters.")
     value: Any = _doc(
         "The new value in full; absent when `appended` gives it, or when it is null.", None
@@ -347,6 +365,7 @@ EVENTS: dict[EventType, type[Event]] = {
         NodeStarted,
         NodeActivity,
         NodeFinished,
+        NodeReused,
         NodeFailed,
         NodeRetry,
         NodeTimeout,

@@ -15,6 +15,7 @@ import asyncio
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -26,11 +27,22 @@ from evolve.llm.model import Model, ModelReply, ModelRequest
 from evolve.runtime.attempt import AttemptError, RunFailed
 from evolve.runtime.metering import MeteredModel
 from evolve.runtime.recording import CallRecorder
+from evolve.runtime.resume import (
+    Verdict,
+    check_reruns,
+    check_source,
+    load_for_resume,
+    plan,
+    resumable,
+    resume_options,
+)
+from evolve.runtime.reuse import Reuse
 from evolve.runtime.scheduler import Scheduler
 from evolve.runtime.state import RunState, initial_values
 from evolve.spec import Experience, Node, load_experience
 from evolve.spec.model import MODEL_KINDS, Eval
 from evolve.store.log import EventLog, Listener
+from evolve.store.queries import RunQueries
 from evolve.store.recorder import Recorder, RunEnd, RunStart
 from evolve.store.workspace import Workspace, new_run_id
 from evolve.store.writer import StateStore
@@ -53,10 +65,25 @@ class RunOptions:
     case: dict[str, Any] | None = None  # the case scored, in a suite: {id, args, expect}
     repeat: int | None = None  # which repeat of its case (1-based), in a suite
     context_window: int | None = None  # --context-window: overrides runtime.context_window
+    source: str | None = None  # `resume RUN` / `--from RUN`: the run whose results are reused
+    rerun: tuple[str, ...] = ()  # --rerun NODE: executed whatever is kept
+    no_cache: bool = False  # --no-cache: no node reuses a result through `cache:`
+    explain: Callable[[list[Verdict]], None] | None = None  # told what runs again, and why
 
     @property
     def replaying(self) -> bool:
         return self.offline or self.replay is not None
+
+    def kept(self) -> dict[str, Any]:
+        """What a later `evolve resume` runs with again, unless told otherwise."""
+        return {
+            "model": self.model,
+            "concurrency": self.concurrency,
+            "api_base": self.api_base,
+            "replay": str(self.replay) if self.replay else None,
+            "offline": self.offline or None,
+            "max_cost": self.max_cost,
+        }
 
 
 @dataclass
@@ -196,11 +223,27 @@ class Run:
                     parent_node=self.parent[1] if self.parent else None,
                     case_id=self.case_id,
                     repeat=self.options.repeat,
+                    resumed_from=self.options.source,
+                    rerun=list(self.options.rerun) or None,
                     graph=graph_outline(experience),
                 ),
                 log_path=str(log_path),
                 spec_files=experience.file_digests() if self.parent is None else None,
+                options={k: v for k, v in self.options.kept().items() if v is not None} or None,
             )
+        )
+        reuse = self._reuse(model_for)
+        recorder.prints_taken(
+            [
+                {
+                    "node_id": p.node_id,
+                    "digest": p.digest,
+                    "definition": p.definition,
+                    "files": p.files,
+                    "model": p.model,
+                }
+                for p in map(reuse.print_of, experience.nodes.values())
+            ]
         )
         started = time.monotonic()
         state = RunState(experience, self.values, recorder)
@@ -215,6 +258,7 @@ class Run:
             child_runner=self._child,
             calls=CallRecorder.for_model(self.model, self.options.replaying),
             model_ready=model_ready,
+            reuse=reuse,
         )
         status, reason, stopped = "success", None, None
         scored: RunScore | None = None
@@ -321,6 +365,20 @@ class Run:
             return None
         return asyncio.ensure_future(asyncio.to_thread(prepare))
 
+    def _reuse(self, model_for: Any) -> Reuse:
+        queries = RunQueries(self.store)
+        source = self.options.source
+        return Reuse(
+            self.experience.name,
+            self.experience.directory,
+            model_for,
+            source=source,
+            kept=queries.kept_results(source) if source else (),
+            rerun=frozenset(self.options.rerun),
+            cache=not self.options.no_cache,
+            lookup=queries.cached_result,
+        )
+
     async def _child(self, node: Node, args: dict[str, Any]) -> dict[str, Any]:
         if self.depth >= MAX_NESTING:
             raise AttemptError(
@@ -336,6 +394,7 @@ class Run:
             offline=self.options.offline,
             replay=self.options.replay,
             max_cost=self.options.max_cost,
+            no_cache=self.options.no_cache,
         )
         child = Run(
             child_experience,
@@ -378,10 +437,53 @@ def start_run(
     store = StateStore.open(workspace.create().database)
     try:
         store.reconcile()
+        if options.source is not None or options.rerun:
+            _prepare_reuse(experience, store, options)
         run = Run(experience, workspace, store, options, model)
+        if options.source is not None and options.explain is not None:
+            reuse = run._reuse(model_resolver(experience, options.model, options.replaying))
+            prints = {n: reuse.print_of(node) for n, node in experience.nodes.items()}
+            source = RunQueries(store).resolve(options.source)
+            options.explain(plan(experience, RunQueries(store), source, prints, options.rerun))
         return asyncio.run(_interruptible(run))
     finally:
         store.close()
+
+
+def _prepare_reuse(experience: Experience, store: StateStore, options: RunOptions) -> None:
+    """Check --from and --rerun; with --from and no --args/--set, the earlier run's args."""
+    check_reruns(experience, options.rerun)
+    if options.source is None:
+        raise UsageError("--rerun needs --from RUN: the run whose other results are reused")
+    row = check_source(RunQueries(store), options.source, experience)
+    options.source = row["id"]
+    if not options.args:
+        options.args = resume_options(row)["args"]
+
+
+def resume_run(
+    ref: str, workspace: Workspace, options: RunOptions, model: Model | None = None
+) -> RunResult:
+    """Continue run `ref` as a new run: its experience, arguments and model options (those in
+    `options` win), reusing every result of it that still matches."""
+    store = StateStore.open(workspace.create().database)
+    try:
+        store.reconcile()
+        row = resumable(RunQueries(store), ref)
+    finally:
+        store.close()
+    load_for_resume(row)
+    kept = resume_options(row)
+    options.source = row["id"]
+    options.args = options.args or kept["args"]
+    options.model = options.model or kept.get("model")
+    options.concurrency = options.concurrency or kept.get("concurrency")
+    options.api_base = options.api_base or kept.get("api_base")
+    options.max_cost = options.max_cost if options.max_cost is not None else kept.get("max_cost")
+    if options.replay is None and not options.offline and options.record is None:
+        options.replay = Path(kept["replay"]) if kept.get("replay") else None
+        options.offline = bool(kept.get("offline"))
+    return start_run(row["experience_dir"], workspace, options, model)
 
 
 async def _interruptible(run: Run) -> RunResult:

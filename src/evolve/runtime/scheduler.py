@@ -36,10 +36,11 @@ from evolve.llm.model import ModelReply, ModelRequest
 from evolve.runtime import policies
 from evolve.runtime.attempt import Attempt, AttemptError, RunFailed
 from evolve.runtime.recording import CallRecorder
+from evolve.runtime.reuse import Reuse
 from evolve.runtime.state import RunState
 from evolve.spec.expressions import MISSING, resolve_path
 from evolve.spec.model import MODEL_KINDS, Experience, Node
-from evolve.store.recorder import NodeRun, Recorder
+from evolve.store.recorder import KeptResult, NodeRun, Recorder
 
 # a fan-out keeps this many items started per run slot (so that items waiting to retry, which
 # hold no slot, do not keep the others from starting), and at least MIN_LIVE_ITEMS
@@ -61,6 +62,7 @@ class Outcome:
     edge_output: Any = None
     error: str | None = None
     items_failed: int = 0
+    origin: str | None = None  # a reused result: the run that executed it
 
 
 class Scheduler:
@@ -76,6 +78,7 @@ class Scheduler:
         child_runner: ChildRunner | None,
         calls: CallRecorder | None = None,
         model_ready: asyncio.Future[Any] | None = None,
+        reuse: Reuse | None = None,
     ):
         self.experience = experience
         self.concurrency = concurrency
@@ -92,6 +95,14 @@ class Scheduler:
         self.partial = False  # some node or item failed under `skip`
         self.halted: RunFailed | None = None  # once set, no new attempt starts
         self.loaded: dict[Any, Any] = {}  # Python tool functions, loaded once per run
+        self.reuse = reuse or Reuse(experience.name, experience.directory, model_for)
+        self.step_of = {n: n for n in experience.steps}
+        for pipe in experience.pipelines.values():
+            self.step_of.update((stage, pipe.id) for stage in pipe.stages)
+        for loop in experience.loops.values():
+            self.step_of[loop.body] = loop.id
+        self.forced: set[str] = set()  # steps that may not reuse the source run's results
+        self.executed: set[str] = set()  # steps that executed something in this run
 
     def halt(self, failure: RunFailed) -> RunFailed:
         """Stop the run: the first failure wins, and no attempt starts after it."""
@@ -182,6 +193,10 @@ class Scheduler:
             self.recorder.node_run(NodeRun(step, 0, "skipped", error=reason))
             return
         self.recorder.emit(NodeReady(node_id=step))
+        if step in self.reuse.rerun or any(
+            e.source in self.executed for e in self.experience.predecessors(step)
+        ):
+            self.forced.add(step)
         if step in self.experience.pipelines or step in self.experience.loops:
             outcome = await self._group(step)
         else:
@@ -294,6 +309,7 @@ class Scheduler:
         """Apply the item deltas in item order; the node fails only if every item failed."""
         good = [(i, o) for i, o in enumerate(outcomes) if o.status == "succeeded"]
         failed = len(outcomes) - len(good)
+        origins = [o.origin for _, o in good]
         if outcomes and not good:
             outcome = self._give_up(
                 node, f"all {len(outcomes)} items failed", "all_failed", emit=False
@@ -301,7 +317,7 @@ class Scheduler:
             outcome.items_failed = failed
             return outcome
         try:
-            self.state.apply([(o.delta, i) for i, o in good], node.id)
+            self.state.apply([(o.delta, i) for i, o in good], node.id, origins)
         except AttemptError as exc:
             return self._give_up(node, str(exc), exc.error_type)
         if failed:
@@ -331,6 +347,9 @@ class Scheduler:
         limit: asyncio.Semaphore | None = None,
     ) -> Outcome:
         """Try a node (or one item) as its on_error policy allows."""
+        reused = self._reused(node, edge_inputs, index, item, apply=apply)
+        if reused is not None:
+            return reused
         allowed = policies.attempts_allowed(node.on_error)
         error = AttemptError("no attempt was made", "error")
         number = 0
@@ -376,6 +395,46 @@ class Scheduler:
         )
         return Outcome("failed", error=str(error))
 
+    def _reused(
+        self, node: Node, edge_inputs: dict[str, Any], index: int | None, item: Any, *, apply: bool
+    ) -> Outcome | None:
+        """A kept result applied instead of executing the node (or item), when one may be."""
+        if self.halted is not None:
+            raise self.halted
+        inputs = self._inputs(node, edge_inputs, index, item)
+        fingerprint = self.reuse.fingerprint(node, inputs)
+        kept = self.reuse.find(node, index, fingerprint, self.step_of[node.id] in self.forced)
+        if kept is None:
+            self.executed.add(self.step_of[node.id])
+            return None
+        self.recorder.result_kept(
+            KeptResult(
+                node.id,
+                index,
+                fingerprint,
+                kept.delta,
+                kept.edge_output,
+                kept.origin,
+                kept.created_at,
+            )
+        )
+        self.recorder.node_run(
+            NodeRun(
+                node.id,
+                0,
+                "reused",
+                item=index,
+                reused_from=kept.origin,
+                fingerprint=fingerprint,
+                cached=kept.cached,
+            )
+        )
+        if apply:
+            self.state.apply([(kept.delta, None)], node.id, [kept.origin])
+        return Outcome(
+            "succeeded", delta=kept.delta, edge_output=kept.edge_output, origin=kept.origin
+        )
+
     async def _attempt(self, attempt: Attempt, apply: bool) -> tuple[Outcome | None, Any]:
         """One attempt, recorded: (outcome, None) on success, (None, AttemptError) on failure."""
         if self.halted is not None:  # it stopped while this attempt waited for a slot
@@ -406,6 +465,16 @@ class Scheduler:
         if error is None:
             metrics = result.get("metrics") if isinstance(result, dict) else None
             record.metrics = metrics if isinstance(metrics, dict) else None
+            self.recorder.result_kept(
+                KeptResult(
+                    node.id,
+                    attempt.item,
+                    self.reuse.fingerprint(node, attempt.inputs),
+                    outcome.delta,
+                    outcome.edge_output,
+                    self.recorder.run_id,
+                )
+            )
         else:
             outcome, record.error_type, record.error = None, error.error_type, str(error)
         record.duration_ms = _ms_since(started)
@@ -532,7 +601,7 @@ class Scheduler:
             for index, stages in enumerate(per_item):
                 for node, outcome in stages:
                     if outcome.status == "succeeded":
-                        self.state.apply([(outcome.delta, index)], node.id)
+                        self.state.apply([(outcome.delta, index)], node.id, [outcome.origin])
                     else:
                         self.partial = True
         except AttemptError as exc:

@@ -103,17 +103,25 @@ class RunState:
                     f"{who} wrote an invalid '{field}': {problem}", "schema_violation"
                 )
 
-    def apply(self, deltas: list[tuple[dict[str, Any], int | None]], node_id: str) -> None:
+    def apply(
+        self,
+        deltas: list[tuple[dict[str, Any], int | None]],
+        node_id: str,
+        origins: list[str | None] | None = None,
+    ) -> None:
         """Merge checked deltas into state in the given (item) order, then record the merge.
 
         A fan-out's deltas are one merge: each field it touched gets one history row and one
         `state.write` event (with the item, when a single item wrote it), not one per item, so
         a 5,000-item fan-out into an array_append field stays linear in time and storage.
+        `origins` (parallel to `deltas`) names, for a reused result, the run that made it; the
+        write then names those runs in `reused_from`.
         """
         staged = dict(self.values)
         once = set(self.written_once)
         touched: dict[str, StateChange] = {}
-        for delta, item in deltas:
+        for index, (delta, item) in enumerate(deltas):
+            origin = origins[index] if origins else None
             for field, value in delta.items():
                 spec = self.experience.state[field]
                 change = touched.get(field)
@@ -121,6 +129,8 @@ class RunState:
                     change = touched[field] = StateChange(
                         field, staged.get(field), None, node_id, item, writes=0
                     )
+                if origin and origin not in change.reused_from:
+                    change.reused_from.append(origin)
                     if spec.merge == "array_append":  # a private copy, appended to in place
                         old = staged.get(field)
                         staged[field] = list(old) if isinstance(old, list) else []

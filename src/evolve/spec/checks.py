@@ -818,6 +818,7 @@ class Checker:
             if d["kind"] == "cli-agent"
             else None,
             skill=self._build_skill(node.path) if d["kind"] == "skill" else None,
+            cache=_cache(d.get("cache")),
         )
 
     def _build_source(self, path: JsonPath, source: dict[str, Any]) -> model.DatasetSource:
@@ -874,3 +875,18 @@ def _field(name: str, spec: dict[str, Any]) -> model.StateField:
         description=spec.get("description", ""),
         schema={k: v for k, v in spec.items() if k not in _FIELD_KEYS},
     )
+
+
+TTL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _cache(value: Any) -> model.Cache | None:
+    """`cache: true` or `{ttl: 1d}` (the schema has checked the shape)."""
+    if not value:
+        return None
+    if value is True:
+        return model.Cache()
+    ttl = value["ttl"]
+    if isinstance(ttl, str):
+        return model.Cache(int(ttl[:-1]) * TTL_UNITS[ttl[-1]])
+    return model.Cache(ttl)

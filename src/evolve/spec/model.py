@@ -72,6 +72,13 @@ class CliAgent:
 
 
 @dataclass(frozen=True)
+class Cache:
+    """`cache:` on a node: reuse its results across runs by fingerprint, for `ttl_s` seconds."""
+
+    ttl_s: int | None = None  # None: no expiry
+
+
+@dataclass(frozen=True)
 class Skill:
     """An Agent Skill folder: SKILL.md (front matter + body) and its resource files."""
 
@@ -107,6 +114,7 @@ class Node:
     source: DatasetSource | None = None
     cli: CliAgent | None = None
     skill: Skill | None = None
+    cache: Cache | None = None
 
 
 @dataclass(frozen=True)

@@ -203,6 +203,31 @@ class RunQueries:
             for r in rows
         ]
 
+    def kept_results(self, run_id: str) -> list[dict[str, Any]]:
+        """The results a run kept (what its succeeded nodes and items produced), in order."""
+        return list(
+            self.db.query("select * from node_results where run_id = ? order by id", [run_id])
+        )
+
+    def cached_result(
+        self, node_id: str, fingerprint: str, not_before: str | None
+    ) -> dict[str, Any] | None:
+        """The newest result any run kept for this node and fingerprint, executed no earlier
+        than `not_before` (an ISO time; None: any age)."""
+        rows = list(
+            self.db.query(
+                "select * from node_results where node_id = ? and fingerprint = ? "
+                "and created_at >= ? order by created_at desc, id desc limit 1",
+                [node_id, fingerprint, not_before or ""],
+            )
+        )
+        return rows[0] if rows else None
+
+    def node_prints(self, run_id: str) -> dict[str, dict[str, Any]]:
+        """Per node: the digests of its definition, files and model as the run saw them."""
+        rows = self.db.query("select * from node_prints where run_id = ?", [run_id])
+        return {r["node_id"]: {**r, "files": _loads(r["files"]) or {}} for r in rows}
+
 
 def _loads(text: str | None) -> Any:
     return json.loads(text) if text is not None else None

@@ -30,6 +30,7 @@ from evolve.events import (
     LlmCall,
     NodeFailed,
     NodeFinished,
+    NodeReused,
     NodeSkipped,
     NodeTimeout,
     RunFinished,
@@ -50,6 +51,7 @@ class RunStart:
     log_path: str
     started_at: str = field(default_factory=utc_now)
     spec_files: dict[str, str] | None = None  # {path: sha256}: in the row only
+    options: dict[str, Any] | None = None  # how it was run (model, replay...), for resume
 
     def row(self, run_id: str) -> dict[str, Any]:
         e = self.event
@@ -64,6 +66,8 @@ class RunStart:
             "log_path": self.log_path,
             "parent_run_id": e.parent_run_id,
             "parent_node": e.parent_node,
+            "resumed_from": e.resumed_from,
+            "options": self.options,
         }
         extra = {
             "kind": e.kind,
@@ -103,7 +107,8 @@ class RunEnd:
 class NodeRun:
     """One `node_runs` row: an attempt (`attempt` >= 1) or a node as a whole (`attempt` 0).
 
-    status: succeeded | failed | timeout (attempts), succeeded | failed | skipped (whole nodes).
+    status: succeeded | failed | timeout (attempts), succeeded | failed | skipped (whole nodes),
+    reused (attempt 0: a node or item whose kept result was applied instead of executing it).
     """
 
     node_id: str
@@ -119,9 +124,13 @@ class NodeRun:
     timeout_ms: int | None = None  # the limit a timed-out attempt hit
     items: int | None = None  # a whole for_each node: how many items
     items_failed: int | None = None
+    reused_from: str | None = None  # status reused: the run that executed it
+    fingerprint: str | None = None  # status reused: the fingerprint that matched
+    cached: bool | None = None  # status reused: found through `cache:`
 
     def row(self, run_id: str) -> dict[str, Any]:
         return {
+            "reused_from": self.reused_from,
             "run_id": run_id,
             "node_id": self.node_id,
             "item": self.item,
@@ -138,6 +147,16 @@ class NodeRun:
     def events(self) -> list[_Event]:
         """The events that report this row, in the order they are written."""
         node, item = self.node_id, self.item
+        if self.status == "reused":
+            return [
+                NodeReused(
+                    node_id=node,
+                    item=item,
+                    from_run=self.reused_from or "",
+                    fingerprint=self.fingerprint or "",
+                    cached=self.cached or None,
+                )
+            ]
         if self.attempt == 0 and self.status == "skipped":
             return [NodeSkipped(node_id=node, reason=self.error or "")]
         if self.attempt == 0:
@@ -177,6 +196,31 @@ class NodeRun:
                 failed,
             ]
         return [failed]
+
+
+@dataclass(slots=True)
+class KeptResult:
+    """One `node_results` row: what a succeeded node or item produced, and its fingerprint."""
+
+    node_id: str
+    item: int | None
+    fingerprint: str
+    delta: dict[str, Any]
+    edge_output: Any
+    origin_run_id: str  # the run that executed it: this one, or the one a reused result is from
+    created_at: str | None = None  # when it was executed (kept as is when reused)
+
+    def row(self, run_id: str) -> dict[str, Any]:
+        return {
+            "run_id": run_id,
+            "node_id": self.node_id,
+            "item": self.item,
+            "fingerprint": self.fingerprint,
+            "delta": self.delta,
+            "edge_output": self.edge_output,
+            "origin_run_id": self.origin_run_id,
+            "created_at": self.created_at,
+        }
 
 
 @dataclass(slots=True)
@@ -225,6 +269,11 @@ class StateChange:
     node_id: str
     item: int | None = None
     writes: int = 1  # how many deltas (items) the merge took
+    reused_from: list[str] = field(default_factory=list)  # runs whose kept results it applied
+
+    @property
+    def origin(self) -> str | None:
+        return ", ".join(self.reused_from) or None
 
     def event(self, preview: str) -> StateWrite:
         appended = _appended(self.old, self.new)
@@ -233,6 +282,7 @@ class StateChange:
             item=self.item,
             field=self.field,
             writes=self.writes if self.writes > 1 else None,
+            reused_from=self.origin,
             value_preview=preview,
             value=self.new if appended is None else None,
             appended=appended,
@@ -287,6 +337,15 @@ class Recorder:
         for event in record.events():
             self.log.write(event, ts)
 
+    def result_kept(self, result: KeptResult) -> None:
+        """Commit a result to the store; call it before the `node_run` that reports the
+        success, so a log line saying a node succeeded always has its result kept."""
+        self.store.keep_result(result.row(self.run_id))
+
+    def prints_taken(self, prints: list[dict[str, Any]]) -> None:
+        """Each node's definition, file and model digests as this run sees them."""
+        self.store.record_prints([{**p, "run_id": self.run_id} for p in prints])
+
     def model_call(self, call: ModelCall) -> None:
         self.store.record_llm_call(call.row(self.run_id))
         self.log.write(call.event, call.ts)
@@ -306,7 +365,14 @@ class Recorder:
         self.store.write_state(
             self.run_id,
             [
-                {"field": c.field, "old": c.old, "new": c.new, "node_id": c.node_id, "item": c.item}
+                {
+                    "field": c.field,
+                    "old": c.old,
+                    "new": c.new,
+                    "node_id": c.node_id,
+                    "item": c.item,
+                    "reused_from": c.origin,
+                }
                 for c in changes
             ],
         )
@@ -428,6 +494,17 @@ def replay(
             fields = {k: v for k, v in e.items() if k in EvalResult.__dataclass_fields__}
             result = EvalResult(**fields)
             store.record_evals(e["run_id"], result.case_id, eval_rows([result]))
+        elif kind == EventType.NODE_REUSED:
+            record = NodeRun(
+                node_id,
+                0,
+                "reused",
+                item=item,
+                finished_at=e["ts"],
+                reused_from=e.get("from_run"),
+                fingerprint=e.get("fingerprint"),
+                cached=e.get("cached"),
+            )
         elif kind == EventType.LLM_CALL:
             fields = {k: v for k, v in e.items() if k in LlmCall.__dataclass_fields__}
             store.record_llm_call(ModelCall(LlmCall(**fields), ts=e["ts"]).row(e["run_id"]))

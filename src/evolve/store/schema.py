@@ -1,6 +1,7 @@
 """The state store's schema (SPEC §5), grown only through named, ordered migrations.
 
-Tables: `runs`, `node_runs`, `state_snapshot`, `state_history`, `llm_calls`, `evals`. Each step in
+Tables: `runs`, `node_runs`, `state_snapshot`, `state_history`, `llm_calls`, `evals`, and
+`node_results` (what every succeeded node and item produced, with its fingerprint). Each step in
 `MIGRATIONS` is applied once, in order, and recorded by name in `_migrations`; a new column or
 table is a new step at the end, never an edit of an old one.
 """
@@ -139,7 +140,43 @@ def _m002_evals(db: Database) -> None:
     db["runs"].create_index(["parent_run_id"])
 
 
+def _m003_results(db: Database) -> None:
+    """What a later run needs to reuse a result without executing it (see docs/resume.md)."""
+    db["runs"].add_column("resumed_from", str)  # the run whose results this one reused
+    db["runs"].add_column("options", str)  # the run's model and replay options, for resume
+    db["state_history"].add_column("reused_from", str)  # the run that made a reused write
+    db["node_runs"].add_column("reused_from", str)  # status `reused`: the run that executed it
+    db["node_results"].create(
+        {
+            "id": int,
+            "run_id": str,
+            "node_id": str,
+            "item": int,
+            "fingerprint": str,
+            "delta": str,
+            "edge_output": str,
+            "origin_run_id": str,  # the run that executed the node (this run, or an earlier one)
+            "created_at": str,
+        },
+        pk="id",
+    )
+    db["node_results"].create_index(["run_id", "node_id"])
+    db["node_results"].create_index(["node_id", "fingerprint"])
+    db["node_prints"].create(  # per run and node: the parts of its fingerprint besides inputs
+        {
+            "run_id": str,
+            "node_id": str,
+            "digest": str,
+            "definition": str,
+            "files": str,  # {path: sha256}
+            "model": str,
+        },
+        pk=("run_id", "node_id"),
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_evals", _m002_evals),
+    ("003_results", _m003_results),
 ]

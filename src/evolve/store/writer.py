@@ -210,6 +210,7 @@ class StateStore:
             "pid": os.getpid() if owned else None,
             "host": socket.gethostname(),
             "args": self._json(run.get("args", {})),
+            "options": self._json(run["options"]) if run.get("options") else None,
         }
         if run.get("spec_files") is not None:
             row["spec_files"] = self._json(run["spec_files"])
@@ -298,6 +299,7 @@ class StateStore:
                     "value_new": new,
                     "node_id": w["node_id"],
                     "item": w.get("item"),
+                    "reused_from": w.get("reused_from"),
                     "ts": now,
                 },
             )
@@ -332,6 +334,30 @@ class StateStore:
                     "ts": now,
                 },
             )
+
+    # -- kept results ----------------------------------------------------------------------------
+
+    def keep_result(self, row: dict[str, Any]) -> None:
+        """Keep a succeeded node's (or item's) result, committed now with everything queued
+        before it: the log line reporting the success is written after this returns, so every
+        success a log reports has its result kept, even if the process is killed next."""
+        self._pending.append(
+            (
+                "node_results",
+                {
+                    **row,
+                    "delta": self._json(row["delta"]),
+                    "edge_output": self._json(row["edge_output"]),
+                    "created_at": row.get("created_at") or utc_now(),
+                },
+            )
+        )
+        self.flush()
+
+    def record_prints(self, rows: list[dict[str, Any]]) -> None:
+        """The per-node parts of this run's fingerprints (what `resume` compares to explain)."""
+        for row in rows:
+            self._queue("node_prints", {**row, "files": self._json(row["files"])})
 
     # -- llm calls -------------------------------------------------------------------------------
 
