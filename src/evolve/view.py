@@ -69,11 +69,14 @@ class ItemView:
     index: int
     attempts: list[AttemptView] = field(default_factory=list)
     skipped: str | None = None
+    reused_from: str | None = None  # not executed: a kept result of this run was applied
 
     @property
     def status(self) -> str:
         if self.skipped is not None:
             return "failed"
+        if self.reused_from is not None and not self.attempts:
+            return "succeeded"
         return self.attempts[-1].status if self.attempts else "waiting"
 
     @property
@@ -111,6 +114,19 @@ class NodeView:
     retry_seqs: list[int] = field(default_factory=list)
     schema_errors: list[tuple[int, list[str]]] = field(default_factory=list)  # (seq, errors)
     finishes: list[tuple[int, int]] = field(default_factory=list)  # whole node: (wall_ms, items)
+    reused_from: str | None = None  # not executed: a kept result of this run was applied
+    cached: bool = False  # ... found through the node's `cache:`
+
+    @property
+    def items_reused(self) -> int:
+        return sum(1 for i in self.items.values() if i.reused_from is not None)
+
+    @property
+    def reused(self) -> bool:
+        """Succeeded without executing: its result (or every item's) was a kept one."""
+        whole = self.reused_from is not None and not self.attempts
+        every = bool(self.items) and self.items_reused == len(self.items)
+        return self.status == "succeeded" and (whole or every)
 
     @property
     def all_attempts(self) -> list[AttemptView]:
@@ -148,12 +164,16 @@ class NodeView:
             "tokens_out": self.tokens_out,
             "cost_usd": self.cost_usd,
             "iterations": self.iterations or None,
+            "reused_from": self.reused_from,
+            "items_reused": self.items_reused or None,
+            "reused": self.reused,
             "attempts": [a.to_json() for a in self.attempts],
             "items": [
                 {
                     "index": i.index,
                     "status": i.status,
                     "skipped": i.skipped,
+                    "reused_from": i.reused_from,
                     "attempts": [a.to_json() for a in i.attempts],
                 }
                 for i in sorted(self.items.values(), key=lambda i: i.index)
@@ -193,6 +213,7 @@ class RunView:
     score: float | None = None
     evals_passed: bool | None = None
     parent_node: str | None = None  # a nested run: the node of its parent that started it
+    resumed_from: str | None = None  # the earlier run whose results this one reuses
 
     def slowest(self, n: int = 5) -> list[NodeView]:
         timed = [v for v in self.nodes.values() if v.duration_ms is not None]
@@ -275,6 +296,8 @@ class Folder:
             node.items_total = e.get("total")
         elif kind == EventType.NODE_STARTED:
             self._attempt_started(node, e, item, at)
+        elif kind == EventType.NODE_REUSED:
+            self._reused(node, e, item, at)
         elif kind == EventType.NODE_ACTIVITY:
             node.activity = e.get("activity")
         elif kind in (EventType.NODE_FINISHED, EventType.NODE_FAILED) and "attempt" in e:
@@ -319,6 +342,7 @@ class Folder:
         self.origin = datetime.fromisoformat(e["ts"])
         view.run_id, view.experience, view.started = e["run_id"], e.get("experience", ""), e["ts"]
         view.parent_node = e.get("parent_node")
+        view.resumed_from = e.get("resumed_from")
         graph = e.get("graph") or {}
         view.phases = list(graph.get("phases", []))
         view.edges = list(graph.get("edges", []))
@@ -361,6 +385,16 @@ class Folder:
                 )
             )
         elif item is None and node.kind != "loop":
+            node.status, node.end_ms = "succeeded", at
+
+    def _reused(self, node: NodeView, e: dict[str, Any], item: int | None, at: int) -> None:
+        if item is not None:
+            node.items.setdefault(item, ItemView(item)).reused_from = e.get("from_run")
+            return
+        if node.start_ms is None:
+            node.start_ms = at
+        node.reused_from, node.cached = e.get("from_run"), bool(e.get("cached"))
+        if node.kind != "loop":
             node.status, node.end_ms = "succeeded", at
 
     def _skipped(self, node: NodeView, e: dict[str, Any], item: int | None, at: int) -> None:

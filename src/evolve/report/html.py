@@ -136,6 +136,11 @@ def _cards(view: RunView) -> list[Card]:
         Card("succeeded", "nodes ok", counts["succeeded"]),
         Card("failed", "nodes failed", counts["failed"]),
         Card("skipped", "nodes skipped", counts["skipped"]),
+        *(
+            [Card("reused", "nodes reused", reused, f"from {view.resumed_from}")]
+            if (reused := sum(1 for n in view.nodes.values() if n.reused))
+            else []
+        ),
         Card("retry", "retries", view.retries),
         Card("timeout", "timeouts", view.timeouts),
         Card("failure", "failures", len(view.failures)),
@@ -156,7 +161,11 @@ def _box_label(node: NodeView) -> str:
         text = f"{len(node.items):,} items"
         if node.items_failed:
             text += f" · {node.items_failed:,} failed"
+        if node.items_reused:
+            text += f" · {node.items_reused:,} reused"
         return text
+    if node.reused:
+        return f"{node.kind} · ↺ {'cache hit' if node.cached else 'reused'} {node.reused_from}"
     if node.iterations:
         return f"{node.kind} · {node.iterations} iterations"
     return f"{node.kind} · {duration(node.duration_ms)}"
@@ -178,7 +187,8 @@ def _graph(view: RunView) -> tuple[Layout, dict[str, GraphNode], list[tuple[str,
         if node and node.reason:
             tip += f"\n{node.reason}"
         sub = labels.get(key, "not in this run")
-        nodes[key] = GraphNode(f"st-{status} kind-{kind}", kind, tip, sub, status)
+        reused = " reused" if node and node.reused else ""
+        nodes[key] = GraphNode(f"st-{status} kind-{kind}{reused}", kind, tip, sub, status)
     styles = []
     for _, target, _ in edges:
         node = view.nodes.get(target)

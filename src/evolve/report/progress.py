@@ -32,6 +32,7 @@ MARKS = {
     "failed": "[red]failed[/]",
     "interrupted": "[yellow]interrupted[/]",
     "waiting": "[dim]waiting[/]",
+    "reused": "[cyan]reused[/]",
 }
 
 
@@ -78,6 +79,9 @@ class Progress:
         where = f" item {event['item']}" if "item" in event else ""
         if kind == EventType.NODE_FINISHED and "item" not in event:
             return self._outcome_line(event["run_id"], folder.view.nodes[node_id], label, event)
+        if kind == EventType.NODE_REUSED and not where:
+            how = "cache hit" if event.get("cached") else "reused"
+            return f"↺ {label} ({how} from {event['from_run']})"
         if kind == EventType.NODE_FAILED and "attempt" not in event:
             self._announced.add((event["run_id"], node_id))
             return f"✗ {label}: {event.get('error', '')}"
@@ -106,12 +110,13 @@ class Progress:
         failed = event.get("items_failed")
         items = f", {event['items']} items" if "items" in event else ""
         items += f" ({failed} failed)" if failed else ""
+        items += f" ({node.items_reused} reused)" if node.items_reused else ""
         if event.get("status", "succeeded") != "succeeded":
             if (run_id, node.id) in self._announced:
                 return None  # its failure has been told already
             self._announced.add((run_id, node.id))
             return f"✗ {label} ({elapsed:.2f}s{items}): {event.get('error') or 'failed'}"
-        return f"✓ {label} ({elapsed:.2f}s{items})"
+        return f"{'↺' if node.reused else '✓'} {label} ({elapsed:.2f}s{items})"
 
     def _finished(self, run_id: str, folder: Folder) -> None:
         """A run ended: a ✗ for every failed node not yet given one (a plain node that failed
@@ -168,7 +173,7 @@ class Progress:
             items = f"{node.items_done}/{total}" if total or node.items else ""
             row = [
                 Text(self._label(folder, node.id)),
-                MARKS.get(node.status, node.status),
+                MARKS.get("reused" if node.reused else node.status, node.status),
                 items,
                 str(node.retries or ""),
                 str(node.timeouts or ""),

@@ -27,6 +27,7 @@ MARKS = {
     "running": ("…", "yellow"),
     "waiting": ("·", "dim"),
     "interrupted": ("!", "yellow"),
+    "reused": ("↺", "cyan"),
 }
 STATUS_STYLE = {
     "success": "green",
@@ -175,10 +176,14 @@ def _attempt(a: AttemptView) -> Text:
 
 def _node_detail(node: NodeView) -> str:
     parts = [node.kind]
+    if node.reused_from:
+        how = "cache hit" if node.cached else "reused"
+        parts.append(f"{how} from {node.reused_from}")
     if node.items:
         parts.append(
             f"{len(node.items)} items"
             + (f", {node.items_failed} failed" if node.items_failed else "")
+            + (f", {node.items_reused} reused" if node.items_reused else "")
         )
     if node.iterations:
         parts.append(f"{node.iterations} iterations")
@@ -192,8 +197,13 @@ def _node_detail(node: NodeView) -> str:
     return " · ".join(parts)
 
 
+def mark(node: NodeView) -> str:
+    """A node that was not executed at all (its result, or every item's, reused) shows ↺."""
+    return "reused" if node.reused else node.status
+
+
 def _add_node(parent: Tree, node: NodeView) -> None:
-    branch = parent.add(_label(node.status, node.id, _node_detail(node)))
+    branch = parent.add(_label(mark(node), node.id, _node_detail(node)))
     if len(node.attempts) > 1 or any(a.status != "succeeded" for a in node.attempts):
         for attempt in node.attempts:
             branch.add(_attempt(attempt))
@@ -208,7 +218,10 @@ def _add_node(parent: Tree, node: NodeView) -> None:
         detail = seconds(last.duration_ms) if last else ""
         if item.skipped:
             detail += f"  {shorten(item.skipped, 90)}"
-        leaf = branch.add(_label(item.status, f"item {item.index}", detail))
+        reused = item.reused_from is not None and not item.attempts
+        if reused:
+            detail = f"reused from {item.reused_from}"
+        leaf = branch.add(_label("reused" if reused else item.status, f"item {item.index}", detail))
         if len(item.attempts) > 1 or item.status != "succeeded":
             for attempt in item.attempts:
                 leaf.add(_attempt(attempt))
@@ -224,6 +237,8 @@ def inspection(report: Inspection) -> Group:
     title.append(f" · {seconds(view.duration_ms)} · started {(row['started_at'] or '')[:19]}")
     if view.reason:
         title.append(f"\nreason: {view.reason}")
+    if view.resumed_from:
+        title.append(f"\nresumed from {view.resumed_from}: ↺ marks what was reused, not executed")
 
     if report.cases is not None:  # a suite: its case runs are what it did
         return Group(
@@ -249,9 +264,11 @@ def inspection(report: Inspection) -> Group:
         s: sum(1 for n in view.nodes.values() if n.status == s)
         for s in ("succeeded", "failed", "skipped")
     }
+    reused = sum(1 for n in view.nodes.values() if mark(n) == "reused")
     summary = Text(
         f"nodes {counts['succeeded']} ✓ {counts['failed']} ✗ {counts['skipped']} – · "
-        f"retries {view.retries} · timeouts {view.timeouts} · failures {len(view.failures)} · "
+        + (f"{reused} ↺ reused · " if reused else "")
+        + f"retries {view.retries} · timeouts {view.timeouts} · failures {len(view.failures)} · "
         f"tokens {view.tokens_in}+{view.tokens_out} · cost {money(view.cost_usd)} · "
         f"{view.events} events"
     )

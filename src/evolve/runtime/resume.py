@@ -72,8 +72,8 @@ def check_reruns(experience: Experience, names: tuple[str, ...]) -> None:
     for name in names:
         if name not in known:
             raise UsageError(
-                f"--rerun names unknown node '{name}'{did_you_mean(name, known)} "
-                f"in experience '{experience.name}'"
+                f"--rerun names no node of experience '{experience.name}': "
+                f"'{name}'{did_you_mean(name, known)}"
             )
 
 
@@ -164,7 +164,7 @@ def _verdict(
     earlier: dict[str, Verdict],
 ) -> Verdict:
     members = _members(experience, step)
-    named = [m for m in (step, *members) if m in rerun]
+    named = sorted({m for m in (step, *members) if m in rerun})
     if named:
         return Verdict(step, True, f"named by --rerun ({', '.join(named)})")
     upstream = [e.source for e in experience.predecessors(step) if earlier[e.source].runs]
