@@ -120,6 +120,7 @@ def test_runs_lists_newest_first(workspace):
         "evals_passed",
         "pass_rate",
         "cases",
+        "resumed_from",
     }
     assert (rows[0]["nodes_succeeded"], rows[0]["items"]) == (2, 3)
 

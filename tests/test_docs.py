@@ -19,7 +19,15 @@ from evolve.spec import schema_text
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-PAGES = ("getting-started.md", "experience.md", "cli.md", "proposals.md", "models.md", "evals.md")
+PAGES = (
+    "getting-started.md",
+    "experience.md",
+    "cli.md",
+    "proposals.md",
+    "models.md",
+    "evals.md",
+    "resume.md",
+)
 SCHEMA = json.loads(schema_text())
 GROUP = typer.main.get_command(app)
 COMMANDS: dict[str, Any] = GROUP.commands  # type: ignore[attr-defined]

@@ -614,6 +614,7 @@ def runs(
             "evals_passed",
             "pass_rate",
             "cases",
+            "resumed_from",
         )
         print(json.dumps([{k: r.get(k) for k in keep} for r in rows], indent=2))
         return

@@ -95,6 +95,11 @@ class RunStarted(Event):
         None,
     )
     rerun: list[str] | None = _doc("Nodes named by `--rerun`: executed whatever is kept.", None)
+    options: dict[str, Any] | None = _doc(
+        "How it was started, where it matters to `evolve resume`: `model` (--model), "
+        "`api_base`, `replay`, `offline`, `concurrency`, `max_cost`.",
+        None,
+    )
     graph: dict[str, Any] | None = _doc(
         "The graph as run: `phases`, `nodes` (kind, phase, for_each), `steps` and `edges`.", None
     )

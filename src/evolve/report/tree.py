@@ -82,7 +82,10 @@ def runs_table(rows: list[dict[str, Any]]) -> Table:
         table.add_row(
             r["id"],
             r["experience"],
-            Text(r["status"], style=STATUS_STYLE.get(r["status"], "")),
+            Text(  # ↺: a run that reused an earlier one's results (resume, --from)
+                r["status"] + (" ↺" if r.get("resumed_from") else ""),
+                style=STATUS_STYLE.get(r["status"], ""),
+            ),
             # with the score column, the year goes so that 100 columns still hold every name
             (r["started_at"] or "")[5 if scored else 0 : 19].replace("T", " "),
             seconds(r.get("duration_ms")),

@@ -225,11 +225,11 @@ class Run:
                     repeat=self.options.repeat,
                     resumed_from=self.options.source,
                     rerun=list(self.options.rerun) or None,
+                    options={k: v for k, v in self.options.kept().items() if v is not None} or None,
                     graph=graph_outline(experience),
                 ),
                 log_path=str(log_path),
                 spec_files=experience.file_digests() if self.parent is None else None,
-                options={k: v for k, v in self.options.kept().items() if v is not None} or None,
             )
         )
         reuse = self._reuse(model_for)

@@ -129,11 +129,11 @@ class RunState:
                     change = touched[field] = StateChange(
                         field, staged.get(field), None, node_id, item, writes=0
                     )
-                if origin and origin not in change.reused_from:
-                    change.reused_from.append(origin)
                     if spec.merge == "array_append":  # a private copy, appended to in place
                         old = staged.get(field)
                         staged[field] = list(old) if isinstance(old, list) else []
+                if origin and origin not in change.reused_from:
+                    change.reused_from.append(origin)
                 change.writes += 1
                 if change.writes > 1:
                     change.item = None  # several items wrote it: the merge is the write

@@ -89,7 +89,7 @@ class RunQueries:
             )
             select r.*,
                 (select count(*) from node_status s where s.run_id = r.id
-                  and s.status = 'succeeded') as nodes_succeeded,
+                  and s.status in ('succeeded', 'reused')) as nodes_succeeded,
                 (select count(*) from node_status s where s.run_id = r.id
                   and s.status in ('failed', 'timeout')) as nodes_failed,
                 (select count(*) from node_status s where s.run_id = r.id
@@ -199,6 +199,7 @@ class RunQueries:
                 "item": r["item"],
                 "old": _loads(r["value_old"]),
                 "new": _loads(r["value_new"]),
+                "reused_from": r["reused_from"],
             }
             for r in rows
         ]

@@ -51,7 +51,6 @@ class RunStart:
     log_path: str
     started_at: str = field(default_factory=utc_now)
     spec_files: dict[str, str] | None = None  # {path: sha256}: in the row only
-    options: dict[str, Any] | None = None  # how it was run (model, replay...), for resume
 
     def row(self, run_id: str) -> dict[str, Any]:
         e = self.event
@@ -67,7 +66,7 @@ class RunStart:
             "parent_run_id": e.parent_run_id,
             "parent_node": e.parent_node,
             "resumed_from": e.resumed_from,
-            "options": self.options,
+            "options": e.options,
         }
         extra = {
             "kind": e.kind,
