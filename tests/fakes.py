@@ -29,3 +29,18 @@ class ScriptedModel:
         return ModelReply(
             text=text, model=request.model, tokens_in=10, tokens_out=5, cost_usd=0.001, latency_ms=1
         )
+
+
+@dataclass
+class EchoModel:
+    """A model whose reply is a function of the request alone ("re: " + the last user message),
+    so a run gets the same answers however often it asks; `calls` counts what it answered."""
+
+    calls: list[ModelRequest] = field(default_factory=list)
+
+    async def complete(self, request: ModelRequest) -> ModelReply:
+        self.calls.append(request)
+        text = "re: " + request.messages[-1]["content"]
+        return ModelReply(
+            text=text, model=request.model, tokens_in=10, tokens_out=5, cost_usd=0.001, latency_ms=1
+        )

@@ -16,6 +16,7 @@ Each script entry is one of:
 `refuse_status`, 400 by default; a 422 gets a FastAPI-style body naming the field) without
 using a script entry, as servers without that structured output mode do. `props` is served at
 `GET /props` (as llama.cpp's server does) and `models` at `GET /v1/models`.
+With `respond`, each request's step is `respond(body)` instead of the next script entry.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -36,8 +38,10 @@ class LoopbackServer:
         refuse_status: int = 400,
         props: dict[str, Any] | None = None,
         models: dict[str, Any] | None = None,
+        respond: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     ):
         self.script = list(script or [])
+        self.respond = respond  # when given: the step for a request, computed from its body
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.refused: list[str] = []  # the formats refused, in order
@@ -60,7 +64,12 @@ class LoopbackServer:
                     server.refused.append(kind)
                     self._refuse(kind)
                     return
-                step = server.script.pop(0) if server.script else {"text": "(no script left)"}
+                if server.respond is not None:
+                    step = server.respond(body)
+                elif server.script:
+                    step = server.script.pop(0)
+                else:
+                    step = {"text": "(no script left)"}
                 if "slow" in step:
                     time.sleep(step["slow"])
                 if "status" in step:

@@ -19,7 +19,7 @@ from typing import Any
 from evolve.errors import EvolveError, UsageError, did_you_mean
 from evolve.runtime.fingerprint import NodePrint
 from evolve.spec import Experience, load_experience
-from evolve.store.queries import RunQueries
+from evolve.store.queries import RunQueries, node_outcomes
 
 RESUMABLE = ("failed", "partial", "interrupted")
 SAID = {"failed": "it failed", "skipped": "it was skipped", "interrupted": "it was interrupted"}
@@ -124,22 +124,14 @@ def plan(
 
 def _finished(source: dict[str, Any]) -> dict[str, str | None]:
     """Per node of the earlier run: None if it succeeded whole, else what it lacks."""
-    from evolve.store.log import read_events
-    from evolve.view import fold
-
-    path = Path(source["log_path"] or "")
-    if not path.is_file():
-        return {}
-    view = fold(read_events(path), source["status"])
     found: dict[str, str | None] = {}
-    for node in view.nodes.values():
+    for node in node_outcomes(source):
         if node.status == "succeeded" and not node.items_failed:
             found[node.id] = None
         elif node.status == "succeeded":
             found[node.id] = f"{node.items_failed} of its items failed"
         elif node.items:
-            done = sum(1 for i in node.items.values() if i.status == "succeeded")
-            found[node.id] = f"{done} of its items succeeded, the rest run"
+            found[node.id] = f"{node.items_succeeded} of its items succeeded, the rest run"
         else:
             found[node.id] = SAID.get(node.status, "it never ran")
     return found

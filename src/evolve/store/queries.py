@@ -230,6 +230,37 @@ class RunQueries:
         return {r["node_id"]: {**r, "files": _loads(r["files"]) or {}} for r in rows}
 
 
+@dataclass(frozen=True)
+class NodeOutcome:
+    """How one node of a run ended, by its log: what `resume` says about what runs again."""
+
+    id: str
+    status: str
+    items: int
+    items_failed: int
+    items_succeeded: int
+
+
+def node_outcomes(row: dict[str, Any]) -> list[NodeOutcome]:
+    """Every node of the run `row` (a `runs` row), folded from its log."""
+    from pathlib import Path
+
+    path = Path(row["log_path"] or "")
+    if not path.is_file():
+        return []
+    view = fold(read_events(path), row["status"])
+    return [
+        NodeOutcome(
+            n.id,
+            n.status,
+            len(n.items),
+            n.items_failed,
+            sum(1 for i in n.items.values() if i.status == "succeeded"),
+        )
+        for n in view.nodes.values()
+    ]
+
+
 def _loads(text: str | None) -> Any:
     return json.loads(text) if text is not None else None
 

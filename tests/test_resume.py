@@ -1,0 +1,635 @@
+"""Durable runs: fingerprints, `evolve resume`, `evolve run --from/--rerun`, `cache:`, and how
+reused results show and are recorded (docs/resume.md)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from evolve.cli import app
+from evolve.runtime.fingerprint import NodePrint, js_helpers, python_helpers, source_files
+from evolve.runtime.run import RunOptions, resume_run, start_run
+from evolve.spec import load_experience
+from evolve.store.log import read_events
+from evolve.store.recorder import replay
+from evolve.store.workspace import Workspace
+from evolve.store.writer import StateStore
+from fakes import EchoModel
+from helpers import build, spec, tool
+
+COUNTED = """
+import os
+
+def run(inputs):
+    with open(os.environ["EVOLVE_TEST_COUNTS"], "a") as f:
+        f.write("{name} %s\\n" % inputs.get("$index"))
+    {body}
+"""
+WORK = COUNTED.format(
+    name="work",
+    body="""if inputs["$item"] == os.environ.get("EVOLVE_TEST_FAIL"):
+        raise RuntimeError("boom")
+    return {"state_delta": {"done": [inputs["$item"].upper()]}}""",
+)
+TOTAL = COUNTED.format(
+    name="total",
+    body="""state = inputs["_state"]
+    return {"state_delta": {"total": len(state["done"]) + len(state["descriptions"])}}""",
+)
+
+
+def experience(root: Path) -> Path:
+    """work (tool fan-out) -> describe (agent fan-out) -> total (tool); side (agent) alone."""
+    nodes = [
+        tool("work", "tools/work.py", writes=["done"], for_each={"source": "$.items"}),
+        {
+            "id": "describe",
+            "kind": "agent",
+            "prompt": "prompts/describe.md",
+            "reads": ["done"],
+            "writes": ["descriptions"],
+            "for_each": {"source": "$.items", "concurrency": 2},
+        },
+        tool("total", "tools/total.py", reads=["done", "descriptions"], writes=["total"]),
+        {"id": "side", "kind": "agent", "prompt": "prompts/side.md", "writes": ["note"]},
+    ]
+    edges = [{"from": "work", "to": "describe"}, {"from": "describe", "to": "total"}]
+    state = {
+        "items": {"type": "array", "default": ["a", "b", "c"]},
+        "done": {"type": "array", "merge": "array_append", "default": []},
+        "descriptions": {"type": "array", "merge": "array_append", "default": []},
+        "total": {"type": "integer"},
+        "note": {"type": "string"},
+    }
+    document = spec(nodes, edges, state=state, runtime={"model": "fake/echo"})
+    files = {
+        "tools/work.py": WORK,
+        "tools/total.py": TOTAL,
+        "prompts/describe.md": "Describe {{ $item }}.",
+        "prompts/side.md": "Say something.",
+    }
+    return build(root, document, files)
+
+
+@pytest.fixture
+def counts(tmp_path, monkeypatch):
+    path = tmp_path / "counts.txt"
+    path.write_text("")
+    monkeypatch.setenv("EVOLVE_TEST_COUNTS", str(path))
+    return path
+
+
+def executions(counts: Path) -> list[str]:
+    return counts.read_text().split("\n")[:-1]
+
+
+def go(path: Path, ws: Path, model: EchoModel, **options):
+    return start_run(path, Workspace(ws), RunOptions(**options), model)
+
+
+def reused(log: Path) -> set[tuple[str, int | None]]:
+    return {(e["node_id"], e.get("item")) for e in read_events(log) if e["type"] == "node.reused"}
+
+
+def asked(model: EchoModel) -> list[tuple[str, int | None]]:
+    return sorted((c.node_id, c.item) for c in model.calls)
+
+
+# -- fingerprints --------------------------------------------------------------------------------
+
+
+def test_a_fingerprint_changes_with_what_the_node_computes_and_nothing_else(tmp_path):
+    root = experience(tmp_path / "x")
+    (root / "tools" / "helper.py").write_text("FACTOR = 1\n")
+    (root / "tools" / "work.py").write_text("import helper\n" + WORK)
+    node = load_experience(root).nodes["work"]
+    inputs = {"_state": {}, "$item": "a", "$index": 0}
+    first = NodePrint.of("t", node, root, None).with_inputs(inputs)
+    assert NodePrint.of("t", node, root, None).with_inputs(inputs) == first
+
+    assert NodePrint.of("t", node, root, None).with_inputs({**inputs, "$item": "b"}) != first
+    assert NodePrint.of("t", node, root, "other/model").with_inputs(inputs) != first
+    (root / "tools" / "helper.py").write_text("FACTOR = 2\n")  # an imported helper changed
+    changed = NodePrint.of("t", node, root, None)
+    assert changed.with_inputs(inputs) != first
+    assert changed.changes(NodePrint.of("t", node, root, None)) == []
+
+    # elsewhere, with a description, a timeout and on_error: how it runs, not what it computes
+    other = experience(tmp_path / "y")
+    document = yaml.safe_load((other / "experience.yaml").read_text())
+    document["graph"]["nodes"][0].update(
+        description="x", timeout_ms=5, on_error={"policy": "skip"}, cache=True
+    )
+    (other / "experience.yaml").write_text(yaml.safe_dump(document))
+    for name in ("work.py", "helper.py"):
+        (other / "tools" / name).write_text((root / "tools" / name).read_text())
+    described = load_experience(other).nodes["work"]
+    assert described.description == "x"
+    same = NodePrint.of("t", described, other, None)
+    assert same.with_inputs(inputs) == changed.with_inputs(inputs)
+
+
+def test_the_changes_between_two_prints_say_what_changed(tmp_path):
+    root = experience(tmp_path / "x")
+    node = load_experience(root).nodes["describe"]
+    before = NodePrint.of("t", node, root, "m1")
+    (root / "prompts" / "describe.md").write_text("Describe {{ $item }} briefly.")
+    after = NodePrint.of("t", node, root, "m2")
+    assert after.changes(before) == [
+        "prompts/describe.md changed",
+        "its model changed (m1 -> m2)",
+    ]
+
+
+def test_local_imports_are_followed_python_and_javascript(tmp_path):
+    root = tmp_path / "x"
+    (root / "tools" / "lib").mkdir(parents=True)
+    (root / "tools" / "lib" / "__init__.py").write_text("from .deep import value\n")
+    (root / "tools" / "lib" / "deep.py").write_text("value = 1\n")
+    (root / "shared.py").write_text("X = 1\n")
+    (root / "tools" / "t.py").write_text(
+        "import json\nimport shared\nfrom lib import deep\n\ndef run(i):\n    return {}\n"
+    )
+    found = python_helpers(root / "tools" / "t.py", root)
+    assert {p.relative_to(root).as_posix() for p in found} >= {
+        "shared.py",
+        "tools/lib/__init__.py",
+        "tools/lib/deep.py",
+    }
+    (root / "tools" / "u.mjs").write_text("export const u = 1;\n")
+    (root / "tools" / "t.mjs").write_text(
+        "import { u } from './u.mjs';\nimport fs from 'node:fs';\nexport default () => u;\n"
+    )
+    assert js_helpers(root / "tools" / "t.mjs", root) == [(root / "tools" / "u.mjs").resolve()]
+
+
+def test_source_files_cover_tool_helpers_recursively(tmp_path):
+    root = experience(tmp_path / "x")
+    (root / "tools" / "a.py").write_text("import b\n")
+    (root / "tools" / "b.py").write_text("X = 1\n")
+    (root / "tools" / "work.py").write_text("import a\n" + WORK)
+    node = load_experience(root).nodes["work"]
+    names = [p.name for p in source_files(node, root)]
+    assert names == ["a.py", "b.py", "work.py"]
+
+
+# -- resume --------------------------------------------------------------------------------------
+
+
+def test_resume_reuses_every_succeeded_item_and_reaches_the_fresh_state(
+    tmp_path, counts, monkeypatch
+):
+    root = experience(tmp_path / "x")
+    ws = tmp_path / "ws"
+    fresh = go(root, tmp_path / "fresh", EchoModel())
+    assert fresh.status == "success"
+
+    monkeypatch.setenv("EVOLVE_TEST_FAIL", "b")
+    model = EchoModel()
+    failed = go(root, ws, model)
+    assert failed.status == "failed"
+    monkeypatch.delenv("EVOLVE_TEST_FAIL")
+    counts.write_text("")
+    again = EchoModel()
+    result = resume_run(failed.run_id, Workspace(ws), RunOptions(), again)
+
+    assert result.status == "success"
+    assert result.state == fresh.state
+    succeeded = {
+        (e["node_id"], e.get("item"))
+        for e in read_events(failed.log_path)
+        if e["type"] == "node.finished" and "attempt" in e
+    }
+    assert {("work", 0), ("work", 2)} <= succeeded
+    assert succeeded == reused(result.log_path)
+    assert sorted(executions(counts)) == ["total None", "work 1"]  # only what had not succeeded
+    side = [] if ("side", None) in succeeded else [("side", None)]
+    assert asked(again) == sorted([("describe", 0), ("describe", 1), ("describe", 2), *side])
+    store = StateStore.open(ws / "state.sqlite")
+    assert store.run(result.run_id)["resumed_from"] == failed.run_id
+    store.close()
+    started = next(read_events(result.log_path))
+    assert started["resumed_from"] == failed.run_id
+
+
+def test_a_reused_write_names_the_run_it_came_from(tmp_path, counts, monkeypatch):
+    root = experience(tmp_path / "x")
+    ws = tmp_path / "ws"
+    monkeypatch.setenv("EVOLVE_TEST_FAIL", "c")
+    failed = go(root, ws, EchoModel())
+    monkeypatch.delenv("EVOLVE_TEST_FAIL")
+    result = resume_run(failed.run_id, Workspace(ws), RunOptions(), EchoModel())
+    writes = [
+        e
+        for e in read_events(result.log_path)
+        if e["type"] == "state.write" and e["field"] == "done"
+    ]
+    assert [w.get("reused_from") for w in writes] == [failed.run_id]
+    db = sqlite3.connect(ws / "state.sqlite")
+    rows = db.execute(
+        "select node_id, reused_from from state_history where run_id = ? order by id",
+        [result.run_id],
+    ).fetchall()
+    assert ("work", failed.run_id) in rows
+    assert ("total", None) in rows
+    db.close()
+
+
+def test_a_resumed_run_passes_the_same_consistency_checks(tmp_path, counts, monkeypatch):
+    """Its log holds only declared events in seq order, and replays into the store rows it was
+    recorded with (the check every run passes, tests/test_recorder.py)."""
+    from evolve.events import validate
+    from test_recorder import rows
+
+    root = experience(tmp_path / "x")
+    ws = tmp_path / "ws"
+    monkeypatch.setenv("EVOLVE_TEST_FAIL", "b")
+    failed = go(root, ws, EchoModel())
+    monkeypatch.delenv("EVOLVE_TEST_FAIL")
+    result = resume_run(failed.run_id, Workspace(ws), RunOptions(), EchoModel())
+    events = list(read_events(result.log_path))
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert [p for e in events for p in validate(e)] == []
+
+    database = ws / "state.sqlite"
+    db = sqlite3.connect(database)
+    assert db.execute("pragma integrity_check").fetchone() == ("ok",)
+    node_runs = rows(db, "node_runs", result.run_id)
+    llm_calls = rows(db, "llm_calls", result.run_id, skip=("request", "response"))
+    assert any(dict(r)["status"] == "reused" for r in node_runs)
+    run_row = db.execute("select * from runs where id = ?", [result.run_id]).fetchone()
+    for table in ("node_runs", "llm_calls"):
+        db.execute(f"delete from {table} where run_id = ?", [result.run_id])
+    db.execute("delete from runs where id = ?", [result.run_id])
+    db.commit()
+    store = StateStore.open(database)
+    replay(read_events(result.log_path), store, log_path=str(result.log_path))
+    store.close()
+    assert rows(db, "node_runs", result.run_id) == node_runs
+    assert rows(db, "llm_calls", result.run_id, skip=("request", "response")) == llm_calls
+    rebuilt = db.execute("select * from runs where id = ?", [result.run_id]).fetchone()
+    columns = [c[1] for c in db.execute("pragma table_info(runs)")]
+    assert {c for c, a, b in zip(columns, run_row, rebuilt, strict=True) if a != b} == {"pid"}
+
+
+def test_resuming_a_resumed_run_still_names_the_run_that_executed(tmp_path, counts, monkeypatch):
+    root = experience(tmp_path / "x")
+    ws = tmp_path / "ws"
+    monkeypatch.setenv("EVOLVE_TEST_FAIL", "b")
+    first = go(root, ws, EchoModel())
+    second = resume_run(first.run_id, Workspace(ws), RunOptions(), EchoModel())
+    assert second.status == "failed"  # b still fails
+    monkeypatch.delenv("EVOLVE_TEST_FAIL")
+    third = resume_run(second.run_id, Workspace(ws), RunOptions(), EchoModel())
+    assert third.status == "success"
+    origins = {
+        (e["node_id"], e.get("item")): e["from_run"]
+        for e in read_events(third.log_path)
+        if e["type"] == "node.reused"
+    }
+    done_first = {
+        (e["node_id"], e.get("item"))
+        for e in read_events(first.log_path)
+        if e["type"] == "node.finished" and "attempt" in e
+    }
+    assert done_first
+    assert all(origins[key] == first.run_id for key in done_first)
+    assert set(origins.values()) <= {first.run_id, second.run_id}
+
+
+# -- run --from ----------------------------------------------------------------------------------
+
+
+def test_after_a_prompt_changes_exactly_that_node_and_its_dependents_execute(tmp_path, counts):
+    root = experience(tmp_path / "x")
+    ws = tmp_path / "ws"
+    last = go(root, ws, EchoModel())
+    (root / "prompts" / "describe.md").write_text("Describe {{ $item }} in one word.")
+    counts.write_text("")
+    model = EchoModel()
+    told = []
+    result = go(root, ws, model, source=last.run_id, explain=told.extend)
+
+    assert result.status == "success"
+    assert asked(model) == [("describe", 0), ("describe", 1), ("describe", 2)]
+    assert executions(counts) == ["total None"]
+    assert reused(result.log_path) == {("work", 0), ("work", 1), ("work", 2), ("side", None)}
+    runs_again = {v.node: v.why for v in told if v.runs}
+    assert runs_again == {
+        "describe": "describe: prompts/describe.md changed",
+        "total": "downstream of describe, which runs again",
+    }
+
+
+def test_rerun_executes_the_named_node_and_everything_downstream(tmp_path, counts):
+    root = experience(tmp_path / "x")
+    ws = tmp_path / "ws"
+    last = go(root, ws, EchoModel())
+    counts.write_text("")
+    model = EchoModel()
+    result = go(root, ws, model, source=last.run_id, rerun=("work",))
+    assert sorted(executions(counts)) == ["total None", "work 0", "work 1", "work 2"]
+    assert asked(model) == [("describe", 0), ("describe", 1), ("describe", 2)]
+    assert reused(result.log_path) == {("side", None)}
+    assert result.state == last.state
+
+
+def test_from_starts_with_the_earlier_runs_arguments(tmp_path, counts):
+    root = experience(tmp_path / "x")
+    ws = tmp_path / "ws"
+    last = go(root, ws, EchoModel(), args={"items": ["x", "y"]})
+    counts.write_text("")
+    result = go(root, ws, EchoModel(), source=last.run_id)
+    assert executions(counts) == []
+    assert result.state["done"] == ["X", "Y"]
+
+
+# -- cache ---------------------------------------------------------------------------------------
+
+
+def cached_experience(root: Path, cache: object) -> Path:
+    node = tool("work", "tools/work.py", writes=["done"], for_each={"source": "$.items"})
+    node["cache"] = cache
+    state = {
+        "items": {"type": "array", "default": ["a", "b"]},
+        "done": {"type": "array", "merge": "array_append", "default": []},
+    }
+    return build(root, spec([node], state=state), {"tools/work.py": WORK})
+
+
+def test_a_cached_node_reuses_any_earlier_runs_result(tmp_path, counts):
+    root = cached_experience(tmp_path / "x", True)
+    ws = tmp_path / "ws"
+    first = go(root, ws, None)
+    second = go(root, ws, None)
+    assert sorted(executions(counts)) == ["work 0", "work 1"]
+    hits = [e for e in read_events(second.log_path) if e["type"] == "node.reused"]
+    assert [(e["item"], e["from_run"], e["cached"]) for e in hits] == [
+        (0, first.run_id, True),
+        (1, first.run_id, True),
+    ]
+    assert second.state == first.state
+    go(root, ws, None, no_cache=True)
+    assert len(executions(counts)) == 4
+
+
+def test_a_cache_ttl_expires(tmp_path, counts):
+    root = cached_experience(tmp_path / "x", {"ttl": "1h"})
+    ws = tmp_path / "ws"
+    go(root, ws, None)
+    db = sqlite3.connect(ws / "state.sqlite")
+    db.execute("update node_results set created_at = '2000-01-01T00:00:00.000Z'")
+    db.commit()
+    db.close()
+    go(root, ws, None)
+    assert len(executions(counts)) == 4
+    go(root, ws, None)  # the second run's results are fresh
+    assert len(executions(counts)) == 4
+
+
+def test_cache_must_be_true_or_a_ttl(tmp_path):
+    root = cached_experience(tmp_path / "x", {"ttl": "soon"})
+    result = CliRunner().invoke(app, ["validate", str(root)])
+    assert result.exit_code == 2
+    assert "experience.yaml:" in result.output and "cache" in result.output
+
+
+# -- the command line ----------------------------------------------------------------------------
+
+
+def cli(ws: Path, *args: str):
+    return CliRunner().invoke(app, [*args, "--workspace", str(ws)])
+
+
+def test_resume_refuses_what_it_cannot_resume_in_one_line(tmp_path, counts, monkeypatch):
+    import shutil
+
+    root = experience(tmp_path / "x")
+    ws = tmp_path / "ws"
+    monkeypatch.setenv("EVOLVE_MODEL", "fake/echo")
+    good = go(root, ws, EchoModel())
+    unknown = cli(ws, "resume", "r-doesnotexist")
+    assert unknown.exit_code == 2
+    assert (
+        unknown.output == "error: no run 'r-doesnotexist' in this workspace (see `evolve runs`)\n"
+    )
+
+    done = cli(ws, "resume", good.run_id)
+    assert done.exit_code == 1
+    assert done.output.count("\n") == 1
+    assert done.output.startswith(f"error: run {good.run_id} succeeded: there is nothing to resume")
+
+    monkeypatch.setenv("EVOLVE_TEST_FAIL", "a")
+    failed = go(root, ws, EchoModel())
+    shutil.rmtree(root)
+    gone = cli(ws, "resume", failed.run_id)
+    assert gone.exit_code == 1
+    assert gone.output == (
+        f"error: cannot resume run {failed.run_id}: its experience 't' is gone "
+        f"({root}/experience.yaml does not exist)\n"
+    )
+
+
+def test_from_and_rerun_refuse_bad_names(tmp_path, counts):
+    root = experience(tmp_path / "x")
+    other = build(
+        tmp_path / "o",
+        {**spec([tool("one", "tools/one.py")]), "name": "other"},
+        {"tools/one.py": "def run(inputs):\n    return {}\n"},
+    )
+    ws = tmp_path / "ws"
+    last = go(root, ws, EchoModel())
+    wrong = cli(ws, "run", str(root), "--from", last.run_id, "--rerun", "wrk")
+    assert wrong.exit_code == 2
+    assert wrong.output == (
+        "error: --rerun names no node of experience 't': 'wrk'; did you mean 'work'?\n"
+    )
+    alone = cli(ws, "run", str(root), "--rerun", "work")
+    assert alone.exit_code == 2 and "--rerun needs --from RUN" in alone.output
+    foreign = cli(ws, "run", str(other), "--from", last.run_id)
+    assert foreign.exit_code == 2
+    assert foreign.output == (
+        f"error: --from {last.run_id}: run {last.run_id} ran experience 't', not 'other'\n"
+    )
+
+
+def test_inspect_runs_and_the_report_show_reused_nodes(tmp_path, counts, monkeypatch):
+    root = experience(tmp_path / "x")
+    ws = tmp_path / "ws"
+    monkeypatch.setenv("EVOLVE_TEST_FAIL", "b")
+    failed = go(root, ws, EchoModel())
+    monkeypatch.delenv("EVOLVE_TEST_FAIL")
+    result = resume_run(failed.run_id, Workspace(ws), RunOptions(), EchoModel())
+
+    shown = cli(ws, "inspect", result.run_id)
+    assert shown.exit_code == 0, shown.output
+    assert f"resumed from {failed.run_id}" in shown.output
+    assert f"↺ item 0  reused from {failed.run_id}" in shown.output
+    assert "↺ side" in shown.output
+    view = json.loads(cli(ws, "inspect", result.run_id, "--json").stdout)
+    nodes = {n["id"]: n for n in view["view"]["nodes"]} if "view" in view else None
+    nodes = nodes or {n["id"]: n for n in view["nodes"]}
+    assert nodes["side"]["reused"] is True and nodes["side"]["reused_from"] == failed.run_id
+    assert nodes["work"]["items_reused"] == 2 and nodes["work"]["reused"] is False
+    listed = json.loads(cli(ws, "runs", "--json").stdout)
+    assert listed[0]["resumed_from"] == failed.run_id
+    page = tmp_path / "r.html"
+    assert cli(ws, "inspect", result.run_id, "--html", str(page)).exit_code == 0
+    html = page.read_text()
+    assert 'data-card="reused"' in html and "kind-agent reused" in html
+
+
+# -- killed at random moments, then resumed ------------------------------------------------------
+
+SLEEPY_WORK = COUNTED.format(
+    name="work",
+    body="""import time
+    time.sleep(0.02)
+    return {"state_delta": {"done": [inputs["$item"].upper()]}}""",
+).replace('%s\\n" % inputs.get("$index")', '%s %s\\n" % (inputs.get("$index"), os.getpid())')
+SLEEPY_TOTAL = TOTAL.replace(
+    '%s\\n" % inputs.get("$index")', '%s %s\\n" % (inputs.get("$index"), os.getpid())'
+)
+
+
+def killable(root: Path) -> Path:
+    """A fan-out of tool items, then a fan-out of agent items, then a tool."""
+    items = [f"i{n}" for n in range(6)]
+    nodes = [
+        tool(
+            "work",
+            "tools/work.py",
+            writes=["done"],
+            for_each={"source": "$.items", "concurrency": 2},
+        ),
+        {
+            "id": "describe",
+            "kind": "agent",
+            "prompt": "prompts/describe.md",
+            "reads": ["done"],
+            "writes": ["descriptions"],
+            "for_each": {"source": "$.items", "concurrency": 2},
+        },
+        tool("total", "tools/total.py", reads=["done", "descriptions"], writes=["total"]),
+    ]
+    edges = [{"from": "work", "to": "describe"}, {"from": "describe", "to": "total"}]
+    state = {
+        "items": {"type": "array", "default": items},
+        "done": {"type": "array", "merge": "array_append", "default": []},
+        "descriptions": {"type": "array", "merge": "array_append", "default": []},
+        "total": {"type": "integer"},
+    }
+    files = {
+        "tools/work.py": SLEEPY_WORK,
+        "tools/total.py": SLEEPY_TOTAL,
+        "prompts/describe.md": "Describe {{ $item }}.",
+    }
+    return build(root, spec(nodes, edges, state=state), files)
+
+
+def echo(body: dict) -> dict:
+    return {"slow": 0.02, "text": "re: " + body["messages"][-1]["content"]}
+
+
+def spawn(root: Path, ws: Path, base: str, counts: Path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "EVOLVE_TEST_COUNTS": str(counts), "OPENAI_API_KEY": "sk-loopback"}
+    argv = [sys.executable, "-m", "evolve", "run", str(root), "--workspace", str(ws)]
+    argv += ["--model", "openai/echo", "--api-base", base]
+    return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def lines(path: Path) -> int:
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+def succeeded_items(log: Path) -> set[tuple[str, int | None]]:
+    return {
+        (e["node_id"], e.get("item"))
+        for e in read_events(log)
+        if e["type"] == "node.finished" and "attempt" in e
+    }
+
+
+@pytest.mark.slow
+def test_killed_at_20_random_moments_and_resumed_reaches_the_same_state_executing_nothing_twice(
+    tmp_path, monkeypatch
+):
+    import os
+    import random
+    import signal
+    import time
+
+    from evolve.errors import EvolveError
+    from evolve.store.queries import RunQueries
+    from loopback import LoopbackServer
+
+    root = killable(tmp_path / "x")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-loopback")
+    rng = random.Random(20261130)
+    with LoopbackServer(respond=echo) as server:
+        reference_ws = tmp_path / "reference"
+        proc = spawn(root, reference_ws, server.base, tmp_path / "reference.txt")
+        assert proc.wait(timeout=120) == 0, proc.stderr.read()
+        (log,) = (reference_ws / "runs").glob("*.jsonl")
+        total_events = lines(log)
+        store = StateStore.open(reference_ws / "state.sqlite")
+        expected = RunQueries(store).final_state(log.stem)
+        store.close()
+
+        resumed = 0
+        for round_ in range(20):
+            ws, counts = tmp_path / f"ws{round_}", tmp_path / f"counts{round_}.txt"
+            counts.write_text("")
+            target = rng.randint(2, total_events - 1)
+            proc = spawn(root, ws, server.base, counts)
+            log = ws / "runs"
+            deadline = time.monotonic() + 120
+            while proc.poll() is None and time.monotonic() < deadline:
+                found = list(log.glob("*.jsonl")) if log.exists() else []
+                if found and lines(found[0]) >= target:
+                    break
+                time.sleep(0.002)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            (killed,) = log.glob("*.jsonl")
+            done_before = succeeded_items(killed)
+            asked_before = len(server.requests)
+            monkeypatch.setenv("EVOLVE_TEST_COUNTS", str(counts))
+            try:
+                result = resume_run(killed.stem, Workspace(ws), RunOptions())
+            except EvolveError as exc:  # the kill came after the run had succeeded
+                assert "succeeded" in str(exc)
+                store = StateStore.open(ws / "state.sqlite")
+                assert RunQueries(store).final_state(killed.stem) == expected
+                store.close()
+                continue
+            resumed += 1
+            assert result.status == "success", result.reason
+            store = StateStore.open(ws / "state.sqlite")
+            assert RunQueries(store).final_state(result.run_id) == expected
+            store.close()
+            assert result.state == expected
+
+            # nothing that had succeeded executed again: not a tool item, not a model request
+            mine = str(os.getpid())
+            again = {
+                (name, None if index == "None" else int(index))
+                for name, index, pid in (line.split() for line in executions(counts))
+                if pid == mine
+            }
+            prompts = [r["messages"][-1]["content"] for r in server.requests[asked_before:]]
+            again |= {("describe", int(p.split("Describe i")[1][0])) for p in prompts}
+            assert again & done_before == set(), (round_, target)
+            assert done_before <= reused(result.log_path)
+            # and everything else did run, once
+            assert len(again) + len(reused(result.log_path)) == 6 + 6 + 1
+        assert resumed >= 15
