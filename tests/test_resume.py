@@ -536,17 +536,6 @@ def echo(body: dict) -> dict:
     return {"slow": 0.02, "text": "re: " + body["messages"][-1]["content"]}
 
 
-def spawn(root: Path, ws: Path, base: str, counts: Path):
-    import os
-    import subprocess
-    import sys
-
-    env = {**os.environ, "EVOLVE_TEST_COUNTS": str(counts), "OPENAI_API_KEY": "sk-loopback"}
-    argv = [sys.executable, "-m", "evolve", "run", str(root), "--workspace", str(ws)]
-    argv += ["--model", "openai/echo", "--api-base", base]
-    return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
 def lines(path: Path) -> int:
     return path.read_bytes().count(b"\n") if path.exists() else 0
 
@@ -563,9 +552,12 @@ def succeeded_items(log: Path) -> set[tuple[str, int | None]]:
 def test_killed_at_20_random_moments_and_resumed_reaches_the_same_state_executing_nothing_twice(
     tmp_path, monkeypatch
 ):
+    import contextlib
     import os
     import random
     import signal
+    import subprocess
+    import sys
     import time
 
     from evolve.errors import EvolveError
@@ -575,31 +567,43 @@ def test_killed_at_20_random_moments_and_resumed_reaches_the_same_state_executin
     root = killable(tmp_path / "x")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-loopback")
     rng = random.Random(20261130)
-    with LoopbackServer(respond=echo) as server:
+    starter = subprocess.Popen(
+        [sys.executable, str(Path(__file__).parent / "forked_runs.py")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert starter.stdout.readline() == "ready\n"
+    with LoopbackServer(respond=echo) as server, starter:
         reference_ws = tmp_path / "reference"
-        proc = spawn(root, reference_ws, server.base, tmp_path / "reference.txt")
-        assert proc.wait(timeout=120) == 0, proc.stderr.read()
-        (log,) = (reference_ws / "runs").glob("*.jsonl")
-        total_events = lines(log)
-        store = StateStore.open(reference_ws / "state.sqlite")
-        expected = RunQueries(store).final_state(log.stem)
-        store.close()
+        monkeypatch.setenv("EVOLVE_TEST_COUNTS", str(tmp_path / "reference.txt"))
+        options = RunOptions(model="openai/echo", api_base=server.base)
+        reference = start_run(root, Workspace(reference_ws), options)
+        assert reference.status == "success", reference.reason
+        total_events = lines(reference.log_path)
+        expected = reference.state
 
         resumed = 0
         for round_ in range(20):
             ws, counts = tmp_path / f"ws{round_}", tmp_path / f"counts{round_}.txt"
             counts.write_text("")
             target = rng.randint(2, total_events - 1)
-            proc = spawn(root, ws, server.base, counts)
+            job = {"root": str(root), "workspace": str(ws), "api_base": server.base}
+            job |= {"model": "openai/echo", "env": {"EVOLVE_TEST_COUNTS": str(counts)}}
+            starter.stdin.write(json.dumps(job) + "\n")
+            starter.stdin.flush()
+            pid = int(starter.stdout.readline())
             log = ws / "runs"
-            deadline = time.monotonic() + 120
-            while proc.poll() is None and time.monotonic() < deadline:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
                 found = list(log.glob("*.jsonl")) if log.exists() else []
                 if found and lines(found[0]) >= target:
                     break
                 time.sleep(0.002)
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
+            with contextlib.suppress(ProcessLookupError):  # gone if the run ended already
+                os.kill(pid, signal.SIGKILL)
+            status = int(starter.stdout.readline())  # once the starter has reaped it
+            assert status in (0, signal.SIGKILL), f"the run ended with status {status}"
             (killed,) = log.glob("*.jsonl")
             done_before = succeeded_items(killed)
             asked_before = len(server.requests)
@@ -632,4 +636,5 @@ def test_killed_at_20_random_moments_and_resumed_reaches_the_same_state_executin
             assert done_before <= reused(result.log_path)
             # and everything else did run, once
             assert len(again) + len(reused(result.log_path)) == 6 + 6 + 1
+        starter.stdin.close()
         assert resumed >= 15
