@@ -274,7 +274,8 @@ def test_a_resumed_run_passes_the_same_consistency_checks(tmp_path, counts, monk
     assert rows(db, "llm_calls", result.run_id, skip=("request", "response")) == llm_calls
     rebuilt = db.execute("select * from runs where id = ?", [result.run_id]).fetchone()
     columns = [c[1] for c in db.execute("pragma table_info(runs)")]
-    assert {c for c, a, b in zip(columns, run_row, rebuilt, strict=True) if a != b} == {"pid"}
+    differ = {c for c, a, b in zip(columns, run_row, rebuilt, strict=True) if a != b}
+    assert differ == {"pid", "spec_files"}  # as for any run (tests/test_recorder.py)
 
 
 def test_resuming_a_resumed_run_still_names_the_run_that_executed(tmp_path, counts, monkeypatch):
@@ -638,3 +639,79 @@ def test_killed_at_20_random_moments_and_resumed_reaches_the_same_state_executin
             assert len(again) + len(reused(result.log_path)) == 6 + 6 + 1
         starter.stdin.close()
         assert resumed >= 15
+
+
+# -- a suite run ---------------------------------------------------------------------------------
+
+SUITE_SPEC = """\
+name: counter
+version: 0.1.0
+state:
+  schema:
+    n: {type: integer, default: 0}
+    count: {type: integer, default: 0}
+graph:
+  nodes:
+    - {id: add, kind: tool, impl: tools/add.py, reads: [n], writes: [count]}
+evals:
+  - {name: exact, expr: '$.count == $case.expect.count', required: true}
+cases: {source: data/cases.jsonl}
+"""
+SUITE_ADD = COUNTED.format(
+    name="add",
+    body="""n = inputs["_state"]["n"]
+    if str(n) == os.environ.get("EVOLVE_TEST_FAIL"):
+        raise RuntimeError("boom")
+    return {"state_delta": {"count": n + 1}}""",
+)
+
+
+def test_resuming_a_suite_reruns_only_the_cases_that_did_not_finish(tmp_path, counts, monkeypatch):
+    from conftest import write_experience
+    from evolve.evals.suite import SuiteOptions, run_suite
+
+    cases = [
+        {"id": c, "args": {"n": n}, "expect": {"count": n + 1}}
+        for c, n in (("a1", 1), ("b2", 2), ("c3", 3))
+    ]
+    root = write_experience(
+        tmp_path / "counter",
+        SUITE_SPEC,
+        {
+            "tools/add.py": SUITE_ADD,
+            "data/cases.jsonl": "".join(json.dumps(c) + "\n" for c in cases),
+        },
+    )
+    ws = tmp_path / "ws"
+    monkeypatch.setenv("EVOLVE_TEST_FAIL", "2")
+    first = run_suite(root, Workspace(ws), SuiteOptions())
+    assert first.status == "partial"
+    assert [(c.case_id, c.passed) for c in first.cases] == [
+        ("a1", True),
+        ("b2", False),
+        ("c3", True),
+    ]
+    monkeypatch.delenv("EVOLVE_TEST_FAIL")
+    counts.write_text("")
+
+    resumed = cli(ws, "resume", first.suite_id, "--json")
+    assert resumed.exit_code == 0, resumed.output
+    summary = json.loads(resumed.stdout)
+    assert summary["status"] == "success" and summary["pass_rate"] == 1.0
+    assert executions(counts) == ["add None"]  # only case b2's node ran again
+    new_suite = summary["suite_id"]
+    db = sqlite3.connect(ws / "state.sqlite")
+    assert db.execute("select resumed_from from runs where id = ?", [new_suite]).fetchone() == (
+        first.suite_id,
+    )
+    linked = db.execute(
+        "select c.case_id, c.resumed_from = o.id from runs c join runs o on o.parent_run_id = ? "
+        "and o.case_id = c.case_id where c.parent_run_id = ? order by c.case_id",
+        [first.suite_id, new_suite],
+    ).fetchall()
+    assert linked == [("a1", 1), ("b2", 1), ("c3", 1)]
+    db.close()
+    case_runs = [c["run_id"] for c in summary["cases"]]
+    again = cli(ws, "resume", case_runs[0])
+    assert again.exit_code == 1
+    assert again.output.startswith(f"error: run {case_runs[0]} is a nested run of {new_suite}")

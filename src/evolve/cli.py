@@ -538,7 +538,7 @@ def resume(
     whose fingerprint still matches are reused, not executed; everything else runs, and what
     runs again is said first, with why. Exit codes as for `evolve run`.
     """
-    from evolve.runtime.run import RunOptions, resume_run
+    from evolve.runtime.run import RunOptions, find_resumable, resume_run
     from evolve.store.workspace import Workspace
 
     options = RunOptions(
@@ -550,7 +550,15 @@ def resume(
         offline=offline,
         no_cache=no_cache,
     )
-    _execute(lambda: resume_run(run_ref, Workspace.locate(workspace), options), options, as_json)
+    ws = Workspace.locate(workspace)
+    row = find_resumable(ws, run_ref)
+    if row["kind"] == "suite":
+        from evolve.evals.suite import SuiteOptions, resume_suite
+
+        suite = SuiteOptions(run=options, on_case=_case_progress)
+        _suite_output(lambda: resume_suite(row, ws, suite), as_json, None, None)
+        return
+    _execute(lambda: resume_run(row["id"], ws, options), options, as_json)
 
 
 WorkspaceOption = Annotated[
@@ -966,14 +974,9 @@ def eval_(
     and the totals: mean score, pass rate, spread across repeats. Exit 1 below --min-score or
     --min-pass-rate, 2 for an invalid experience or cases, 130 if interrupted.
     """
-    from evolve.evals.suite import SuiteOptions, failed_gates, run_suite
+    from evolve.evals.suite import SuiteOptions, run_suite
     from evolve.runtime.run import RunOptions
     from evolve.store.workspace import Workspace
-
-    def progress(result: Any, done: int, total: int) -> None:
-        score = "—" if result.score is None else f"{result.score:.2f}"
-        verdict = "pass" if result.passed else "FAIL"
-        _err(f"[{done}/{total}] {result.case_id}: {result.status}, score {score} {verdict}")
 
     options = SuiteOptions(
         run=RunOptions(
@@ -987,11 +990,31 @@ def eval_(
         case_ids=case or [],
         repeat=repeat,
         concurrency=concurrency,
-        on_case=progress,
+        on_case=_case_progress,
     )
+    _suite_output(
+        lambda: run_suite(path, Workspace.locate(workspace), options),
+        as_json,
+        min_score,
+        min_pass_rate,
+    )
+
+
+def _case_progress(result: Any, done: int, total: int) -> None:
+    score = "—" if result.score is None else f"{result.score:.2f}"
+    verdict = "pass" if result.passed else "FAIL"
+    _err(f"[{done}/{total}] {result.case_id}: {result.status}, score {score} {verdict}")
+
+
+def _suite_output(
+    start: Callable[[], Any], as_json: bool, min_score: float | None, min_pass_rate: float | None
+) -> None:
+    """Run a suite, print its cases and totals, and exit with its code."""
+    from evolve.evals.suite import failed_gates
+
     real_stdout, sys.stdout = sys.stdout, sys.stderr  # a tool's print() must not mix into results
     try:
-        result = run_suite(path, Workspace.locate(workspace), options)
+        result = start()
     finally:
         sys.stdout = real_stdout
     summary = result.to_json()

@@ -26,7 +26,8 @@ from evolve.events import EvalCase, RunFinished, RunStarted
 from evolve.llm.model import Model
 from evolve.runtime.run import Run, RunOptions, RunResult, check_models
 from evolve.spec import Experience, load_experience
-from evolve.store.log import EventLog
+from evolve.store.log import EventLog, read_events
+from evolve.store.queries import RunQueries
 from evolve.store.recorder import Recorder, RunEnd, RunStart
 from evolve.store.workspace import Workspace, new_run_id
 from evolve.store.writer import StateStore
@@ -123,6 +124,7 @@ class SuiteOptions:
     repeat: int = 1
     concurrency: int | None = None  # cases at once (default: cases.concurrency, else 4)
     on_case: Callable[[CaseResult, int, int], None] | None = None  # (result, done, total)
+    source: str | None = None  # `evolve resume SUITE`: each case run reuses its earlier one
 
 
 def run_suite(
@@ -180,6 +182,10 @@ class _Suite:
         self.results: list[CaseResult] = []
         self.started = time.monotonic()
         self.recorder: Recorder | None = None
+        self.previous: dict[tuple[str, int], str] = {}  # (case, repeat) -> the earlier case run
+        if options.source is not None:
+            for row in RunQueries(store).children(options.source):
+                self.previous.setdefault((row["case_id"], row["repeat"] or 1), row["id"])
 
     async def execute(self) -> SuiteResult:
         experience, suite_id = self.experience, self.suite_id
@@ -196,6 +202,9 @@ class _Suite:
                     cases=[c.id for c, r in self.jobs if r == 1],
                     repeat=self.options.repeat,
                     model=self.options.run.model,
+                    resumed_from=self.options.source,
+                    options={k: v for k, v in self.options.run.kept().items() if v is not None}
+                    or None,
                 ),
                 log_path=str(log_path),
                 spec_files=experience.file_digests(),
@@ -271,6 +280,8 @@ class _Suite:
             max_cost=base.max_cost,
             case=case.to_json(),
             repeat=repeat,
+            source=self.previous.get((case.id, repeat)),
+            no_cache=base.no_cache,
         )
         model = self.model
         if hasattr(model, "for_case"):  # a replayed model: a fresh cassette for this case run
@@ -309,6 +320,24 @@ def _case_result(case_id: str, repeat: int, result: RunResult) -> CaseResult:
         result.cost_usd,
         result.reason if result.status == "failed" else None,
     )
+
+
+def resume_suite(
+    row: dict[str, Any], workspace: Workspace, options: SuiteOptions, model: Model | None = None
+) -> SuiteResult:
+    """Continue the suite run `row` (checked by `runtime.run.find_resumable`) as a new suite
+    over the same cases and repeats: each case run reuses what its earlier case run kept, so a
+    case that had finished executes nothing, and one never started runs whole."""
+    from evolve.runtime.resume import load_for_resume
+    from evolve.runtime.run import apply_kept_options
+
+    load_for_resume(row)
+    started = next(iter(read_events(Path(row["log_path"]))), {})
+    options.source = row["id"]
+    options.case_ids = options.case_ids or list(started.get("cases") or [])
+    options.repeat = started.get("repeat") or row.get("repeat") or 1
+    apply_kept_options(options.run, row)
+    return run_suite(row["experience_dir"], workspace, options, model)
 
 
 def _status(results: list[CaseResult]) -> str:

@@ -466,16 +466,29 @@ def resume_run(
 ) -> RunResult:
     """Continue run `ref` as a new run: its experience, arguments and model options (those in
     `options` win), reusing every result of it that still matches."""
+    row = find_resumable(workspace, ref)
+    if row["kind"] == "suite":
+        raise UsageError(f"{row['id']} is a suite run: resume it with `evolve resume {ref}`")
+    load_for_resume(row)
+    options.source = row["id"]
+    options.args = options.args or resume_options(row)["args"]
+    apply_kept_options(options, row)
+    return start_run(row["experience_dir"], workspace, options, model)
+
+
+def find_resumable(workspace: Workspace, ref: str) -> dict[str, Any]:
+    """The `runs` row of run `ref`, if it can be resumed (else a one-line error)."""
     store = StateStore.open(workspace.create().database)
     try:
         store.reconcile()
-        row = resumable(RunQueries(store), ref)
+        return resumable(RunQueries(store), ref)
     finally:
         store.close()
-    load_for_resume(row)
+
+
+def apply_kept_options(options: RunOptions, row: dict[str, Any]) -> None:
+    """The earlier run's model options, where `options` does not set them."""
     kept = resume_options(row)
-    options.source = row["id"]
-    options.args = options.args or kept["args"]
     options.model = options.model or kept.get("model")
     options.concurrency = options.concurrency or kept.get("concurrency")
     options.api_base = options.api_base or kept.get("api_base")
@@ -483,7 +496,6 @@ def resume_run(
     if options.replay is None and not options.offline and options.record is None:
         options.replay = Path(kept["replay"]) if kept.get("replay") else None
         options.offline = bool(kept.get("offline"))
-    return start_run(row["experience_dir"], workspace, options, model)
 
 
 async def _interruptible(run: Run) -> RunResult:
