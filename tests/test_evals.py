@@ -209,6 +209,7 @@ def test_eval_results_are_events_and_rows_and_the_run_carries_its_score(tmp_path
     assert db.execute("select name from _migrations order by name").fetchall() == [
         ("001_initial",),
         ("002_evals",),
+        ("003_results",),
     ]
     rows = db.execute(
         "select eval, case_id, score, passed, required from evals where run_id = ? order by id",
