@@ -25,6 +25,7 @@ import dataclasses
 import hashlib
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,7 @@ def _plain(value: Any, root: Path) -> Any:
     return value
 
 
+@lru_cache(maxsize=65536)
 def _relative(path: Path, root: Path) -> str:
     try:
         return path.resolve().relative_to(root.resolve()).as_posix()
@@ -77,12 +79,26 @@ def node_definition(node: Node, root: Path) -> dict[str, Any]:
     return plain
 
 
+def _stamp(path: Path) -> tuple[int, int]:
+    """What tells a file's content changed, for the caches below (a run reads each file once)."""
+    try:
+        found = path.stat()
+    except OSError:
+        return (-1, -1)
+    return (found.st_mtime_ns, found.st_size)
+
+
 def python_helpers(path: Path, root: Path) -> list[Path]:
     """The local modules a Python file imports, found next to it or at the experience root."""
+    return list(_python_helpers(path, root, _stamp(path)))
+
+
+@lru_cache(maxsize=4096)
+def _python_helpers(path: Path, root: Path, stamp: tuple[int, int]) -> tuple[Path, ...]:
     try:
         tree = ast.parse(path.read_text("utf-8"))
     except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
-        return []
+        return ()
     names: list[tuple[int, str]] = []
     for statement in ast.walk(tree):
         if isinstance(statement, ast.Import):
@@ -101,7 +117,7 @@ def python_helpers(path: Path, root: Path) -> list[Path]:
             if module is not None and _inside(module, root):
                 found.append(module)
                 break
-    return found
+    return tuple(found)
 
 
 def _up(directory: Path, levels: int) -> Path:
@@ -134,6 +150,7 @@ def js_helpers(path: Path, root: Path) -> list[Path]:
     return found
 
 
+@lru_cache(maxsize=65536)
 def _inside(path: Path, root: Path) -> bool:
     return path.resolve().is_relative_to(root.resolve())
 
@@ -172,10 +189,12 @@ def source_files(node: Node, root: Path) -> list[Path]:
 
 def file_digests(node: Node, root: Path) -> dict[str, str]:
     """Path (relative to the experience) -> sha256 of the content, for every source file."""
-    return {
-        _relative(f, root): hashlib.sha256(f.read_bytes()).hexdigest()
-        for f in source_files(node, root)
-    }
+    return {_relative(f, root): _sha256(f, _stamp(f)) for f in source_files(node, root)}
+
+
+@lru_cache(maxsize=4096)
+def _sha256(path: Path, stamp: tuple[int, int]) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _digest(value: Any) -> str:

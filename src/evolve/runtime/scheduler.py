@@ -347,7 +347,7 @@ class Scheduler:
         limit: asyncio.Semaphore | None = None,
     ) -> Outcome:
         """Try a node (or one item) as its on_error policy allows."""
-        reused = self._reused(node, edge_inputs, index, item, apply=apply)
+        reused = await self._reused(node, edge_inputs, index, item, apply=apply)
         if reused is not None:
             return reused
         allowed = policies.attempts_allowed(node.on_error)
@@ -395,7 +395,7 @@ class Scheduler:
         )
         return Outcome("failed", error=str(error))
 
-    def _reused(
+    async def _reused(
         self, node: Node, edge_inputs: dict[str, Any], index: int | None, item: Any, *, apply: bool
     ) -> Outcome | None:
         """A kept result applied instead of executing the node (or item), when one may be."""
@@ -407,7 +407,7 @@ class Scheduler:
         if kept is None:
             self.executed.add(self.step_of[node.id])
             return None
-        self.recorder.result_kept(
+        await self.recorder.result_kept(
             KeptResult(
                 node.id,
                 index,
@@ -465,7 +465,7 @@ class Scheduler:
         if error is None:
             metrics = result.get("metrics") if isinstance(result, dict) else None
             record.metrics = metrics if isinstance(metrics, dict) else None
-            self.recorder.result_kept(
+            await self.recorder.result_kept(
                 KeptResult(
                     node.id,
                     attempt.item,

@@ -297,6 +297,8 @@ class Recorder:
         self.run_id = run_id
         self.log = log
         self.store = store
+        self._keeping: list[dict[str, Any]] = []  # results waiting for their commit
+        self._kept: Any = None  # the future their commit resolves
 
     def emit(self, event: _Event) -> dict[str, Any]:
         """A fact only the log keeps; returns the event as written (with its `seq` and `ts`)."""
@@ -336,10 +338,30 @@ class Recorder:
         for event in record.events():
             self.log.write(event, ts)
 
-    def result_kept(self, result: KeptResult) -> None:
-        """Commit a result to the store; call it before the `node_run` that reports the
-        success, so a log line saying a node succeeded always has its result kept."""
-        self.store.keep_result(result.row(self.run_id))
+    async def result_kept(self, result: KeptResult) -> None:
+        """Commit a result to the store; await it before the `node_run` that reports the
+        success, so a log line saying a node succeeded always has its result kept. Results
+        kept at the same moment (items finishing together) share one commit."""
+        import asyncio
+
+        self._keeping.append(result.row(self.run_id))
+        if self._kept is None:
+            loop = asyncio.get_running_loop()
+            self._kept = loop.create_future()
+            loop.call_soon(self._commit_kept)
+        await asyncio.shield(self._kept)
+
+    def _commit_kept(self) -> None:
+        rows, done = self._keeping, self._kept
+        self._keeping, self._kept = [], None
+        try:
+            self.store.keep_results(rows)
+        except Exception as exc:  # every waiting attempt sees it
+            if done is not None and not done.done():
+                done.set_exception(exc)
+            return
+        if done is not None and not done.done():
+            done.set_result(None)
 
     def prints_taken(self, prints: list[dict[str, Any]]) -> None:
         """Each node's definition, file and model digests as this run sees them."""

@@ -31,6 +31,10 @@ from evolve.store.schema import MIGRATIONS
 BUSY_TIMEOUT_MS = 30_000
 FLUSH_SECONDS = 0.05
 FLUSH_ROWS = 500
+KEEP_RESULT = (
+    "insert into node_results (run_id, node_id, item, fingerprint, delta, edge_output, "
+    "origin_run_id, created_at) values (?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 def store_error(path: Path, exc: sqlite3.Error) -> StoreError:
@@ -337,22 +341,26 @@ class StateStore:
 
     # -- kept results ----------------------------------------------------------------------------
 
-    def keep_result(self, row: dict[str, Any]) -> None:
-        """Keep a succeeded node's (or item's) result, committed now with everything queued
-        before it: the log line reporting the success is written after this returns, so every
-        success a log reports has its result kept, even if the process is killed next."""
-        self._pending.append(
+    def keep_results(self, rows: list[dict[str, Any]]) -> None:
+        """Keep succeeded nodes' (or items') results, committed at once in one short
+        transaction of their own: the log lines reporting those successes are written after
+        this returns, so every success a log reports has its result kept, even if the process
+        is killed next. (Other queued rows need not wait: the log can rebuild them.)"""
+        values = [
             (
-                "node_results",
-                {
-                    **row,
-                    "delta": self._json(row["delta"]),
-                    "edge_output": self._json(row["edge_output"]),
-                    "created_at": row.get("created_at") or utc_now(),
-                },
+                row["run_id"],
+                row["node_id"],
+                row["item"],
+                row["fingerprint"],
+                self._json(row["delta"]),
+                self._json(row["edge_output"]),
+                row["origin_run_id"],
+                row.get("created_at") or utc_now(),
             )
-        )
-        self.flush()
+            for row in rows
+        ]
+        with self.transaction():
+            self.db.conn.executemany(KEEP_RESULT, values)
 
     def record_prints(self, rows: list[dict[str, Any]]) -> None:
         """The per-node parts of this run's fingerprints (what `resume` compares to explain)."""
