@@ -718,3 +718,33 @@ def test_resuming_a_suite_reruns_only_the_cases_that_did_not_finish(tmp_path, co
     again = cli(ws, "resume", case_runs[0])
     assert again.exit_code == 1
     assert again.output.startswith(f"error: run {case_runs[0]} is a nested run of {new_suite}")
+
+
+def test_the_command_line_says_what_runs_again_and_shows_reused_nodes(tmp_path, counts):
+    root = experience(tmp_path / "x")
+    ws = tmp_path / "ws"
+    last = go(root, ws, EchoModel())
+    (root / "prompts" / "side.md").write_text("Say something else.")
+    shown = cli(ws, "run", str(root), "--from", last.run_id, "--replay", str(tmp_path / "none"))
+    assert shown.exit_code == 2  # the cassette does not exist: refused before anything runs
+    result = CliRunner().invoke(
+        app,
+        ["run", str(root), "--from", last.run_id, "--no-cache", "--workspace", str(ws)],
+        env={"EVOLVE_MODEL": "fake/echo"},
+    )
+    # fake/echo is no provider litellm knows: side fails, the rest is reused
+    lines = result.output.splitlines()
+    assert "reused where inputs are unchanged: work, describe, total" in lines
+    assert "runs again: side (side: prompts/side.md changed)" in lines
+    assert "↺ work (" in result.output and "(3 reused)" in result.output
+    assert f"↺ total (reused from {last.run_id})" in lines
+
+
+def test_inspect_names_a_cache_hit(tmp_path, counts):
+    root = cached_experience(tmp_path / "x", True)
+    ws = tmp_path / "ws"
+    first = go(root, ws, None)
+    second = go(root, ws, None)
+    shown = cli(ws, "inspect", second.run_id)
+    assert f"↺ item 0  cache hit from {first.run_id}" in shown.output
+    assert "↺ work" in shown.output

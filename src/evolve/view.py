@@ -70,6 +70,7 @@ class ItemView:
     attempts: list[AttemptView] = field(default_factory=list)
     skipped: str | None = None
     reused_from: str | None = None  # not executed: a kept result of this run was applied
+    cached: bool = False  # ... found through the node's `cache:`
 
     @property
     def status(self) -> str:
@@ -389,7 +390,8 @@ class Folder:
 
     def _reused(self, node: NodeView, e: dict[str, Any], item: int | None, at: int) -> None:
         if item is not None:
-            node.items.setdefault(item, ItemView(item)).reused_from = e.get("from_run")
+            found = node.items.setdefault(item, ItemView(item))
+            found.reused_from, found.cached = e.get("from_run"), bool(e.get("cached"))
             return
         if node.start_ms is None:
             node.start_ms = at

@@ -223,7 +223,7 @@ def _add_node(parent: Tree, node: NodeView) -> None:
             detail += f"  {shorten(item.skipped, 90)}"
         reused = item.reused_from is not None and not item.attempts
         if reused:
-            detail = f"reused from {item.reused_from}"
+            detail = f"{'cache hit' if item.cached else 'reused'} from {item.reused_from}"
         leaf = branch.add(_label("reused" if reused else item.status, f"item {item.index}", detail))
         if len(item.attempts) > 1 or item.status != "succeeded":
             for attempt in item.attempts:
