@@ -265,8 +265,11 @@ def test_a_resumed_run_passes_the_same_consistency_checks(tmp_path, counts, monk
     node_runs = rows(db, "node_runs", result.run_id)
     llm_calls = rows(db, "llm_calls", result.run_id, skip=("request", "response"))
     assert any(dict(r)["status"] == "reused" for r in node_runs)
+    snapshot = rows(db, "state_snapshot", result.run_id, skip=("updated_at",))
+    history = rows(db, "state_history", result.run_id, skip=("ts",))
+    assert any(dict(r)["reused_from"] == failed.run_id for r in history)
     run_row = db.execute("select * from runs where id = ?", [result.run_id]).fetchone()
-    for table in ("node_runs", "llm_calls"):
+    for table in ("node_runs", "llm_calls", "state_snapshot", "state_history"):
         db.execute(f"delete from {table} where run_id = ?", [result.run_id])
     db.execute("delete from runs where id = ?", [result.run_id])
     db.commit()
@@ -275,10 +278,18 @@ def test_a_resumed_run_passes_the_same_consistency_checks(tmp_path, counts, monk
     store.close()
     assert rows(db, "node_runs", result.run_id) == node_runs
     assert rows(db, "llm_calls", result.run_id, skip=("request", "response")) == llm_calls
+    assert rows(db, "state_snapshot", result.run_id, skip=("updated_at",)) == snapshot
+    assert rows(db, "state_history", result.run_id, skip=("ts",)) == history
     rebuilt = db.execute("select * from runs where id = ?", [result.run_id]).fetchone()
     columns = [c[1] for c in db.execute("pragma table_info(runs)")]
     differ = {c for c, a, b in zip(columns, run_row, rebuilt, strict=True) if a != b}
     assert differ == {"pid", "spec_files"}  # as for any run (tests/test_recorder.py)
+    db.close()
+    doctor = cli(
+        ws, "doctor"
+    )  # every run of the workspace, the resumed one too, agrees with its log
+    assert doctor.exit_code == 0, doctor.output
+    assert doctor.output.rstrip().endswith("healthy")
 
 
 def test_resuming_a_resumed_run_still_names_the_run_that_executed(tmp_path, counts, monkeypatch):

@@ -509,7 +509,14 @@ def replay(
             else:
                 new = e.get("value")
             state[e["field"]] = new
-            change = {"field": e["field"], "old": old, "new": new, "node_id": node_id, "item": item}
+            change = {
+                "field": e["field"],
+                "old": old,
+                "new": new,
+                "node_id": node_id,
+                "item": item,
+                "reused_from": e.get("reused_from"),
+            }
             store.write_state(e["run_id"], [change])
         elif kind == EventType.EVAL_RESULT:
             fields = {k: v for k, v in e.items() if k in EvalResult.__dataclass_fields__}
