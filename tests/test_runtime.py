@@ -31,21 +31,41 @@ async def run(inputs):
 """
 
 
+GATED_TOOL = """
+import os
+import time
+
+
+def run(inputs):
+    if inputs.get("open"):  # c: open the gate and finish at once
+        open(inputs["open"], "w").close()
+    if inputs.get("after"):  # b: finish well after c has finished, however busy the machine
+        for _ in range(2000):
+            if os.path.exists(inputs["after"]):
+                break
+            time.sleep(0.005)
+        time.sleep(0.3)
+    return {}
+"""
+
+
 def test_nodes_start_only_after_their_predecessors(tmp_path):
-    nodes = [tool(n, "tools/s.py", args={"seconds": 0.02 if n != "b" else 0.08}) for n in "abcd"]
+    gate = str(tmp_path / "c-done")
+    args = {"b": {"after": gate}, "c": {"open": gate}}
+    nodes = [tool(n, "tools/g.py", args=args.get(n, {})) for n in "abcd"]
     edges = [
         {"from": "a", "to": "b"},
         {"from": "a", "to": "c"},
         {"from": "b", "to": "d"},
         {"from": "c", "to": "d"},
     ]
-    exp = build(tmp_path / "x", spec(nodes, edges), {"tools/s.py": SLEEP_TOOL})
+    exp = build(tmp_path / "x", spec(nodes, edges), {"tools/g.py": GATED_TOOL})
     result = run(exp, tmp_path / "ws")
     assert result.status == "success"
     seqs = {(e["type"], e["node_id"]): e["seq"] for e in events(result) if "node_id" in e}
     assert seqs[("node.finished", "a")] < seqs[("node.started", "b")]
     assert seqs[("node.finished", "a")] < seqs[("node.started", "c")]
-    # c finishes long before b, and d must still wait for b (no waves, no early start)
+    # c finishes before b (b waits for it), and d must still wait for b (no waves, no early start)
     assert seqs[("node.finished", "c")] < seqs[("node.finished", "b")]
     assert seqs[("node.finished", "b")] < seqs[("node.started", "d")]
 
