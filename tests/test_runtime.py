@@ -22,11 +22,19 @@ async def run(inputs):
 """
 
 ITEM_TOOL = """
-import asyncio
+import os
+import time
 
-async def run(inputs):
-    # later items finish first: item 0 sleeps longest
-    await asyncio.sleep(0.01 * (inputs["n"] - inputs["$index"]))
+
+def run(inputs):
+    if inputs["$index"] == 1:
+        open(inputs["gate"], "w").close()
+    if inputs["$index"] == 0:  # item 0 finishes after item 1, however busy the machine
+        for _ in range(2000):
+            if os.path.exists(inputs["gate"]):
+                break
+            time.sleep(0.005)
+        time.sleep(0.3)
     return {"state_delta": {"seen": [inputs["$item"]]}}
 """
 
@@ -95,7 +103,10 @@ def test_for_each_concurrency_caps_items_of_one_node(tmp_path):
 
 
 def test_for_each_merges_in_item_order_whatever_order_items_finish(tmp_path):
-    node = tool("fan", "tools/i.py", args={"n": 6}, writes=["seen"], for_each={"source": "$.items"})
+    gate = str(tmp_path / "item-1-done")
+    node = tool(
+        "fan", "tools/i.py", args={"gate": gate}, writes=["seen"], for_each={"source": "$.items"}
+    )
     state = {
         "items": {"type": "array", "default": ["a", "b", "c", "d", "e", "f"]},
         "seen": {"type": "array", "merge": "array_append", "default": []},
