@@ -216,3 +216,14 @@ def test_an_event_log_that_cannot_be_written_is_one_clear_line(tmp_path):
     log = next((tmp_path / "ws" / "runs").iterdir())
     assert one_line(result) == (f"error: cannot write the event log {log}: No space left on device")
     assert len([json.loads(line) for line in log.read_text().splitlines()]) == 6
+    # the store recorded the end the log could not: both say the run failed, and why
+    listed = json.loads(invoke(tmp_path, "runs", "--json").stdout)
+    assert [(r["status"], r["reason"]) for r in listed] == [
+        ("failed", f"cannot write the event log {log}: No space left on device")
+    ]
+    checked = invoke(tmp_path, "doctor")
+    assert checked.exit_code == 0, checked.output
+    assert checked.stdout.splitlines()[0] == (
+        f"note: {log.stem}: its log ends before run.finished (it could not be written?); the "
+        "store's ending (failed) is kept"
+    )

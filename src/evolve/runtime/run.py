@@ -285,6 +285,9 @@ class Run:
         except (asyncio.CancelledError, KeyboardInterrupt):
             status, reason = "interrupted", "interrupted by the user"
             raise
+        except StoreError as exc:  # the workspace refused a write: say so, it is not a bug
+            status, reason = "failed", str(exc)
+            raise
         except BaseException as exc:
             status, reason = "failed", f"internal error: {type(exc).__name__}: {exc}"
             raise
