@@ -632,3 +632,21 @@ def test_propose_and_diff_take_a_suite(tmp_path):
     assert report["runs"][1:] == [c["run_id"] for c in listed]
     found = cli(tmp_path, "diff", "last")  # `last` is the suite: its report is found
     assert found.exit_code == 0 and found.stderr.startswith("# apply from ")
+
+
+def test_case_runs_end_without_a_full_sync_and_the_suite_with_one(tmp_path, monkeypatch):
+    from evolve.store.writer import StateStore
+
+    synced: dict[str, bool] = {}
+    finish = StateStore.finish_run
+
+    def spy(self, run_id, *, durable=False, **fields):
+        synced[run_id] = durable
+        return finish(self, run_id, durable=durable, **fields)
+
+    monkeypatch.setattr(StateStore, "finish_run", spy)
+    result = suite(tmp_path, counter(tmp_path))
+    assert synced.pop(result.suite_id) is True
+    assert synced == {c.run_id: False for c in result.cases}
+    plain = start_run(counter(tmp_path), Workspace(tmp_path / "ws"), RunOptions())
+    assert synced[plain.run_id] is True

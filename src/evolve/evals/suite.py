@@ -282,6 +282,7 @@ class _Suite:
             repeat=repeat,
             source=self.previous.get((case.id, repeat)),
             no_cache=base.no_cache,
+            durable_end=False,  # the suite's end is synced; one sync per case would dominate
         )
         model = self.model
         if hasattr(model, "for_case"):  # a replayed model: a fresh cassette for this case run

@@ -64,6 +64,7 @@ class RunOptions:
     max_cost: float | None = None  # --max-cost USD
     case: dict[str, Any] | None = None  # the case scored, in a suite: {id, args, expect}
     repeat: int | None = None  # which repeat of its case (1-based), in a suite
+    durable_end: bool = True  # sync the run's end to disk (a suite's case runs: the suite does)
     context_window: int | None = None  # --context-window: overrides runtime.context_window
     source: str | None = None  # `resume RUN` / `--from RUN`: the run whose results are reused
     rerun: tuple[str, ...] = ()  # --rerun NODE: executed whatever is kept
@@ -199,7 +200,12 @@ class Run:
         experience, run_id = self.experience, self.run_id
         model_ready = self._prepare_model()
         log_path = self.workspace.log_path(run_id)
-        recorder = Recorder(run_id, EventLog(log_path, run_id, self.options.listeners), self.store)
+        recorder = Recorder(
+            run_id,
+            EventLog(log_path, run_id, self.options.listeners),
+            self.store,
+            durable=self.options.durable_end,
+        )
         model_for = model_resolver(experience, self.options.model, self.options.replaying)
         models = sorted(
             {

@@ -10,8 +10,9 @@ Order is part of the contract:
 - rows of a running run are batched (see `store.writer`), so a kill loses at most the last
   batch of rows, and the log still has every line;
 - `run_finished` makes the run's final state durable in the store (every queued row, then the
-  `runs` row, committed with a full sync) *before* it writes `run.finished`. A log that says how
-  a run ended is therefore never ahead of a store that lost a write.
+  `runs` row, committed with a full sync; a suite's case runs commit without the full sync, and
+  the suite's own end has it) *before* it writes `run.finished`. A log that says how a run ended
+  is therefore never ahead of a store that lost a write.
 
 `replay` goes the other way: it reads a log's events back into the same records and writes
 their rows, which is how a store that lost rows is rebuilt from the log.
@@ -293,12 +294,15 @@ class Recorder:
     and its events share one timestamp (the row's `started_at`/`finished_at`/`ts` is the `ts` of
     the event that reports it), so a row rebuilt from the log by `replay` is the row written."""
 
-    def __init__(self, run_id: str, log: EventLog, store: StateStore):
+    def __init__(self, run_id: str, log: EventLog, store: StateStore, *, durable: bool = True):
         self.run_id = run_id
         self.log = log
         self.store = store
         self._keeping: list[dict[str, Any]] = []  # results waiting for their commit
         self._kept: Any = None  # the future their commit resolves
+        # a suite's case runs end without a full sync (one per case would be most of a suite's
+        # time); the suite's own end is durable, and a case lost to a power cut reads interrupted
+        self.durable = durable
 
     def emit(self, event: _Event) -> dict[str, Any]:
         """A fact only the log keeps; returns the event as written (with its `seq` and `ts`)."""
@@ -311,7 +315,7 @@ class Recorder:
     def run_finished(self, end: RunEnd) -> None:
         """Store first, durably; then the log's last line; then the log is closed."""
         try:
-            self.store.finish_run(self.run_id, durable=True, **end.fields())
+            self.store.finish_run(self.run_id, durable=self.durable, **end.fields())
         except BaseException as exc:
             note = (
                 str(exc)
