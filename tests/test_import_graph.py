@@ -6,6 +6,7 @@ runtime nor the advisor; the store imports no layer above it."""
 from __future__ import annotations
 
 import ast
+import re
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
@@ -132,3 +133,24 @@ def test_runtime_imports_neither_report_nor_advisor():
 
 def test_litellm_is_imported_only_by_the_model_client():
     assert [n for n in MODULES if "litellm" in external(n)] == ["evolve.llm.client"]
+
+
+def only_a_docstring(path: Path) -> bool:
+    body = ast.parse(path.read_text("utf-8")).body
+    return len(body) <= 1 and all(isinstance(n, ast.Expr) for n in body)
+
+
+def test_the_readme_lists_every_module():
+    """Every module with code, one line each, in the README's layout (a package whose
+    __init__.py is only its docstring needs no line of its own)."""
+    readme = (SRC.parent / "README.md").read_text("utf-8")
+    listed = set(re.findall(r"^  ([a-z_/]+\.py) ", readme, re.MULTILINE))
+    modules = {
+        path.relative_to(PACKAGE).as_posix()
+        for path in PACKAGE.rglob("*.py")
+        if "templates" not in path.parts
+        and path.name != "__main__.py"
+        and not (path.name == "__init__.py" and only_a_docstring(path))
+    }
+    assert sorted(modules - listed) == [], "add these to the README's layout"
+    assert sorted(listed - modules) == [], "the README lists modules that are gone"
