@@ -240,3 +240,14 @@ def test_a_server_refusing_an_unfitted_request_says_to_give_the_window(ran):
     assert "exceed context window of 4096" in result.stderr
     assert "fix: neither the server nor litellm says this model's context window" in result.stderr
     assert "--context-window N" in result.stderr
+
+
+def test_propose_timeout_bounds_each_advisor_call(ran):
+    ws, _ = ran
+    with LoopbackServer([{"slow": 4, "json": {"proposals": []}}]) as server:
+        result = propose(ws, "--model", "openai/local", "--api-base", server.base, "--timeout", "1")
+    assert result.exit_code == 1
+    assert "Timeout" in result.stderr
+    assert "fix: the model did not answer within --timeout" in result.stderr
+    _, saved = report(ws)
+    assert saved["llm_calls"][0]["error_type"] == "timeout"

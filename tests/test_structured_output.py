@@ -357,3 +357,13 @@ def test_ollama_reports_its_window_through_api_show(monkeypatch):
         context, "_post", lambda url, payload: {"model_info": {"l.context_length": 4096}}
     )
     assert context.ask_server("ollama_chat/x", "http://h:1").tokens == 4096
+
+
+def test_an_agent_call_waits_as_long_as_its_attempt_may_last(tmp_path):
+    from fakes import ScriptedModel
+
+    model = ScriptedModel([{"verdict": "ok"}])
+    exp = judge(tmp_path, node_extra={"timeout_ms": 900_000})
+    result = start_run(exp, Workspace(tmp_path / "ws"), RunOptions(model="m"), model)
+    assert result.status == "success", result.reason
+    assert [c.timeout_s for c in model.calls] == [900.0]  # not litellm's 600 s

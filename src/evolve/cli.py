@@ -815,6 +815,12 @@ def propose(
             help="Record the advisor's model calls to this cassette (JSONL).", show_default=False
         ),
     ] = None,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            min=1, help="Seconds to wait for each of the advisor's model calls (slow models)."
+        ),
+    ] = 600.0,
     replay: Annotated[
         Path | None,
         typer.Option(
@@ -845,6 +851,7 @@ def propose(
         record=record,
         replay=replay,
         context_window=context_window,
+        timeout_s=timeout,
     )
     failed = _advisor_failure(report)
     if as_json:

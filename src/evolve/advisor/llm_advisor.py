@@ -32,6 +32,7 @@ from evolve.redaction import Redactor
 from evolve.spec import Experience
 
 ADVISOR_NODE = "advisor"
+ADVISOR_TIMEOUT_S = 600.0  # per advisor call; `propose --timeout` changes it
 SOURCE_CHARS = 20_000
 SKIP_DIRS = {"cassettes", "data", "__pycache__", ".evolve", ".git"}
 SKIP_FILES = {"experience.schema.json"}  # evolve's own schema, written for editors
@@ -168,7 +169,8 @@ FIXES = {
     "auth": "set the provider's key in the environment (for a local server, any value: "
     "OPENAI_API_KEY=local)",
     "connection": "check that the model server is running and that --api-base points at it",
-    "timeout": "the model did not answer in time; try again, or a faster model",
+    "timeout": "the model did not answer within --timeout (600 s unless given); for a slow "
+    "model raise it (evolve propose --timeout 1800), or use a faster model",
     "context_overflow": "give the model a larger context window (the server's context size, "
     "then --context-window), or propose from fewer runs",
     "rate_limit": "wait and try again",
@@ -190,12 +192,18 @@ UNKNOWN_WINDOW = (
 
 class LLMAdvisor:
     def __init__(
-        self, experience: Experience, checker: ProposalChecker, model: Model, model_name: str
+        self,
+        experience: Experience,
+        checker: ProposalChecker,
+        model: Model,
+        model_name: str,
+        timeout_s: float = ADVISOR_TIMEOUT_S,
     ):
         self.experience = experience
         self.checker = checker
         self.model = model
         self.model_name = model_name
+        self.timeout_s = timeout_s
         self.redactor = Redactor()
         self.calls: list[dict[str, Any]] = []
         self.window_known = False  # whether the request could be fitted to a known window
@@ -286,6 +294,7 @@ class LLMAdvisor:
             messages=messages_for(INSTRUCTIONS, payload),
             schema=REPLY_SCHEMA,
             max_tokens=max_tokens,  # the reply gets what the window keeps free for it
+            timeout_s=self.timeout_s,
         )
         try:
             text = await self._ask(request)

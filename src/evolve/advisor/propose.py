@@ -58,6 +58,7 @@ def propose(
     record: Path | None = None,
     replay: Path | None = None,
     context_window: int | None = None,
+    timeout_s: float | None = None,
 ) -> Report:
     store = open_store(workspace)
     try:
@@ -100,6 +101,8 @@ def propose(
 
         llm = model_name or "replay"
         advisor = LLMAdvisor(experience, checker, model_client, llm)
+        if timeout_s:
+            advisor.timeout_s = timeout_s
         advised = advisor.propose(evidence, [e.to_json() for e in earlier])
         proposals += advised.proposals
         rejected += advised.rejected

@@ -304,6 +304,8 @@ class LiteLLMModel:
             kwargs["max_tokens"] = request.max_tokens
         if self.api_base:
             kwargs["api_base"] = self.api_base
+        if request.timeout_s:  # else litellm's own limit (600 s) would cut a longer wait
+            kwargs["timeout"] = request.timeout_s
         began = time.monotonic()
         token = inflight.begin(request.node_id, request.item, request.model)
         try:

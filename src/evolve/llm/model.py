@@ -50,6 +50,7 @@ class ModelRequest:
     attempt: int = 1
     turn: int = 1  # 2 for the repair turn after a schema failure
     structured_output: str = "auto"  # auto, json_schema, json_object, prompt: llm/formats.py
+    timeout_s: float | None = None  # how long the client waits for the reply (None: litellm's)
 
 
 @dataclass(frozen=True)

@@ -59,11 +59,16 @@ def build_messages(node: Node, values: dict[str, Any]) -> list[dict[str, str]]:
 
 
 async def run_agent(
-    node: Node, attempt: Attempt, model_name: str, structured_output: str = "auto"
+    node: Node,
+    attempt: Attempt,
+    model_name: str,
+    structured_output: str = "auto",
+    timeout_ms: int | None = None,
 ) -> dict[str, Any]:
     """One attempt of an agent node; returns the tool-shaped result {state_delta, edge_output}.
 
     `structured_output` is the run's setting (runtime.structured_output); the node's own wins.
+    `timeout_ms` is the attempt's limit: the model client waits that long, not litellm's 600 s.
     """
     values = {
         **attempt.inputs.get("_state", {}),
@@ -80,6 +85,7 @@ async def run_agent(
         item=attempt.item,
         attempt=attempt.number,
         structured_output=node.structured_output or structured_output,
+        timeout_s=timeout_ms / 1000 if timeout_ms else None,
     )
     reply = await attempt.call_model(request)
     if node.schema is None:

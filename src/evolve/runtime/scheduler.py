@@ -545,7 +545,11 @@ class Scheduler:
             from evolve.runtime.agent import run_agent
 
             return await run_agent(
-                node, attempt, self.model_for(node) or "", self.experience.runtime.structured_output
+                node,
+                attempt,
+                self.model_for(node) or "",
+                self.experience.runtime.structured_output,
+                policies.timeout_ms(self.experience, node),
             )
         if node.kind == "cli-agent":
             from evolve.runtime.cli_agent import run_cli_agent
