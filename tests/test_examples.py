@@ -195,3 +195,22 @@ def test_issue_triage_scores_each_labelled_issue(tmp_path):
     priority = {c["case_id"] for c in suite["cases"] if c["failing"]}
     assert priority == {"418", "424"}
     assert suite["pass_rate"] == 1.0 and suite["score"] == pytest.approx((5 + 2 / 1.5) / 7)
+
+
+def test_the_ci_eval_gates_hold_on_the_examples(tmp_path, monkeypatch):
+    """Every `evolve eval` gate in the CI workflow passes here, as CI runs it (offline)."""
+    import shlex
+
+    workflow = (EXAMPLES_DIR.parent / ".github" / "workflows" / "ci.yml").read_text("utf-8")
+    gates = [
+        step["run"]
+        for job in yaml.safe_load(workflow)["jobs"].values()
+        for step in job["steps"]
+        if "evolve eval" in step.get("run", "")
+    ]
+    assert any("--min-score" in g for g in gates) and all("--offline" in g for g in gates)
+    monkeypatch.chdir(EXAMPLES_DIR.parent)
+    for gate in gates:
+        args = shlex.split(gate.replace("$RUNNER_TEMP", str(tmp_path)))
+        assert args[:2] == ["evolve", "eval"]
+        cli(*args[1:])  # exit 0: the gate holds
