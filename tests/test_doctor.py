@@ -192,3 +192,16 @@ def test_log_findings_torn_line_garbage_line_and_empty_log(two_runs):
     repaired = invoke(two_runs, "doctor", "--repair")
     assert not empty.exists()
     assert repaired.exit_code == 1  # a garbled line cannot be mended: the log is never rewritten
+
+
+def test_a_log_from_before_state_was_logged_is_checked_without_its_state(two_runs):
+    logs = sorted((two_runs / "runs").glob("*.jsonl"))
+    kept = [
+        line
+        for line in logs[0].read_text().splitlines()
+        if json.loads(line)["type"] != "state.init"
+    ]
+    logs[0].write_text("\n".join(kept) + "\n")  # as an older evolve wrote it
+    checked = invoke(two_runs, "doctor")
+    assert checked.exit_code == 0, checked.output
+    assert checked.stdout == f"{two_runs}: 2 logs, 2 runs checked, healthy\n"

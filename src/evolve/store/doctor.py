@@ -35,6 +35,7 @@ from evolve.store.workspace import Workspace
 from evolve.store.writer import StateStore, process_alive
 
 TABLES = ("node_runs", "llm_calls", "state_snapshot", "state_history", "evals")
+STATE_TABLES = ("state_snapshot", "state_history")
 
 
 @dataclass
@@ -210,6 +211,7 @@ def _check_run(
         return
     checkup.runs_checked += 1
     expected = _replayed(events, str(log))
+    tables = TABLES if _holds_state(events) else tuple(t for t in TABLES if t not in STATE_TABLES)
     try:
         if row is not None and _store_knows_more(row, expected.run(run_id) or {}):
             checkup.add(
@@ -218,7 +220,7 @@ def _check_run(
                 f"ending ({row['status']}) is kept",
                 "note",
             )
-        differences = _differences(run_id, row, store, expected)
+        differences = _differences(run_id, row, store, expected, tables)
         if not differences:
             return
         said = "; ".join(message for _, message in differences if message)
@@ -248,8 +250,18 @@ def _replayed(events: list[dict[str, Any]], log_path: str) -> StateStore:
     return scratch
 
 
+def _holds_state(events: list[dict[str, Any]]) -> bool:
+    """Whether the log holds its run's state (logs written before `state.init` existed do not:
+    their state rows are neither compared nor rebuilt)."""
+    return any(e.get("type") == EventType.STATE_INIT for e in events)
+
+
 def _differences(
-    run_id: str, row: dict[str, Any] | None, store: StateStore, expected: StateStore
+    run_id: str,
+    row: dict[str, Any] | None,
+    store: StateStore,
+    expected: StateStore,
+    tables: tuple[str, ...],
 ) -> list[tuple[str, str]]:
     """(table, what differs) for each table whose rows for `run_id` are not the log's."""
     found: list[tuple[str, str]] = []
@@ -258,7 +270,7 @@ def _differences(
         found.append(("runs", "it has no runs row"))
     elif row["status"] != want.get("status") and not _store_knows_more(row, want):
         found.append(("runs", f"its status is {row['status']}, the log's is {want.get('status')}"))
-    for table in TABLES:
+    for table in tables:
         have, need = _rows(store, table, run_id), _rows(expected, table, run_id)
         if have != need:
             missing, extra = sum((need - have).values()), sum((have - need).values())
