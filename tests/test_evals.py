@@ -650,3 +650,13 @@ def test_case_runs_end_without_a_full_sync_and_the_suite_with_one(tmp_path, monk
     assert synced == {c.run_id: False for c in result.cases}
     plain = start_run(counter(tmp_path), Workspace(tmp_path / "ws"), RunOptions())
     assert synced[plain.run_id] is True
+
+
+def test_a_judge_needs_a_model_only_where_it_scores(tmp_path, monkeypatch):
+    monkeypatch.delenv("EVOLVE_MODEL", raising=False)
+    evals = "  - {name: judged, judge: {prompt: prompts/judge.md}}\n"
+    path = counter(tmp_path, evals, files={"prompts/judge.md": JUDGE_PROMPT})
+    # a plain run does not score a judge that reads $case: it needs no model
+    assert cli(tmp_path, "run", str(path)).exit_code == 0
+    refused = cli(tmp_path, "eval", str(path))
+    assert refused.exit_code == 2 and "no model for agent node eval:judged" in refused.stderr

@@ -133,7 +133,11 @@ def judge_node(check: Eval) -> Node:
     return Node(id=f"eval:{check.name}", kind="agent", model=check.judge and check.judge.model)
 
 
-def check_models(experience: Experience, override: str | None, replaying: bool = False) -> None:
+def check_models(
+    experience: Experience, override: str | None, replaying: bool = False, cases: bool = True
+) -> None:
+    """Every agent node, and every judge that will score (`cases`: the run has a case; a judge
+    reading $case scores only then), has a model."""
     model_for = model_resolver(experience, override, replaying)
     missing = [
         n.id for n in experience.nodes.values() if n.kind in MODEL_KINDS and not model_for(n)
@@ -141,7 +145,7 @@ def check_models(experience: Experience, override: str | None, replaying: bool =
     missing += [
         judge_node(e).id
         for e in experience.evals
-        if e.kind == "judge" and not model_for(judge_node(e))
+        if e.kind == "judge" and (cases or not e.reads_case) and not model_for(judge_node(e))
     ]
     if missing:
         raise UsageError(
@@ -192,7 +196,7 @@ class Run:
         self.model = model
         self.parent = parent
         self.values = initial_values(experience, options.args)
-        check_models(experience, options.model, options.replaying)
+        check_models(experience, options.model, options.replaying, options.case is not None)
         self.run_id = new_run_id()
         self.depth = 0  # how many parents this run has
 
