@@ -725,6 +725,8 @@ def test_resuming_a_suite_reruns_only_the_cases_that_did_not_finish(tmp_path, co
     ).fetchall()
     assert linked == [("a1", 1), ("b2", 1), ("c3", 1)]
     db.close()
+    from_suite = cli(ws, "run", str(root), "--from", new_suite)
+    assert from_suite.exit_code == 2 and f"{new_suite} is a suite" in from_suite.output
     case_runs = [c["run_id"] for c in summary["cases"]]
     again = cli(ws, "resume", case_runs[0])
     assert again.exit_code == 1

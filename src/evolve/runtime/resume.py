@@ -64,6 +64,11 @@ def check_source(queries: RunQueries, ref: str, experience: Experience) -> dict[
         )
     if row["status"] == "running":
         raise UsageError(f"--from {ref}: run {row['id']} is still running")
+    if row.get("kind") == "suite":
+        raise UsageError(
+            f"--from {ref}: {row['id']} is a suite; give one of its case runs "
+            f"(`evolve inspect {row['id']}` lists them), or `evolve resume` the suite"
+        )
     return row
 
 
