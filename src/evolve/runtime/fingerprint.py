@@ -197,6 +197,11 @@ def _sha256(path: Path, stamp: tuple[int, int]) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def value_digest(value: Any) -> str:
+    """A hash of one JSON value (how a state value read enters a fingerprint)."""
+    return "v:" + _digest(value)
+
+
 def _digest(value: Any) -> str:
     text = jsonvalue.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

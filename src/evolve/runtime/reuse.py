@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from evolve.runtime.fingerprint import NodePrint
+from evolve.runtime.fingerprint import NodePrint, value_digest
 from evolve.spec.model import Node
 
 CacheLookup = Callable[[str, str, str | None], dict[str, Any] | None]
@@ -65,6 +65,7 @@ class Reuse:
     lookup: CacheLookup | None = None  # (node_id, fingerprint, not_before) -> row
     _prints: dict[str, NodePrint] = field(default_factory=dict)
     _kept: dict[tuple[str, int | None, str], deque[dict[str, Any]]] = field(default_factory=dict)
+    _digests: dict[int, tuple[Any, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for row in self.kept:
@@ -79,8 +80,25 @@ class Reuse:
             found = self._prints[node.id] = NodePrint.of(self.experience, node, self.root, model)
         return found
 
+    def may_reuse(self, node: Node) -> bool:
+        """Whether any kept result could apply to this node in this run."""
+        if node.id in self.rerun:
+            return False
+        return self.source is not None or (node.cache is not None and self.cache)
+
     def fingerprint(self, node: Node, inputs: dict[str, Any]) -> str:
+        """The node's print with these inputs; each state value read is hashed once per value
+        it takes (readers share one read-only view of it), not once per item reading it."""
+        state = inputs.get("_state")
+        if isinstance(state, dict) and state:
+            inputs = {**inputs, "_state": {f: self._digest_of(v) for f, v in state.items()}}
         return self.print_of(node).with_inputs(inputs)
+
+    def _digest_of(self, value: Any) -> str:
+        seen = self._digests.get(id(value))
+        if seen is None or seen[0] is not value:  # pinned, so the id is not reused meanwhile
+            seen = self._digests[id(value)] = (value, value_digest(value))
+        return seen[1]
 
     def find(self, node: Node, item: int | None, fingerprint: str, forced: bool) -> Kept | None:
         """The kept result to apply for this node and item, or None: execute it."""

@@ -401,6 +401,9 @@ class Scheduler:
         """A kept result applied instead of executing the node (or item), when one may be."""
         if self.halted is not None:
             raise self.halted
+        if not self.reuse.may_reuse(node):  # a fresh run: nothing to look up
+            self.executed.add(self.step_of[node.id])
+            return None
         inputs = self._inputs(node, edge_inputs, index, item)
         fingerprint = self.reuse.fingerprint(node, inputs)
         kept = self.reuse.find(node, index, fingerprint, self.step_of[node.id] in self.forced)
