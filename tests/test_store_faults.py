@@ -227,3 +227,38 @@ def test_an_event_log_that_cannot_be_written_is_one_clear_line(tmp_path):
         f"note: {log.stem}: its log ends before run.finished (it could not be written?); the "
         "store's ending (failed) is kept"
     )
+
+
+def test_read_commands_read_while_another_process_holds_the_write_lock(
+    tmp_path, workspace_with_a_run
+):
+    """Read commands open the store for reading: a writer holding the lock (a long run's
+    flush, a doctor --repair) does not stall or fail `runs`, `inspect` or `state`."""
+    import sqlite3
+
+    holder = sqlite3.connect(tmp_path / "ws" / "state.sqlite", isolation_level=None)
+    holder.execute("PRAGMA busy_timeout = 0")
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        for command in (["runs"], ["inspect", "last"], ["state", "last"]):
+            result = invoke(tmp_path, *command)
+            assert result.exit_code == 0, (command, result.output)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+def test_a_reader_ends_a_dead_run_once_then_reads_without_writing(tmp_path, workspace_with_a_run):
+    database = tmp_path / "ws" / "state.sqlite"
+    store = StateStore.open(database)
+    store.db.conn.execute("update runs set status = 'running', pid = 999999999")
+    store.close()
+    reader = StateStore.open(database, readonly=True)
+    assert reader.needs_upkeep()  # a running run whose process is gone
+    reader.db.conn.close()
+    shown = invoke(tmp_path, "runs", "--json")
+    # the log ends with run.finished, so the reader takes the run's ending from it
+    assert json.loads(shown.stdout)[0]["status"] == "success"
+    reader = StateStore.open(database, readonly=True)
+    assert not reader.needs_upkeep()
+    reader.db.conn.close()

@@ -266,21 +266,35 @@ def _loads(text: str | None) -> Any:
 
 
 def open_store(workspace: Workspace) -> StateStore:
+    """Open the store for reading: read commands never hold a write lock.
+
+    Only when the database needs upkeep (a migration from an older evolve, or runs whose
+    process is gone, which `reconcile` ends as their log says) is it opened for writing, once,
+    briefly, before the read-only open. A read-only file is read as it is.
+    """
     if not workspace.database.exists():
         raise UsageError(f"no runs yet in {workspace.root}; start one with `evolve run DIR`")
     from evolve.store.writer import StateStore  # sqlite_utils: only when there is a database
 
-    store: StateStore | None = None
+    reader = StateStore.open(workspace.database, readonly=True)
     try:
-        store = StateStore.open(workspace.database)
-        store.reconcile()
-        return store
+        stale = reader.needs_upkeep()
+    except BaseException:
+        reader.db.conn.close()
+        raise
+    if not stale:
+        return reader
+    reader.db.conn.close()
+    try:
+        writer = StateStore.open(workspace.database)
+        try:
+            writer.reconcile()
+        finally:
+            writer.close()
     except StoreError as exc:
-        if store is not None:
-            store.db.conn.close()
         if exc.kind != "readonly":
             raise
-    return StateStore.open(workspace.database, readonly=True)  # read, and reconcile nothing
+    return StateStore.open(workspace.database, readonly=True)
 
 
 @dataclass

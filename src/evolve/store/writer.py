@@ -240,6 +240,24 @@ class StateStore:
         rows = list(self.db["runs"].rows_where("id = ?", [run_id]))
         return rows[0] if rows else None
 
+    def needs_upkeep(self) -> bool:
+        """Whether a reader would see a stale store: migrations this database has not had, or
+        runs of this host still `running` whose process is gone (see `reconcile`)."""
+        try:
+            if not self.db["_migrations"].exists():
+                return True
+            done = {row["name"] for row in self.db["_migrations"].rows}
+            if any(name not in done for name, _ in MIGRATIONS):
+                return True
+            return any(
+                not process_alive(r["pid"])
+                for r in self.db["runs"].rows_where(
+                    "status = 'running' and host = ?", [socket.gethostname()], select="pid"
+                )
+            )
+        except sqlite3.DatabaseError as exc:
+            raise store_error(self.path, exc) from None
+
     def reconcile(self) -> int:
         """End the runs on this host whose process is gone. Returns how many.
 
