@@ -57,6 +57,16 @@ def _mapping(data: Any, *path: str) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+@dataclass(frozen=True)
+class _Found:
+    """A path named in the spec, resolved once however many nodes name it."""
+
+    path: Path
+    inside: bool  # inside the experience directory
+    exists: bool
+    is_file: bool
+
+
 class Checker:
     def __init__(self, data: dict[str, Any], loc: Locations, root: Path):
         self.data = data
@@ -77,7 +87,7 @@ class Checker:
         self.owner: dict[str, str] = {}  # node id -> pipeline/loop id that runs it
         self.judges_reading_case: set[JsonPath] = set()
         # many nodes name the same file: each is resolved and each Python tool parsed once
-        self._resolved: dict[str, tuple[Path | None, bool | str]] = {}
+        self._resolved: dict[str, _Found | str] = {}
         self._defined: dict[Path, set[str] | BaseException] = {}
 
     def report(self, path: JsonPath, message: str, *, at_key: bool = False) -> None:
@@ -313,35 +323,35 @@ class Checker:
         (or, with `is_file`, anything but a regular file)."""
         if not value:
             return None
-        resolved, exists = self._resolve(value)
-        if resolved is None:
-            self.report(path, f"{what} '{value}' is not a usable path ({exists})")
+        found = self._resolve(value)
+        if isinstance(found, str):
+            self.report(path, f"{what} '{value}' is not a usable path ({found})")
             return None
-        if not resolved.is_relative_to(self.root):
+        if not found.inside:
             self.report(path, f"{what} '{value}' is outside the experience directory")
             return None
-        if not exists:
+        if not found.exists:
             self.report(path, f"{what} '{value}' does not exist")
             return None
-        if is_file and not resolved.is_file():
+        if is_file and not found.is_file:
             self.report(path, f"{what} '{value}' is not a file")
             return None
-        self.paths[path] = resolved
-        if resolved.is_file():
-            self.referenced_files.append(resolved)
-        return resolved
+        self.paths[path] = found.path
+        if found.is_file:
+            self.referenced_files.append(found.path)
+        return found.path
 
-    def _resolve(self, value: str) -> tuple[Path | None, bool | str]:
-        """(the path `value` names, whether it exists inside the experience), or (None, why
-        it is not a usable path)."""
+    def _resolve(self, value: str) -> _Found | str:
+        """What `value` names inside the experience directory, or why it is not a usable path."""
         if value not in self._resolved:
             try:
                 resolved = (self.root / value).resolve()
-                exists = resolved.is_relative_to(self.root) and resolved.exists()
-                self._resolved[value] = resolved, exists
+                inside = resolved.is_relative_to(self.root)
+                exists = inside and resolved.exists()
+                self._resolved[value] = _Found(resolved, inside, exists, resolved.is_file())
             except (OSError, ValueError, RuntimeError) as exc:  # too long, a NUL, a link loop
                 reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-                self._resolved[value] = None, reason
+                self._resolved[value] = reason
         return self._resolved[value]
 
     def _tool(self, node: _Item) -> None:
@@ -352,7 +362,7 @@ class Checker:
         path = self._file((*node.path, "impl"), file, "tool file")
         if path is None:
             return
-        if not path.is_file():
+        if not self._resolve(file).is_file:  # type: ignore[union-attr]  # _file found it
             self.report((*node.path, "impl"), f"tool '{file}' is not a file")
         elif path.suffix == ".py":
             self._python_function((*node.path, "impl"), path, function or "run")

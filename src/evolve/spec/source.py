@@ -172,6 +172,8 @@ class _Builder:
 
         Unlike PyYAML's flatten_mapping, this leaves the (possibly shared) nodes untouched.
         """
+        if all(key_node.tag != _MERGE_TAG for key_node, _ in node.value):
+            return node.value, []  # the usual case: nothing merged in
         own, merged = [], []
         seen = seen | {id(node)}
         for key_node, value_node in node.value:
@@ -204,7 +206,7 @@ class _Builder:
 
     def _mapping(self, node: yaml.MappingNode, path: JsonPath, depth: int) -> dict[str, Any]:
         own, merged = self._merged(node, path)
-        own_keys = {id(key_node) for key_node, _ in own}
+        own_keys = {id(key_node) for key_node, _ in own} if merged else set()
         result: dict[str, Any] = {}
         for key_node, value_node in own + merged:
             key = self._key(key_node)
@@ -218,7 +220,7 @@ class _Builder:
                 continue
             child = (*path, key)
             if key in result:
-                if id(key_node) not in own_keys:
+                if merged and id(key_node) not in own_keys:
                     continue  # merged in, but the mapping (or an earlier merge) sets it already
                 first_line, _ = self.loc.keys[child]
                 line, col = _mark(key_node)
