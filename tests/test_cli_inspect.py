@@ -37,6 +37,13 @@ def normalise(text: str) -> str:
     text = re.sub(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d+Z?)?", "TIME", text)
     text = re.sub(r"\b\d+(\.\d+)? (ms|s)\b", "N ms", text)
     text = re.sub(r"seq \d+|^\d+ ", "SEQ ", text, flags=re.M)
+    # nodes finishing within a few ms of each other may rank either way on a busy machine
+    text = re.sub(
+        r"^slowest: (.*)$",
+        lambda m: "slowest: " + ", ".join(sorted(m[1].split(", "))),
+        text,
+        flags=re.M,
+    )
     return "\n".join(re.sub(r" +", " ", line).rstrip() for line in text.splitlines())
 
 
@@ -147,7 +154,7 @@ def test_inspect_a_run_with_retries_and_a_timeout(workspace):
             "",
             "nodes 2 ✓ 1 ✗ 1 – · retries 1 · timeouts 1 · failures 2 · tokens 0+0 · cost — · "
             "26 events",
-            "slowest: slow N ms, greet N ms, fan N ms",
+            "slowest: fan N ms, greet N ms, slow N ms",
             "",
             "failures",
             "seq node item attempt error",
@@ -181,6 +188,24 @@ def test_inspect_json_shape(workspace):
     assert node["id"] == "boom" and node["status"] == "failed"
     assert node["attempts"][0]["error"] == "boom.py:run raised ValueError: bad input"
     assert data["failures"][0]["error_type"] == "tool_error"
+
+
+def test_inspect_json_is_printed_in_pieces_that_make_the_whole(workspace):
+    """`inspect --json` streams the run (a node's items one at a time); the text is exactly one
+    json.dumps of the whole, for a run with a fan-out, retries, a timeout and a skipped node."""
+    from evolve.store.queries import inspect_run
+    from evolve.store.workspace import Workspace
+
+    ws = Workspace(workspace)
+    mixed = next(
+        r for r in json.loads(cli(workspace, "runs", "--json").stdout) if r["experience"] == "mixed"
+    )
+    report = inspect_run(ws, mixed["id"])
+    whole = json.dumps(report.to_json(), ensure_ascii=False)
+    assert "".join(report.json_chunks()) == whole
+    assert [i["index"] for i in json.loads(whole)["nodes"][1]["items"]] == [0, 1, 2]
+    printed = cli(workspace, "inspect", mixed["id"], "--json").stdout
+    assert printed == whole + "\n"
 
 
 def test_inspect_a_failed_run_says_why(workspace):

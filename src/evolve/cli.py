@@ -683,7 +683,8 @@ def inspect(
         write_html(report, html)
         _err(f"wrote {html}")
     if as_json:
-        print(json.dumps(report.to_json(), ensure_ascii=False))
+        sys.stdout.writelines(report.json_chunks())
+        sys.stdout.write("\n")
     elif html is None:
         from evolve.report.tree import inspection
 

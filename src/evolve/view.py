@@ -11,7 +11,7 @@ attempts in memory.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -148,6 +148,10 @@ class NodeView:
         return sum(1 for i in self.items.values() if i.status not in ("running", "waiting"))
 
     def to_json(self) -> dict[str, Any]:
+        return {**self.head_json(), "items": list(self.items_json())}
+
+    def head_json(self) -> dict[str, Any]:
+        """The node as JSON without its items (which `items_json` gives one at a time)."""
         return {
             "id": self.id,
             "kind": self.kind,
@@ -169,17 +173,19 @@ class NodeView:
             "items_reused": self.items_reused or None,
             "reused": self.reused,
             "attempts": [a.to_json() for a in self.attempts],
-            "items": [
-                {
-                    "index": i.index,
-                    "status": i.status,
-                    "skipped": i.skipped,
-                    "reused_from": i.reused_from,
-                    "attempts": [a.to_json() for a in i.attempts],
-                }
-                for i in sorted(self.items.values(), key=lambda i: i.index)
-            ],
         }
+
+    def items_json(self) -> Iterator[dict[str, Any]]:
+        """The node's items as JSON values, one at a time, in item order."""
+        for index in sorted(self.items):
+            item = self.items[index]
+            yield {
+                "index": item.index,
+                "status": item.status,
+                "skipped": item.skipped,
+                "reused_from": item.reused_from,
+                "attempts": [a.to_json() for a in item.attempts],
+            }
 
 
 @dataclass

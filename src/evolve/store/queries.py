@@ -9,6 +9,7 @@ never wait for a writer) and the event log is read tolerantly. A run whose proce
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -316,6 +317,30 @@ class Inspection:
         }
 
     def to_json(self) -> dict[str, Any]:
+        return self._json([n.to_json() for n in self.view.nodes.values()])
+
+    def json_chunks(self) -> Iterator[str]:
+        """The text of `json.dumps(self.to_json(), ensure_ascii=False)`, in pieces: a node's
+        items one at a time, so a run of a million events is printed without ever holding its
+        whole text, or a JSON value for every item, in memory."""
+        whole = self._json(None)
+        yield "{"
+        for position, (key, value) in enumerate(whole.items()):
+            yield (", " if position else "") + _dumps(key) + ": "
+            if key != "nodes":
+                yield _dumps(value)
+                continue
+            yield "["
+            for number, node in enumerate(self.view.nodes.values()):
+                head = _dumps(node.head_json())[:-1]  # its items follow, one at a time
+                yield (", " if number else "") + head + ', "items": ['
+                for index, item in enumerate(node.items_json()):
+                    yield (", " if index else "") + _dumps(item)
+                yield "]}"
+            yield "]"
+        yield "}"
+
+    def _json(self, nodes: list[dict[str, Any]] | None) -> dict[str, Any]:
         run = {
             k: self.row.get(k)
             for k in (
@@ -350,11 +375,15 @@ class Inspection:
             "failures": [f.__dict__ for f in self.view.failures],
             "phases": self.view.phases,
             "edges": self.view.edges,
-            "nodes": [n.to_json() for n in self.view.nodes.values()],
+            "nodes": nodes,
             "state_diff": self.state_diff,
             "evals": self.view.evals,
             **({"suite": self.suite_summary()} if self.cases is not None else {}),
         }
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
 
 
 def inspect_run(workspace: Workspace, ref: str) -> Inspection:
