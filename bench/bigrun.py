@@ -27,8 +27,10 @@ import resource, subprocess, sys, time
 began = time.perf_counter()
 done = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 elapsed = time.perf_counter() - began
-peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-print(elapsed, peak_kb, done.returncode, done.stderr.decode()[-300:].replace(chr(10), ' '))
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+cpu = usage.ru_utime + usage.ru_stime
+tail = done.stderr.decode()[-300:].replace(chr(10), " ")
+print(elapsed, usage.ru_maxrss, done.returncode, cpu, tail)
 """
 
 
@@ -80,7 +82,14 @@ def evolve_command() -> list[str]:
 
 def measure(command: list[str], env: dict[str, str], repeat: int) -> tuple[float, float]:
     """(median seconds, peak MB) of `command` over `repeat` subprocess runs."""
-    times, peaks = [], []
+    seconds, _, peak = measure_cpu(command, env, repeat)
+    return seconds, peak
+
+
+def measure_cpu(command: list[str], env: dict[str, str], repeat: int) -> tuple[float, float, float]:
+    """(median wall seconds, median CPU seconds, peak MB) of `command` over `repeat` subprocess
+    runs; CPU is user + sys of the command, steadier than wall time on a busy machine."""
+    times, cpus, peaks = [], [], []
     for _ in range(repeat):
         out = subprocess.run(
             [sys.executable, "-c", MEASURE, *command],
@@ -88,9 +97,10 @@ def measure(command: list[str], env: dict[str, str], repeat: int) -> tuple[float
             capture_output=True,
             text=True,
             check=True,
-        ).stdout.split(maxsplit=3)
+        ).stdout.split(maxsplit=4)
         if out[2] != "0":
-            sys.exit(f"{' '.join(command)} failed: {out[3] if len(out) > 3 else ''}")
+            sys.exit(f"{' '.join(command)} failed: {out[4] if len(out) > 4 else ''}")
         times.append(float(out[0]))
         peaks.append(int(out[1]) / 1024)
-    return statistics.median(times), max(peaks)
+        cpus.append(float(out[3]))
+    return statistics.median(times), statistics.median(cpus), max(peaks)

@@ -45,23 +45,20 @@ class AttemptView:
     timeout_seq: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in _ATTEMPT_JSON}
-
-
-_ATTEMPT_JSON = (
-    "number",
-    "item",
-    "start_ms",
-    "status",
-    "end_ms",
-    "duration_ms",
-    "error_type",
-    "error",
-    "seq",
-    "tokens_in",
-    "tokens_out",
-    "cost_usd",
-)
+        return {
+            "number": self.number,
+            "item": self.item,
+            "start_ms": self.start_ms,
+            "status": self.status,
+            "end_ms": self.end_ms,
+            "duration_ms": self.duration_ms,
+            "error_type": self.error_type,
+            "error": self.error,
+            "seq": self.seq,
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+            "cost_usd": self.cost_usd,
+        }
 
 
 @dataclass(slots=True)

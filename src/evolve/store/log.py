@@ -76,9 +76,9 @@ def read_events(path: Path) -> Iterator[dict[str, Any]]:
     """Stream the events of a log, skipping a torn or unparsable line rather than failing."""
     with path.open("rb") as f:
         for raw in f:
-            try:
-                event = json.loads(raw)
-            except ValueError:
+            try:  # the log is UTF-8: decoded here, json skips guessing the encoding of bytes
+                event = json.loads(raw.decode("utf-8"))
+            except ValueError:  # also a line torn inside a UTF-8 sequence
                 continue
             if isinstance(event, dict):
                 yield event
