@@ -64,8 +64,7 @@ class AttemptView:
 @dataclass(slots=True)
 class ItemView:
     index: int
-    # a tuple, not a list: most items have one attempt, and a run may have a million items
-    attempts: tuple[AttemptView, ...] = ()
+    attempts: list[AttemptView] = field(default_factory=list)
     skipped: str | None = None
     reused_from: str | None = None  # not executed: a kept result of this run was applied
     cached: bool = False  # ... found through the node's `cache:`
@@ -364,13 +363,10 @@ class Folder:
         node.status = "running"
         attempt = AttemptView(e.get("attempt", 1), item, at, seq=e["seq"])
         self.open[(node.id, item)] = attempt
-        if item is None:
-            node.attempts.append(attempt)
-            return
-        seen = node.items.get(item)
-        if seen is None:
-            seen = node.items[item] = ItemView(item)
-        seen.attempts += (attempt,)
+        target = (
+            node.attempts if item is None else node.items.setdefault(item, ItemView(item)).attempts
+        )
+        target.append(attempt)
 
     def _attempt_ended(self, node: NodeView, e: dict[str, Any], item: int | None, at: int):
         succeeded = e["type"] == EventType.NODE_FINISHED
