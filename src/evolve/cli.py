@@ -376,6 +376,15 @@ def run(
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Reuse nothing through nodes' `cache:`.")
     ] = False,
+    executor: Annotated[
+        str | None,
+        typer.Option(
+            help="Where for_each items of Python tool nodes run: local, ray (a local Ray started "
+            "for the run) or ray=ADDRESS (auto, ray://host:10001); overrides runtime.executor. "
+            "See docs/ray.md.",
+            show_default=False,
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Run an experience and record everything: the event log and the state store.
@@ -399,6 +408,7 @@ def run(
         source=from_run,
         rerun=tuple(rerun or ()),
         no_cache=no_cache,
+        executor=executor,
     )
     _execute(
         lambda: start_run(path, Workspace.locate(workspace), options),
@@ -974,6 +984,15 @@ def eval_(
         typer.Option("--offline", help="Replay from the experience's cassettes/*.jsonl."),
     ] = False,
     workspace: WorkspaceOption = None,
+    executor: Annotated[
+        str | None,
+        typer.Option(
+            help="Where for_each items of Python tool nodes run: local, ray (a local Ray started "
+            "for the run) or ray=ADDRESS (auto, ray://host:10001); overrides runtime.executor. "
+            "See docs/ray.md.",
+            show_default=False,
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the suite as JSON.")] = False,
 ) -> None:
     """Run every case of an experience and score it with its evals: one suite run.
@@ -994,6 +1013,7 @@ def eval_(
             record=record,
             replay=replay,
             offline=offline,
+            executor=executor,
         ),
         case_ids=case or [],
         repeat=repeat,

@@ -168,6 +168,9 @@ class NodeFinished(NodeEvent):
     items: int | None = _doc("A whole for_each node: how many items it ran.", None)
     items_failed: int | None = _doc("A whole for_each node: how many items failed.", None)
     error: str | None = _doc("A whole node that failed: why.", None)
+    worker: str | None = _doc(
+        "The Ray node the attempt ran on (`--executor ray`; absent in a local run).", None
+    )
 
 
 @dataclass(slots=True, kw_only=True)
@@ -191,6 +194,10 @@ class NodeFailed(NodeEvent):
     error_type: str = _doc("What kind of failure (timeout, rate_limit, tool_error, ...).")
     error: str = _doc("The error message.")
     duration_ms: int | None = _doc("How long the failed attempt took.", None)
+    worker: str | None = _doc(
+        "The Ray node the attempt ran on, when known (`--executor ray`; absent in a local run).",
+        None,
+    )
 
 
 @dataclass(slots=True, kw_only=True)

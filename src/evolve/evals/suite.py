@@ -24,6 +24,7 @@ from evolve.evals.cases import Case, load_cases, select
 from evolve.evals.summary import spread_of
 from evolve.events import EvalCase, RunFinished, RunStarted
 from evolve.llm.model import Model
+from evolve.runtime.ray_executor import executor_for
 from evolve.runtime.run import Run, RunOptions, RunResult, check_models
 from evolve.spec import Experience, load_experience
 from evolve.store.log import EventLog, read_events
@@ -132,6 +133,9 @@ def run_suite(
 ) -> SuiteResult:
     """Load the experience and its cases, run every case (repeat times), score, record."""
     experience = load_experience(path)
+    executor = executor_for(experience, options.run.executor)
+    if executor is not None:  # joined before anything is recorded
+        executor.connect(experience.directory)
     if experience.cases is None:
         raise UsageError(
             f"{experience.name} has no cases: add `cases: {{source: data/cases.jsonl}}` to "
@@ -282,6 +286,7 @@ class _Suite:
             repeat=repeat,
             source=self.previous.get((case.id, repeat)),
             no_cache=base.no_cache,
+            executor=base.executor,
             durable_end=False,  # the suite's end is synced; one sync per case would dominate
         )
         model = self.model

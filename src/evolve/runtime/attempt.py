@@ -43,6 +43,11 @@ class AttemptError(Exception):
         self.error_type = error_type
         self.retryable = retryable
         self.retry_after_ms = retry_after_ms  # the wait a provider asked for, if any
+        self.worker: str | None = None  # the Ray node the attempt ran on (the Ray executor)
+
+    def on_worker(self, worker: str | None) -> AttemptError:
+        self.worker = worker
+        return self
 
 
 class RunFailed(Exception):
@@ -63,6 +68,7 @@ class Attempt:
     emitter: Callable[[Event], Any]
     call_model: Callable[[ModelRequest], Awaitable[ModelReply]]
     loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
+    worker: str | None = None  # the Ray node it ran on (the Ray executor), once known
 
     def emit(self, kind: type[Event], **fields: Any) -> None:
         """A log-only event about this attempt: `emit(SchemaInvalid, errors=[...], final=True)`."""

@@ -26,6 +26,7 @@ from evolve.events import RunFinished, RunStarted
 from evolve.llm.model import Model, ModelReply, ModelRequest
 from evolve.runtime.attempt import AttemptError, RunFailed
 from evolve.runtime.metering import MeteredModel
+from evolve.runtime.ray_executor import executor_for
 from evolve.runtime.recording import CallRecorder
 from evolve.runtime.resume import (
     Verdict,
@@ -70,6 +71,7 @@ class RunOptions:
     rerun: tuple[str, ...] = ()  # --rerun NODE: executed whatever is kept
     no_cache: bool = False  # --no-cache: no node reuses a result through `cache:`
     explain: Callable[[list[Verdict]], None] | None = None  # told what runs again, and why
+    executor: str | None = None  # --executor local | ray[=ADDRESS]: overrides runtime.executor
 
     @property
     def replaying(self) -> bool:
@@ -84,6 +86,7 @@ class RunOptions:
             "replay": str(self.replay) if self.replay else None,
             "offline": self.offline or None,
             "max_cost": self.max_cost,
+            "executor": self.executor,
         }
 
 
@@ -269,6 +272,7 @@ class Run:
             calls=CallRecorder.for_model(self.model, self.options.replaying),
             model_ready=model_ready,
             reuse=reuse,
+            executor=executor_for(experience, self.options.executor),
         )
         status, reason, stopped = "success", None, None
         scored: RunScore | None = None
@@ -433,6 +437,9 @@ def start_run(
 ) -> RunResult:
     """Load, check and run the experience at `path` to the end; Ctrl-C/SIGTERM interrupt it."""
     experience = load_experience(path)
+    executor = executor_for(experience, options.executor)
+    if executor is not None:  # joined before anything is recorded: a missing Ray is a usage error
+        executor.connect(experience.directory)
     if model is None:
         from evolve.llm import build_model
 

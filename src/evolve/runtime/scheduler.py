@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from graphlib import TopologicalSorter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evolve import jsonvalue
 from evolve.events import (
@@ -41,6 +41,9 @@ from evolve.runtime.state import RunState
 from evolve.spec.expressions import MISSING, resolve_path
 from evolve.spec.model import MODEL_KINDS, Experience, Node
 from evolve.store.recorder import KeptResult, NodeRun, Recorder
+
+if TYPE_CHECKING:
+    from evolve.runtime.ray_executor import RayExecutor
 
 # a fan-out keeps this many items started per run slot (so that items waiting to retry, which
 # hold no slot, do not keep the others from starting), and at least MIN_LIVE_ITEMS
@@ -79,6 +82,7 @@ class Scheduler:
         calls: CallRecorder | None = None,
         model_ready: asyncio.Future[Any] | None = None,
         reuse: Reuse | None = None,
+        executor: RayExecutor | None = None,
     ):
         self.experience = experience
         self.concurrency = concurrency
@@ -103,6 +107,7 @@ class Scheduler:
             self.step_of[loop.body] = loop.id
         self.forced: set[str] = set()  # steps that may not reuse the source run's results
         self.executed: set[str] = set()  # steps that executed something in this run
+        self.executor = executor  # Ray: where for_each items of Python tools run (else here)
 
     def halt(self, failure: RunFailed) -> RunFailed:
         """Stop the run: the first failure wins, and no attempt starts after it."""
@@ -463,6 +468,7 @@ class Scheduler:
             record.status, record.timeout_ms = "timeout", limit_ms
         except AttemptError as exc:
             error, record.status = exc, "failed"
+            attempt.worker = attempt.worker or exc.worker
         except RunFailed as exc:
             raise self.halt(exc) from None
         if error is None:
@@ -480,7 +486,7 @@ class Scheduler:
             )
         else:
             outcome, record.error_type, record.error = None, error.error_type, str(error)
-        record.duration_ms = _ms_since(started)
+        record.duration_ms, record.worker = _ms_since(started), attempt.worker
         self.recorder.node_run(record)
         return outcome, error
 
@@ -538,6 +544,11 @@ class Scheduler:
 
         node = attempt.node
         if node.kind == "tool":
+            if node.impl.suffix == ".py" and self.executor and attempt.item is not None:
+                result, attempt.worker = await self.executor.call(
+                    node.impl, node.function or "run", attempt.inputs
+                )
+                return result
             if node.impl.suffix == ".py":
                 inputs = {**attempt.inputs, "_activity": attempt.activity}
                 return await tools.call_python(

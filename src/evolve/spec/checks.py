@@ -706,6 +706,7 @@ class Checker:
                 timeout_ms=runtime.get("timeout_ms", model.DEFAULT_TIMEOUT_MS),
                 structured_output=runtime.get("structured_output", "auto"),
                 context_window=runtime.get("context_window"),
+                executor=runtime.get("executor", "local"),
             ),
             state={name: _field(name, spec) for name, spec in self.fields.items()},
             phases=tuple(

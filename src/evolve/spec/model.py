@@ -189,6 +189,7 @@ class Runtime:
     timeout_ms: int = DEFAULT_TIMEOUT_MS
     structured_output: str = "auto"  # how agent nodes ask for JSON (evolve.llm.formats)
     context_window: int | None = None  # tokens; None: ask the server, then litellm
+    executor: str = "local"  # local | ray: where for_each items of Python tools run
 
 
 @dataclass(frozen=True)

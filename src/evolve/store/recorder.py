@@ -127,6 +127,7 @@ class NodeRun:
     reused_from: str | None = None  # status reused: the run that executed it
     fingerprint: str | None = None  # status reused: the fingerprint that matched
     cached: bool | None = None  # status reused: found through `cache:`
+    worker: str | None = None  # the Ray node an attempt ran on (--executor ray); log only
 
     def row(self, run_id: str) -> dict[str, Any]:
         return {
@@ -178,6 +179,7 @@ class NodeRun:
                     attempt=self.attempt,
                     duration_ms=self.duration_ms or 0,
                     metrics=self.metrics or {},
+                    worker=self.worker,
                 )
             ]
         failed = NodeFailed(
@@ -187,6 +189,7 @@ class NodeRun:
             error_type=self.error_type or "error",
             error=self.error or "",
             duration_ms=self.duration_ms,
+            worker=self.worker,
         )
         if self.status == "timeout":
             return [
