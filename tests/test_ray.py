@@ -73,6 +73,13 @@ def attempts(result) -> list[dict]:
     return [e for e in events(result) if "attempt" in e and e["type"].startswith("node.")]
 
 
+def test_ray_is_installed_where_ci_runs_the_ray_tests():
+    if os.environ.get("EVOLVE_CI_RAY") == "1":  # the `ray` job of ci.yml: no silent skips
+        assert HAS_RAY, "EVOLVE_CI_RAY=1 but Ray is not installed"
+    else:
+        assert os.environ.get("EVOLVE_CI_RAY") in (None, "", "0")
+
+
 def test_a_missing_ray_is_one_clear_line_and_exit_2(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     monkeypatch.setattr("evolve.runtime.ray_executor._EXECUTORS", {})

@@ -1,0 +1,120 @@
+"""The Ray executor against the local one on CPU-bound Python items (docs/ray.md).
+
+One for_each node over N items (default 2,000), each about 20 ms of pure-Python work (a loop
+calibrated on this machine first), run twice with the event log and the state store on:
+  local   the default executor: the tool runs in threads of the `evolve` process, so pure-Python
+          work is serialized by the GIL (about one core, whatever the concurrency)
+  ray     `--executor ray` on a local Ray started for the run with --cpus CPUs (default 2):
+          items are Ray tasks in worker processes, so they use every CPU
+It prints items/s of each and the ratio ray/local, measured in the same process one after the
+other, and the per-task overhead of Ray: (ray wall x CPUs - items x work) / items, the time a
+task costs beyond its own work (submit, schedule, ship arguments and result, record). A cluster of
+M machines of C cores gives at most about M x C / (work + overhead) items/s for work per item;
+the driver records every attempt, so it bounds the rate too (see `bench/fanout.py`).
+
+Usage: python -m bench.ray [--items N] [--work-ms MS] [--cpus N]   (from the project root)
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+TOOL = """\
+def run(inputs):
+    total = 0
+    for i in range(inputs["loops"]):
+        total += i * i % 7
+    return {"state_delta": {}, "metrics": {"total": total}}
+"""
+
+
+def calibrate(work_ms: float) -> int:
+    """How many loop turns of TOOL take `work_ms` here (best of a few, in this process)."""
+    namespace: dict = {}
+    exec(TOOL, namespace)
+    loops, best = 200_000, float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        namespace["run"]({"loops": loops})
+        best = min(best, time.perf_counter() - started)
+    return max(1, int(loops * work_ms / 1000 / best))
+
+
+def experience(root: Path, items: int, loops: int, concurrency: int) -> Path:
+    root.mkdir(parents=True)
+    (root / "tools").mkdir()
+    (root / "tools" / "work.py").write_text(TOOL)
+    spec = {
+        "name": "bench-ray",
+        "version": "0.1.0",
+        "runtime": {"concurrency": concurrency, "timeout_ms": 600_000},
+        "state": {"schema": {"xs": {"type": "array", "default": list(range(items))}}},
+        "graph": {
+            "nodes": [
+                {
+                    "id": "work",
+                    "kind": "tool",
+                    "impl": "tools/work.py",
+                    "args": {"loops": loops},
+                    "reads": ["xs"],
+                    "for_each": {"source": "$.xs"},
+                }
+            ],
+            "edges": [],
+        },
+    }
+    (root / "experience.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    return root
+
+
+def timed(path: Path, workspace: Path, executor: str | None) -> float:
+    from evolve.runtime.run import RunOptions, start_run
+    from evolve.store.workspace import Workspace
+
+    started = time.perf_counter()
+    result = start_run(path, Workspace(workspace), RunOptions(executor=executor))
+    elapsed = time.perf_counter() - started
+    if result.status != "success":
+        raise SystemExit(f"{executor or 'local'} run {result.status}: {result.reason}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=2000)
+    parser.add_argument("--work-ms", type=float, default=20.0)
+    parser.add_argument("--cpus", type=int, default=2)
+    options = parser.parse_args()
+    from evolve.runtime import ray_executor
+
+    loops = calibrate(options.work_ms)
+    work = options.items * options.work_ms / 1000
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        # runtime.concurrency: enough items in flight to keep every Ray CPU busy
+        path = experience(root / "x", options.items, loops, 4 * options.cpus)
+        executor = ray_executor.RayExecutor(None, num_cpus=options.cpus)
+        ray_executor._EXECUTORS[None] = executor
+        try:
+            executor.connect(path)  # Ray's start-up is not the items' cost
+            timed(path, root / "warm", "ray")  # workers started and the tool imported once
+            ray = timed(path, root / "ray", "ray")
+        finally:
+            executor.shutdown()
+        local = timed(path, root / "local", None)
+    n = options.items
+    overhead_ms = (ray * options.cpus - work) / n * 1000
+    print(f"{n} items of ~{options.work_ms:g} ms pure-Python work ({loops} loop turns)")
+    print(f"local executor      {n / local:8.1f} items/s  ({local:.1f} s)")
+    print(f"ray, {options.cpus} CPUs local  {n / ray:8.1f} items/s  ({ray:.1f} s)")
+    print(f"ratio ray/local     {local / ray:8.2f}x")
+    print(f"ray per-task overhead  {overhead_ms:.1f} ms (wall x CPUs - work, per item)")
+
+
+if __name__ == "__main__":
+    main()
