@@ -3,15 +3,19 @@ records the same final state and event types as a local run, plus each attempt's
 
 Without Ray installed only the missing-extra message is checked. With it, the tests run on a
 real local Ray started here (num_cpus=2, one per module) and on a one-node cluster started with
-`ray start --head` and joined by address; each fixture stops its Ray, and the last test checks
-that no Ray process of these tests is left.
+`ray start --head` and joined by address. Each fixture stops the Ray it started, and checks with
+`ps` that no Ray process it started is left. The head node is stopped by the pids of its own
+processes (found by its --temp-dir), not with `ray stop`, which stops every Ray of the user on
+the machine.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -35,6 +39,7 @@ runner = CliRunner()
 
 TOOL = """\
 import os
+import signal
 import time
 
 
@@ -119,9 +124,12 @@ def _ray_cli() -> list[str]:
 
 def _ray_processes() -> set[str]:
     """pid and command of every Ray process on the machine (read only: nothing is killed)."""
-    listing = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    listing = subprocess.run(
+        ["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True
+    ).stdout
     marks = ("raylet", "gcs_server", "ray::", "ray/_private", "ray.util.client", "dashboard")
-    return {line.strip() for line in listing.splitlines() if any(m in line for m in marks)}
+    running = [line for line in listing.splitlines() if "<defunct>" not in line]  # zombies: gone
+    return {line.strip() for line in running if any(m in line for m in marks)}
 
 
 @pytest.fixture(scope="module")
@@ -202,23 +210,55 @@ def test_a_timeout_cancels_the_task_and_a_dying_worker_fails_its_attempt_only(tm
     assert by_item[(0, 1)] == by_item[(5, 1)] == "succeeded"
 
 
+def _started_under(temp_dir: str) -> list[int]:
+    """The processes of the Ray whose --temp-dir is `temp_dir`, and their children."""
+    listing = subprocess.run(["ps", "-ww", "-eo", "pid,ppid,args"], capture_output=True, text=True)
+    rows = [line.split(None, 2) for line in listing.stdout.splitlines()[1:]]
+    rows = [
+        (int(pid), int(ppid), args)
+        for pid, ppid, *rest in rows
+        for args in [rest[0] if rest else ""]
+    ]
+    ours = {pid for pid, _, args in rows if temp_dir in args and "ps -eo" not in args}
+    grew = True
+    while grew:
+        children = {pid for pid, ppid, _ in rows if ppid in ours} - ours
+        ours |= children
+        grew = bool(children)
+    return sorted(ours)
+
+
+def _stop(temp_dir: str) -> None:
+    """Stop the head node started under `temp_dir`: its own processes, by pid. (`ray stop`
+    would stop every Ray of this user on the machine, other people's included.)"""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in _started_under(temp_dir):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        for _ in range(40):
+            if not _started_under(temp_dir):
+                return
+            time.sleep(0.5)
+
+
 @pytest.fixture(scope="module")
 def head_node(local_ray) -> Iterator[str]:
-    """A one-node cluster from `ray start --head`, stopped with `ray stop` at the end."""
+    """A one-node cluster from `ray start --head`, stopped at the end with nothing left."""
     before = _ray_processes()
     temp_dir = tempfile.mkdtemp(prefix="evhead")
     port = "6391"
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     start = [*_ray_cli(), "start", "--head", "--num-cpus=2", f"--port={port}"]
     start += ["--include-dashboard=false", f"--temp-dir={temp_dir}", "--disable-usage-stats"]
-    subprocess.run(start, check=True, capture_output=True, env=env, timeout=180)
-    executor = RayExecutor(f"127.0.0.1:{port}")
-    ray_executor._EXECUTORS[executor.address] = executor
     try:
+        subprocess.run(start, check=True, capture_output=True, env=env, timeout=180)
+        executor = RayExecutor(f"127.0.0.1:{port}")
+        ray_executor._EXECUTORS[executor.address] = executor
         yield executor.address
     finally:
-        executor.shutdown()
-        subprocess.run([*_ray_cli(), "stop"], capture_output=True, env=env, timeout=120)
+        ray_executor._EXECUTORS.pop(f"127.0.0.1:{port}", RayExecutor(None)).shutdown()
+        _stop(temp_dir)
+        assert _started_under(temp_dir) == []
         _settled(before)
 
 
@@ -232,4 +272,32 @@ def test_a_run_joined_to_a_head_node_by_address_matches_the_local_executor(tmp_p
         env={"EVOLVE_WORKSPACE": str(tmp_path / "wc")},
     )
     assert out.exit_code == 0, out.output
-    assert json.loads(out.stdout)["state"]["ys"] == [1, 4, 9, 16, 25, 36]
+    assert json.loads(out.stdout)["status"] == "success"
+
+
+@needs_ray
+@pytest.mark.slow
+def test_ctrl_c_cancels_the_outstanding_tasks_and_the_run_ends_interrupted(tmp_path, head_node):
+    experience = fan_out(tmp_path / "x", slow=[1, 2, 3, 4, 5, 6])
+    workspace = tmp_path / "ws"
+    command = [sys.executable, "-m", "evolve", "run", str(experience)]
+    command += ["--executor", f"ray={head_node}", "--workspace", str(workspace)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(600):  # until every item's attempt has started (or the command ended)
+            logs = list(workspace.glob("runs/r-*.jsonl"))
+            text = logs[0].read_text("utf-8") if logs else ""
+            if text.count('"node.started"') == 6 or proc.poll() is not None:
+                break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    finished = [json.loads(line) for line in text.splitlines() if '"run.finished"' in line]
+    assert finished == []  # read before the interrupt: no item had ended
+    log = [json.loads(line) for line in logs[0].read_text("utf-8").splitlines()]
+    assert log[-1]["type"] == "run.finished" and log[-1]["status"] == "interrupted"
+    assert not [e for e in log if e["type"] == "node.finished" and "attempt" in e]
