@@ -106,6 +106,17 @@ def test_runtime_executor_ray_in_the_yaml_needs_ray_too(tmp_path, monkeypatch):
     assert "evolve[ray]" not in local.output
 
 
+def test_eval_with_the_ray_executor_needs_ray_too(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    monkeypatch.setattr("evolve.runtime.ray_executor._EXECUTORS", {})
+    experience = fan_out(tmp_path / "x")
+    workspace = str(tmp_path / "ws")
+    out = runner.invoke(
+        app, ["eval", str(experience), "--executor", "ray=auto", "--workspace", workspace]
+    )
+    assert out.exit_code == 2 and "evolve[ray]" in out.output and "Traceback" not in out.output
+
+
 @pytest.mark.parametrize("bad", ["remote", "local=x", "ray="])
 def test_a_malformed_executor_is_a_usage_error(tmp_path, bad):
     experience = fan_out(tmp_path / "x")

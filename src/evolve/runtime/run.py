@@ -512,6 +512,7 @@ def apply_kept_options(options: RunOptions, row: dict[str, Any]) -> None:
     options.model = options.model or kept.get("model")
     options.concurrency = options.concurrency or kept.get("concurrency")
     options.api_base = options.api_base or kept.get("api_base")
+    options.executor = options.executor or kept.get("executor")
     options.max_cost = options.max_cost if options.max_cost is not None else kept.get("max_cost")
     if options.replay is None and not options.offline and options.record is None:
         options.replay = Path(kept["replay"]) if kept.get("replay") else None
