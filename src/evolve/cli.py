@@ -840,15 +840,41 @@ def propose(
         ),
     ] = None,
     workspace: WorkspaceOption = None,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="Re-run each candidate (up to 8) on a scratch copy and rank by the measured "
+            "effect. Tools run again; unchanged model calls are answered from the original "
+            "run's records, new ones go to the model (with --offline, to the cassettes).",
+        ),
+    ] = False,
+    verify_budget: Annotated[
+        int | None,
+        typer.Option(min=1, help="With --verify: at most N re-runs in total.", show_default=False),
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option(min=1, help="With --verify: candidates re-run at once.")
+    ] = 4,
+    max_cost: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="With --verify: stop starting re-runs once their model cost reaches USD.",
+            show_default=False,
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Propose at most five improvements, each a diff that evolve has proven applies.
 
     Reads the spec, the prompts and tools, the whole event log and the state diff. Writes
     .evolve/evolution/<run-id>.md and .json. Nothing is applied: review, then
-    `evolve diff RUN N | git apply`.
+    `evolve diff RUN N | git apply`. With --verify each candidate is re-run first (its tools
+    run again) and each proposal says what the re-run showed.
     """
     from evolve.advisor.propose import propose as make_proposals
+    from evolve.advisor.verify import VerifyOptions
     from evolve.store.workspace import Workspace
 
     report = make_proposals(
@@ -863,6 +889,11 @@ def propose(
         replay=replay,
         context_window=context_window,
         timeout_s=timeout,
+        verify=VerifyOptions(
+            concurrency=concurrency, budget=verify_budget, max_cost=max_cost, offline=offline
+        )
+        if verify
+        else None,
     )
     failed = _advisor_failure(report)
     if as_json:
@@ -874,6 +905,8 @@ def propose(
     print(f"wrote {_display(report.path)}: {count} proposal{'s' * (count != 1)}. {report.llm_note}")
     for i, p in enumerate(report.proposals, 1):
         print(f"  {i}. [{p.operation}, {p.confidence}] {p.title}")
+        if p.verification is not None:
+            print(f"     {p.verification.line()}")
     if report.rejected:
         print(f"  ({len(report.rejected)} not proposed: see the appendix)")
     print(f"apply one from {report.apply_root}: evolve diff {report.run_ids[0]} N | git apply")

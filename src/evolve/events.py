@@ -284,6 +284,9 @@ class LlmCall(NodeEvent):
     refused_modes: list[str] | None = _doc(
         "`mode: reason` for each structured output mode the server refused first.", None
     )
+    finish_reason: str | None = _doc(
+        "Why the reply ended, as the provider says (`stop`; `length`: cut at max_tokens).", None
+    )
 
 
 @dataclass(slots=True, kw_only=True)

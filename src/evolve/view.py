@@ -102,6 +102,7 @@ class NodeView:
     timeouts: int = 0
     schema_invalid: int = 0
     llm_calls: int = 0
+    cut_seqs: list[int] = field(default_factory=list)  # llm.call cut at max_tokens
     tokens_in: int = 0
     tokens_out: int = 0
     cost_usd: float | None = None
@@ -415,6 +416,8 @@ class Folder:
     def _llm_call(self, node: NodeView, e: dict[str, Any], key: tuple[str, int | None]) -> None:
         view = self.view
         node.llm_calls += 1
+        if e.get("finish_reason") == "length":
+            node.cut_seqs.append(e.get("seq", 0))
         tin, tout, cost = e.get("tokens_in") or 0, e.get("tokens_out") or 0, e.get("cost_usd")
         node.tokens_in += tin
         node.tokens_out += tout

@@ -4,12 +4,16 @@ Each detector looks at one pattern in the pooled evidence and, where it holds, p
 concrete change to experience.yaml, made with the format-preserving YAML editor so the diff
 touches only the lines that change:
 
-- attempts hit `timeout_ms`                       -> raise it to about twice the observed p95
+- attempts hit `timeout_ms`                       -> raise it to twice the p95 of successful
+  attempts; when none finished, the limit is only a lower bound (timed-out attempts are
+  censored): the value is a guess, and `search` lists larger ones for --verify to try
 - transient failures under `skip`/`fail_run`      -> `retry` with exponential backoff
 - retries ran out on transient failures           -> more attempts and a longer backoff
 - rate-limit failures                             -> lower the fan-out's concurrency, or back off
 - a fan-out bound by its concurrency, no 429s     -> raise `for_each.concurrency`
-- replies failing their output schema             -> a retry (a fresh answer), or room to finish
+- replies cut at max_tokens (finish reason)        -> raise `max_tokens`
+- replies failing their output schema             -> a retry (a fresh answer), or room to finish;
+  never a retry when the repair reply repeats the first reply's violation word for word
 """
 
 from __future__ import annotations
@@ -18,12 +22,15 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from evolve.advisor.evidence import TRANSIENT, Evidence, NodeEvidence, Ref
+from evolve.advisor.evidence import TRANSIENT, Evidence, NodeEvidence, Ref, percentile
 from evolve.advisor.proposal import Proposal, confidence_for
 from evolve.spec import Experience, Node
 from evolve.spec.edit import set_values
 
 Change = tuple[tuple[str | int, ...], Any]
+TIMEOUT_SEARCH = 4  # values --verify tries for a timeout that no attempt finished under
+MAX_TIMEOUT_MS = 3_600_000
+DEFAULT_MAX_TOKENS = 4096  # proposed when a reply was cut and the node set no max_tokens
 
 
 def nice_ms(value: float) -> int:
@@ -46,7 +53,8 @@ def _runs(refs: list[Ref]) -> list[str]:
 
 
 class Detectors:
-    def __init__(self, experience: Experience, evidence: Evidence):
+    def __init__(self, experience: Experience, evidence: Evidence, verifying: bool = False):
+        self.verifying = verifying  # searches (further values to try) only when re-run
         self.experience = experience
         self.evidence = evidence
         self.text = experience.spec_path.read_bytes().decode("utf-8")  # CRLF stays CRLF
@@ -60,6 +68,7 @@ class Detectors:
             self.retries_exhausted,
             self.rate_limited,
             self.fan_out_bound,
+            self.max_tokens_cut,
             self.schema_failures,
         ]
         for node_id, node in self.experience.nodes.items():
@@ -106,6 +115,7 @@ class Detectors:
             files={"experience.yaml": text},
             fingerprint=f"tune-param:{node.id}:{key}:{value}",
             strength=len(refs),
+            target=f"experience.yaml:{node.id}:{key.split('.')[0]}",
         )
 
     def _limit(self, node: Node) -> int:
@@ -124,16 +134,53 @@ class Detectors:
             return None
         refs = [r for r, _ in hits]
         hit = max(lim for _, lim in hits)
-        p95 = found.timing()["p95"] or hit
-        target = nice_ms(2 * max(p95, hit))
+        # A timed-out attempt is censored: its true duration is only known to be >= the limit.
+        # Successful attempts (across runs) are real observations; they decide when they exist.
+        finished = percentile(found.succeeded_ms, 95)
+        target = nice_ms(2 * max(finished or 0, hit))
         if target <= current:
             return None
+        plural = "s" * (len(refs) > 1)
+        if finished is not None:
+            why = (
+                f"successful attempts took up to {finished} ms (p95 of "
+                f"{len(found.succeeded_ms)}), so {target} ms leaves about twice the room."
+            )
+        else:
+            why = (
+                f"no attempt finished, so {hit} ms is only a lower bound on how long the work "
+                f"takes (a timed-out attempt is censored, not a measurement): {target} ms is a "
+                "guess at a lower bound, and the work may need more. `evolve propose --verify` "
+                "tries larger values until one works."
+            )
         rationale = (
-            f"{len(refs)} attempt{'s' * (len(refs) > 1)} of '{node.id}' hit "
-            f"timeout_ms {hit} ({_cite(refs)}); observed p95 {p95} ms over "
-            f"{len(found.durations_ms)} attempts, so {target} ms leaves about twice "
-            "the room."
+            f"{len(refs)} attempt{plural} of '{node.id}' hit timeout_ms {hit} ({_cite(refs)}); "
+            + why
         )
+        proposal = self._timeout(node, current, target, rationale, refs)
+        if finished is None and self.verifying:  # a guess: later values to try, in order
+            proposal.search_value = target
+            value = target
+            for _ in range(TIMEOUT_SEARCH - 1):
+                value = nice_ms(value * 2)
+                if value > MAX_TIMEOUT_MS:
+                    break
+                step = self._timeout(
+                    node,
+                    current,
+                    value,
+                    f"{len(refs)} attempt{plural} of '{node.id}' hit timeout_ms {hit} "
+                    f"({_cite(refs)}) and no attempt finished; re-running with larger limits, "
+                    f"{value} ms was the first that let the work finish.",
+                    refs,
+                )
+                step.search_value = value
+                proposal.search.append(step)
+        return proposal
+
+    def _timeout(
+        self, node: Node, current: int, target: int, rationale: str, refs: list[Ref]
+    ) -> Proposal:
         return self._propose(
             node,
             [(("timeout_ms",), target)],
@@ -287,6 +334,27 @@ class Detectors:
         ]
         return proposal
 
+    def max_tokens_cut(self, node: Node, found: NodeEvidence) -> Proposal | None:
+        """Replies the provider cut at max_tokens (finish reason `length`), JSON or text."""
+        if not found.cut:
+            return None
+        target = node.max_tokens * 2 if node.max_tokens else DEFAULT_MAX_TOKENS
+        plural = "s" * (len(found.cut) > 1)
+        limit = f"max_tokens {node.max_tokens}" if node.max_tokens else "the provider's default"
+        rationale = (
+            f"{len(found.cut)} repl{'ies' if plural else 'y'} of '{node.id}' ended because "
+            f"they reached {limit} (finish reason `length`: {_cite(found.cut)}), so the "
+            f"answer{plural} stopped mid-way; {target} tokens leave room to finish."
+        )
+        return self._propose(
+            node,
+            [(("max_tokens",), target)],
+            key="max_tokens",
+            title=f"Raise max_tokens of '{node.id}' to {target}",
+            rationale=rationale,
+            refs=found.cut,
+        )
+
     def schema_failures(self, node: Node, found: NodeEvidence) -> Proposal | None:
         final = found.refs("schema_invalid")
         if not found.schema_errors or not final:
@@ -309,7 +377,9 @@ class Detectors:
                 rationale=rationale,
                 refs=final,
             )
-        if node.on_error.policy == "retry":
+        if node.on_error.policy == "retry" or found.schema_repeated():
+            # the same violation on the first reply and the repair reply is no accident: a
+            # fresh attempt asks the same question and gets the same answer
             return None
         sample = errors[0][:100] if errors else "invalid output"
         rationale = (

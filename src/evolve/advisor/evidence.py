@@ -40,6 +40,7 @@ class NodeEvidence:
     runs: set[str] = field(default_factory=set)
     attempts: int = 0
     durations_ms: list[int] = field(default_factory=list)  # every ended attempt
+    succeeded_ms: list[int] = field(default_factory=list)  # attempts that finished: observed
     timeouts: list[Ref] = field(default_factory=list)
     timeout_limits: list[int] = field(default_factory=list)
     failures: dict[str, list[Ref]] = field(default_factory=dict)  # by error_type
@@ -51,6 +52,7 @@ class NodeEvidence:
     items_failed: list[tuple[str, int]] = field(default_factory=list)  # (run, item)
     fan_out: list[dict[str, Any]] = field(default_factory=list)  # per run: wall, busy, items
     llm_calls: int = 0
+    cut: list[Ref] = field(default_factory=list)  # replies cut at max_tokens (finish_reason)
     tokens_in: int = 0
     tokens_out: int = 0
     cost_usd: float | None = None
@@ -60,6 +62,12 @@ class NodeEvidence:
             (r for k, v in self.failures.items() if not types or k in types for r in v),
             key=lambda r: (r.run, r.seq),
         )
+
+    def schema_repeated(self) -> bool:
+        """Whether a reply repeated the schema violation of the reply before it word for word
+        (the first reply and its repair): not transient, so a retry would not help."""
+        pairs = zip(self.schema_errors, self.schema_errors[1:], strict=False)
+        return any(a[0].run == b[0].run and a[1] == b[1] for a, b in pairs)
 
     def timing(self) -> dict[str, int | None]:
         return {
@@ -86,10 +94,12 @@ class NodeEvidence:
             "retries": len(self.retries),
             "exhausted": [{"at": str(r), "error_type": t} for r, t in self.exhausted[:10]],
             "schema_errors": [{"at": str(r), "errors": e[:3]} for r, e in self.schema_errors[:5]],
+            "schema_repeated": self.schema_repeated(),
             "items": self.items,
             "items_failed": len(self.items_failed),
             "fan_out": self.fan_out,
             "llm_calls": self.llm_calls,
+            "replies_cut_at_max_tokens": [str(r) for r in self.cut[:10]],
             "tokens": {"in": self.tokens_in, "out": self.tokens_out},
             "cost_usd": self.cost_usd,
         }
@@ -162,6 +172,7 @@ def _pool(evidence: Evidence, run_id: str, view: RunView) -> None:
             found.attempts += 1
             if attempt.status == "succeeded":
                 found.durations_ms.append(attempt.duration_ms or 0)
+                found.succeeded_ms.append(attempt.duration_ms or 0)
                 if attempt.item is not None:
                     busy += attempt.duration_ms or 0
             elif attempt.status == "timeout":  # our timeout_ms fired, not the provider's
@@ -180,6 +191,7 @@ def _pool(evidence: Evidence, run_id: str, view: RunView) -> None:
                 {"run": run_id, "wall_ms": wall_ms, "busy_ms": busy, "items": items}
             )
         found.llm_calls += node.llm_calls
+        found.cut += [Ref(run_id, seq) for seq in node.cut_seqs]
         found.tokens_in += node.tokens_in
         found.tokens_out += node.tokens_out
         if node.cost_usd is not None:

@@ -25,6 +25,19 @@ class Proposal:
     fingerprint: str = ""  # the same idea gets the same fingerprint across runs
     diff: str = ""
     strength: int = 0  # occurrences behind it, for ranking within a confidence level
+    target: str = ""  # what it changes: "file:node:parameter" (dedupe key), "" when unknown
+    search: list[Proposal] = field(default_factory=list)  # further values to try (--verify)
+    search_value: Any = None  # the value this one sets, when it is one step of a search
+    verification: Any = None  # advisor.verify.Verification, once re-run
+
+    def adopt(self, other: Proposal) -> None:
+        """Take the change (and words) of `other`, a later step of this proposal's search."""
+        self.title, self.rationale, self.files = other.title, other.rationale, other.files
+        self.fingerprint, self.diff, self.search_value = (
+            other.fingerprint,
+            other.diff,
+            other.search_value,
+        )
 
     def redact(self, redactor: Redactor) -> None:
         """Secrets out of the words (a model may quote one); the diff is checked, not changed."""
@@ -45,6 +58,7 @@ class Proposal:
             "source": self.source,
             "fingerprint": self.fingerprint,
             "diff": self.diff,
+            **({"verification": self.verification.to_json()} if self.verification else {}),
         }
 
 

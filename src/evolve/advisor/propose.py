@@ -6,6 +6,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from evolve.advisor.detectors import Detectors
 from evolve.advisor.diffs import ProposalChecker, apply_root
@@ -13,9 +16,16 @@ from evolve.advisor.evidence import gather
 from evolve.advisor.ledger import earlier_proposals
 from evolve.advisor.proposal import MAX_PROPOSALS, Proposal, Rejected
 from evolve.advisor.report import Report
+from evolve.advisor.verify import (
+    MAX_CANDIDATES,
+    Verification,
+    Verifier,
+    VerifyOptions,
+    confidence_from,
+)
 from evolve.errors import UsageError
 from evolve.redaction import Redactor
-from evolve.spec import load_experience
+from evolve.spec import Experience, load_experience
 from evolve.store.queries import RunQueries, open_store
 from evolve.store.workspace import Workspace
 
@@ -59,7 +69,10 @@ def propose(
     replay: Path | None = None,
     context_window: int | None = None,
     timeout_s: float | None = None,
+    verify: VerifyOptions | None = None,
 ) -> Report:
+    """Proposals for the runs `refs`; with `verify`, each candidate re-run and ranked by its
+    measured effect (see `advisor.verify`)."""
     store = open_store(workspace)
     try:
         queries = RunQueries(store)
@@ -81,13 +94,19 @@ def propose(
     earlier = earlier_proposals(workspace, experience.directory, root, newest)
 
     proposals, rejected = [], []
-    for proposal in Detectors(experience, evidence).run():
+    for proposal in Detectors(experience, evidence, verifying=verify is not None).run():
         proposal.diff = checker.diff(proposal.files)
         check = checker.check(proposal.files, proposal.diff)
         if check.ok:
             proposals.append(proposal)
         else:  # a detector bug, not the user's: say so rather than hide it
             rejected.append(Rejected(proposal.title, f"internal check failed: {check.reason}"))
+        steps = []
+        for step in proposal.search:
+            step.diff = checker.diff(step.files)
+            if checker.check(step.files, step.diff).ok:
+                steps.append(step)
+        proposal.search = steps
 
     llm, note = None, "Deterministic proposals only (--no-llm)."
     advised = None
@@ -115,7 +134,18 @@ def propose(
     made = {p.fingerprint for p in proposals}
     repeated = [e for e in earlier if e.fingerprint in made and e.status != "pending"]
     fresh = [p for p in proposals if p.fingerprint not in seen]
-    ranked = _dedupe(sorted(fresh, key=Proposal.rank))
+    for p in proposals:
+        if p.fingerprint in seen:
+            rejected.append(Rejected(p.title, "proposed before and already applied or rejected"))
+    ranked, dropped = _dedupe(sorted(fresh, key=Proposal.rank), experience)
+    rejected += dropped
+    verifier = None
+    if verify is not None:
+        if verify.fallback is None and not verify.offline and model_name:
+            from evolve.llm import build_model
+
+            verify.fallback = build_model(experience.directory, api_base=api_base)
+        ranked, verifier = _verified(ranked, rejected, experience, workspace, rows, verify)
     for extra in ranked[MAX_PROPOSALS:]:
         rejected.append(
             Rejected(extra.title, f"cut: only the {MAX_PROPOSALS} strongest proposals are kept")
@@ -145,6 +175,7 @@ def propose(
         left_out=advised.left_out if advised else [],
         llm_calls=advised.calls if advised else [],
         cassette=record,
+        verified=_verify_summary(verifier) if verifier else None,
     )
     report.redact(redactor)  # before it is written or printed
     report.write(workspace.evolution_dir)
@@ -201,23 +232,138 @@ def _advisor_model(experience, model_name, client, source: _Source):
     return client, f"Deterministic proposals, and LLM proposals from {model_name}."
 
 
-def _dedupe(proposals: list[Proposal]) -> list[Proposal]:
-    """One proposal per node parameter (the stronger one), and no two of the same idea."""
-    kept, targets, fingerprints = [], set(), set()
+def _dedupe(
+    proposals: list[Proposal], experience: Experience
+) -> tuple[list[Proposal], list[Rejected]]:
+    """One proposal per thing changed (file, node, parameter), the stronger one, across
+    detectors and model; each one dropped is returned with why."""
+    kept: list[Proposal] = []
+    dropped: list[Rejected] = []
+    owner: dict[str, Proposal] = {}
     for p in proposals:
-        parts = p.fingerprint.split(":")
-        target = (
-            (parts[1], parts[2].split(".")[0])
-            if p.operation == "tune-param" and len(parts) > 2
-            else None
-        )
-        if p.fingerprint in fingerprints or (target and target in targets):
+        targets = change_targets(experience, p)
+        clash = next((t for t in sorted(targets) if t in owner), None)
+        if clash is not None:
+            dropped.append(
+                Rejected(
+                    p.title,
+                    f"a duplicate: it changes {clash.replace(':', ' ', 2)}, as the stronger "
+                    f"proposal '{owner[clash].title}' does",
+                )
+            )
             continue
-        fingerprints.add(p.fingerprint)
-        if target:
-            targets.add(target)
+        for t in targets:
+            owner[t] = p
         kept.append(p)
-    return kept
+    return kept, dropped
+
+
+def change_targets(experience: Experience, proposal: Proposal) -> set[str]:
+    """What a proposal changes: `file` for most files; for experience.yaml, each node parameter
+    (`experience.yaml:node:param`), new node, or top-level section it changes."""
+    found: set[str] = set()
+    for rel, content in proposal.files.items():
+        if rel != "experience.yaml" or content is None:
+            found.add(rel)
+            continue
+        try:
+            before = yaml.safe_load(experience.spec_path.read_text("utf-8"))
+            after = yaml.safe_load(content)
+        except yaml.YAMLError:
+            found.add(rel)
+            continue
+        found |= _spec_targets(before, after)
+    if proposal.target:
+        found.add(proposal.target)
+    return found or {proposal.fingerprint}
+
+
+def _spec_targets(before: Any, after: Any) -> set[str]:
+    if not isinstance(before, dict) or not isinstance(after, dict):
+        return {"experience.yaml"}
+    found: set[str] = set()
+    old = _nodes(before)
+    for node_id, node in _nodes(after).items():
+        was = old.get(node_id)
+        if was is None:
+            found.add(f"experience.yaml:{node_id}:(new node)")
+            continue
+        for key in sorted(set(node) | set(was)):
+            if node.get(key) != was.get(key):
+                found.add(f"experience.yaml:{node_id}:{key}")
+    for key in sorted(set(before) | set(after)):
+        if key == "graph":
+            for part in ("edges", "phases"):
+                if (before.get("graph") or {}).get(part) != (after.get("graph") or {}).get(part):
+                    found.add(f"experience.yaml:graph.{part}")
+        elif before.get(key) != after.get(key):
+            if isinstance(before.get(key), dict) and isinstance(after.get(key), dict):
+                for sub in sorted(set(before[key]) | set(after[key])):
+                    if before[key].get(sub) != after[key].get(sub):
+                        found.add(f"experience.yaml:{key}.{sub}")
+            else:
+                found.add(f"experience.yaml:{key}")
+    return found
+
+
+def _nodes(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    graph = data.get("graph") if isinstance(data.get("graph"), dict) else {}
+    return {
+        str(n.get("id")): n
+        for n in graph.get("nodes") or []
+        if isinstance(n, dict) and n.get("id") is not None
+    }
+
+
+ORDER = {"better": 0, "same": 1, "unverified": 2}
+
+
+def _verified(
+    ranked: list[Proposal],
+    rejected: list[Rejected],
+    experience: Experience,
+    workspace: Workspace,
+    rows: list[dict[str, Any]],
+    options: VerifyOptions,
+) -> tuple[list[Proposal], Verifier]:
+    """Re-run the strongest candidates; rank by measured effect; the worse go to the appendix."""
+    candidates = ranked[:MAX_CANDIDATES]
+    for extra in ranked[MAX_CANDIDATES:]:
+        rejected.append(
+            Rejected(
+                extra.title, f"cut: only the {MAX_CANDIDATES} strongest candidates are verified"
+            )
+        )
+    verifier = Verifier(experience.directory, workspace, rows, options)
+    results = verifier.verify(candidates, lambda p: p.files)
+    kept = []
+    for i, proposal in enumerate(candidates):
+        found = results[i]
+        proposal.verification = found
+        if found.verdict == "worse":
+            rejected.append(
+                Rejected(proposal.title, "made the run worse when re-run: " + _numbers(found))
+            )
+            continue
+        if found.verdict != "unverified":
+            proposal.confidence = confidence_from(found)
+        elif proposal.confidence != "low":
+            proposal.confidence = "low"  # a claim nobody could check
+        kept.append(proposal)
+    kept.sort(key=lambda p: (ORDER[p.verification.verdict], -p.verification.effect, p.rank()))
+    return kept, verifier
+
+
+def _numbers(found: Verification) -> str:
+    return found.line().removeprefix("Verified by re-running: ")
+
+
+def _verify_summary(verifier: Verifier) -> dict[str, Any]:
+    return {
+        "reruns": verifier.reruns,
+        "rerun_seconds": round(verifier.seconds, 3),
+        "cost_usd": verifier.cost_usd,
+    }
 
 
 def _unique(items: list) -> list:

@@ -45,6 +45,7 @@ class Report:
     left_out: list[str] = field(default_factory=list)  # cut from the request to fit the window
     llm_calls: list[dict[str, Any]] = field(default_factory=list)  # the advisor's model calls
     cassette: Path | None = None  # where --record wrote the calls
+    verified: dict[str, Any] | None = None  # --verify: re-runs made, their time and cost
 
     def redact(self, redactor: Redactor) -> None:
         """Replace secrets in everything the report shows: a model may quote one back.
@@ -80,6 +81,7 @@ class Report:
             "left_out": self.left_out,
             "llm_calls": self.llm_calls,
             **({"cassette": str(self.cassette)} if self.cassette else {}),
+            "verified": self.verified,
             "proposals": [{"n": i, **p.to_json()} for i, p in enumerate(self.proposals, 1)],
             "rejected": [r.to_json() for r in self.rejected],
             "not_proposed_again": [e.to_json() for e in self.repeated],
@@ -114,6 +116,15 @@ class Report:
             ]
         if self.llm_calls:
             lines += [_calls_line(self.llm_calls), ""]
+        if self.verified is not None:
+            v = self.verified
+            cost = f", model cost ${v['cost_usd']:.4f}" if v.get("cost_usd") else ""
+            lines += [
+                f"Each candidate was applied to a scratch copy and re-run ({v['reruns']} "
+                f"re-run{'s' * (v['reruns'] != 1)}{cost}); tools ran again, and model calls "
+                "whose request was unchanged were answered from the original runs' records.",
+                "",
+            ]
         if not self.proposals:
             lines += [
                 "No proposal: the model advisor failed (see above)."
@@ -128,6 +139,8 @@ class Report:
                 block_text(p.rationale),
                 "",
             ]
+            if p.verification is not None:
+                lines += [inline_text(p.verification.line()), ""]
             if p.evidence:
                 lines += [
                     "Evidence: "

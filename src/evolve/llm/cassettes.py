@@ -102,6 +102,7 @@ class Cassette:
                 "tokens_out": reply.tokens_out,
                 "cost_usd": reply.cost_usd,
                 **({"mode": reply.mode} if reply.mode else {}),
+                **({"finish_reason": reply.finish_reason} if reply.finish_reason else {}),
             },
         }
         self.append(entry)
@@ -198,6 +199,7 @@ class ReplayModel:
             replayed=True,
             key=key,
             mode=response.get("mode"),
+            finish_reason=response.get("finish_reason"),
         )
 
 

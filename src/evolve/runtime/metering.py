@@ -9,6 +9,7 @@ the attempt's `AttemptError`; when the cost spent reaches `--max-cost` the run s
 from __future__ import annotations
 
 from evolve.events import LlmCall
+from evolve.llm.cassettes import request_key
 from evolve.llm.model import Model, ModelError, ModelReply, ModelRequest
 from evolve.runtime.attempt import AttemptError, RunFailed
 from evolve.store.recorder import ModelCall, Recorder
@@ -51,9 +52,10 @@ class MeteredModel:
                     cost_usd=reply.cost_usd,
                     duration_ms=reply.latency_ms,
                     replayed=reply.replayed,
-                    key=reply.key,
+                    key=reply.key or request_key(request),
                     mode=reply.mode or None,
                     refused_modes=list(reply.refused_modes) or None,
+                    finish_reason=reply.finish_reason,
                 ),
                 request={
                     "messages": request.messages,
@@ -61,7 +63,7 @@ class MeteredModel:
                     "turn": request.turn,
                     "mode": reply.mode,
                 },
-                response={"text": reply.text},
+                response={"text": reply.text, "finish_reason": reply.finish_reason},
             )
         )
         if self.max_cost is not None and (self.cost_usd or 0.0) >= self.max_cost:

@@ -27,6 +27,7 @@ from typing import Any
 
 from evolve import jsonvalue
 from evolve.runtime.attempt import AttemptError
+from evolve.runtime.failures import error_type_of
 
 _NODE_RUNNER = Path(__file__).with_name("node_runner.mjs")
 
@@ -168,21 +169,6 @@ async def call_python(
         raise tool_error(
             f"{path.name}:{function} raised {type(exc).__name__}: {exc}", error_type_of(exc)
         ) from exc
-
-
-def error_type_of(exc: BaseException) -> str:
-    """Name transient failures the way model errors are named, so policies and the advisor can
-    tell a flaky dependency (connection, timeout, rate_limit, server_error) from a bug."""
-    status = getattr(exc, "status_code", None) or getattr(exc, "status", None)
-    if status == 429:
-        return "rate_limit"
-    if isinstance(status, int) and 500 <= status < 600:
-        return "server_error"
-    if isinstance(exc, ConnectionError):
-        return "connection"
-    if isinstance(exc, TimeoutError):
-        return "timeout"
-    return "tool_error"
 
 
 def command_for(path: Path) -> list[str]:
