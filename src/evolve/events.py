@@ -171,6 +171,9 @@ class NodeFinished(NodeEvent):
     worker: str | None = _doc(
         "The Ray node the attempt ran on (`--executor ray`; absent in a local run).", None
     )
+    cpu_ms: int | None = _doc(
+        "An attempt of a Python tool: the CPU time it used (wall time minus waiting).", None
+    )
 
 
 @dataclass(slots=True, kw_only=True)

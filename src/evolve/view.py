@@ -43,6 +43,7 @@ class AttemptView:
     cost_usd: float | None = None
     timeout_ms: int | None = None  # the limit it ran into
     timeout_seq: int | None = None
+    cpu_ms: int | None = None  # a Python tool's CPU time, when measured
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -378,6 +379,7 @@ class Folder:
             attempt.end_ms, attempt.seq = at, e["seq"]
             attempt.duration_ms = e.get("duration_ms", at - attempt.start_ms)
             attempt.error_type, attempt.error = e.get("error_type"), e.get("error")
+            attempt.cpu_ms = e.get("cpu_ms")
         if not succeeded:
             self.view.failures.append(
                 Failure(

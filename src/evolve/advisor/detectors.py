@@ -10,7 +10,8 @@ touches only the lines that change:
 - transient failures under `skip`/`fail_run`      -> `retry` with exponential backoff
 - retries ran out on transient failures           -> more attempts and a longer backoff
 - rate-limit failures                             -> lower the fan-out's concurrency, or back off
-- a fan-out bound by its concurrency, no 429s     -> raise `for_each.concurrency`
+- a fan-out bound by its concurrency, no 429s,    -> raise `for_each.concurrency`
+  and items that mostly wait (CPU time under half their duration, where measured)
 - replies cut at max_tokens (finish reason)        -> raise `max_tokens`
 - replies failing their output schema             -> a retry (a fresh answer), or room to finish;
   never a retry when the repair reply repeats the first reply's violation word for word
@@ -30,6 +31,7 @@ from evolve.spec.edit import set_values
 Change = tuple[tuple[str | int, ...], Any]
 TIMEOUT_SEARCH = 4  # values --verify tries for a timeout that no attempt finished under
 MAX_TIMEOUT_MS = 3_600_000
+WAITING = 0.5  # a fan-out's items "mostly wait" when under half their time is CPU time
 DEFAULT_MAX_TOKENS = 4096  # proposed when a reply was cut and the node set no max_tokens
 
 
@@ -297,6 +299,8 @@ class Detectors:
             if f["items"] >= 2 * cap
             and f["wall_ms"] >= 200
             and f["busy_ms"] >= 0.8 * cap * f["wall_ms"]
+            # items that mostly compute gain nothing from more in flight (2 cores, one GIL)
+            and (f.get("cpu_ms") is None or f["cpu_ms"] < WAITING * f["busy_ms"])
         ]
         if not bound:
             return None

@@ -50,6 +50,7 @@ class NodeEvidence:
     schema_errors: list[tuple[Ref, list[str]]] = field(default_factory=list)
     items: int = 0
     items_failed: list[tuple[str, int]] = field(default_factory=list)  # (run, item)
+    skips: list[str] = field(default_factory=list)  # "run: reason" (a false when shows its values)
     fan_out: list[dict[str, Any]] = field(default_factory=list)  # per run: wall, busy, items
     llm_calls: int = 0
     cut: list[Ref] = field(default_factory=list)  # replies cut at max_tokens (finish_reason)
@@ -97,6 +98,7 @@ class NodeEvidence:
             "schema_repeated": self.schema_repeated(),
             "items": self.items,
             "items_failed": len(self.items_failed),
+            "skipped": self.skips[:5],
             "fan_out": self.fan_out,
             "llm_calls": self.llm_calls,
             "replies_cut_at_max_tokens": [str(r) for r in self.cut[:10]],
@@ -121,6 +123,9 @@ class RunEvidence:
     duration_ms: int | None
     events: int
     state_diff: list[dict[str, Any]] = field(default_factory=list)
+    score: float | None = None
+    case_id: str | None = None
+    failing_evals: list[dict[str, Any]] = field(default_factory=list)  # with their reasons
 
 
 @dataclass
@@ -152,6 +157,9 @@ class Evidence:
                     "duration_ms": r.duration_ms,
                     "events": r.events,
                     "state_diff": r.state_diff,
+                    **({"case": r.case_id} if r.case_id else {}),
+                    **({"score": r.score} if r.score is not None else {}),
+                    **({"failing_evals": r.failing_evals} if r.failing_evals else {}),
                 }
                 for r in self.runs
             ],
@@ -167,7 +175,13 @@ def _pool(evidence: Evidence, run_id: str, view: RunView) -> None:
     for node in nodes:
         found = evidence.node(node.id)
         found.runs.add(run_id)
+        if node.status == "skipped" and node.reason:
+            found.skips.append(f"{run_id}: {node.reason}")
+        found.skips += [
+            f"{run_id} item {i.index}: {i.skipped}" for i in node.items.values() if i.skipped
+        ][:5]
         busy = 0
+        cpu: int | None = 0  # None once an item's CPU time is unknown
         for attempt in node.all_attempts:
             found.attempts += 1
             if attempt.status == "succeeded":
@@ -175,6 +189,7 @@ def _pool(evidence: Evidence, run_id: str, view: RunView) -> None:
                 found.succeeded_ms.append(attempt.duration_ms or 0)
                 if attempt.item is not None:
                     busy += attempt.duration_ms or 0
+                    cpu = None if cpu is None or attempt.cpu_ms is None else cpu + attempt.cpu_ms
             elif attempt.status == "timeout":  # our timeout_ms fired, not the provider's
                 found.timeouts.append(Ref(run_id, attempt.timeout_seq or attempt.seq))
                 found.timeout_limits.append(attempt.timeout_ms or 0)
@@ -188,7 +203,7 @@ def _pool(evidence: Evidence, run_id: str, view: RunView) -> None:
         for wall_ms, items in node.finishes:
             found.items += items
             found.fan_out.append(
-                {"run": run_id, "wall_ms": wall_ms, "busy_ms": busy, "items": items}
+                {"run": run_id, "wall_ms": wall_ms, "busy_ms": busy, "cpu_ms": cpu, "items": items}
             )
         found.llm_calls += node.llm_calls
         found.cut += [Ref(run_id, seq) for seq in node.cut_seqs]
@@ -232,5 +247,11 @@ def gather(
             run.duration_ms = None
         run.reason = run.reason or row.get("reason")
         run.state_diff = state_diffs.get(row["id"], [])
+        run.score, run.case_id = view.score, row.get("case_id")
+        run.failing_evals = [
+            {k: e[k] for k in ("eval", "score", "reason", "required") if e.get(k) is not None}
+            for e in view.evals
+            if e.get("passed") is False
+        ]
         evidence.runs.append(run)
     return evidence

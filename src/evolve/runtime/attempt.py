@@ -69,6 +69,10 @@ class Attempt:
     call_model: Callable[[ModelRequest], Awaitable[ModelReply]]
     loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
     worker: str | None = None  # the Ray node it ran on (the Ray executor), once known
+    cpu_ms: int | None = None  # CPU time a Python tool's call used (None: not measured)
+
+    def set_cpu(self, ms: int) -> None:
+        self.cpu_ms = ms
 
     def emit(self, kind: type[Event], **fields: Any) -> None:
         """A log-only event about this attempt: `emit(SchemaInvalid, errors=[...], final=True)`."""

@@ -240,7 +240,10 @@ class Scheduler:
                 return f"predecessor '{edge.source}' failed"
         for edge in self.experience.predecessors(step):
             if edge.when is not None and not edge.when.holds(self.state.values):
-                return f"when '{edge.when.source}' on the edge from '{edge.source}' is false"
+                return (
+                    f"when '{edge.when.source}' on the edge from '{edge.source}' is false"
+                    + _saw(edge.when, self.state.values)
+                )
         return None
 
     def _edge_inputs(self, step: str) -> dict[str, Any]:
@@ -484,6 +487,7 @@ class Scheduler:
                     self.recorder.run_id,
                 )
             )
+            record.cpu_ms = attempt.cpu_ms
         else:
             outcome, record.error_type, record.error = None, error.error_type, str(error)
         record.duration_ms, record.worker = _ms_since(started), attempt.worker
@@ -552,7 +556,7 @@ class Scheduler:
             if node.impl.suffix == ".py":
                 inputs = {**attempt.inputs, "_activity": attempt.activity}
                 return await tools.call_python(
-                    node.impl, node.function or "run", inputs, self.loaded
+                    node.impl, node.function or "run", inputs, self.loaded, attempt.set_cpu
                 )
             return await tools.call_process(node.impl, attempt.inputs)
         if node.kind in ("agent", "skill"):
@@ -647,3 +651,17 @@ class Scheduler:
 
 def _ms_since(started: float) -> int:
     return round((time.monotonic() - started) * 1000)
+
+
+def _saw(when: Any, values: dict[str, Any]) -> str:
+    """The state values a false `when` read, for the skip reason: ` (it saw $.n = 3)`."""
+    seen = []
+    for path in getattr(when, "paths", ())[:4]:
+        if path.root != "$":
+            continue
+        value = resolve_path(values, path.parts)
+        shown = "missing" if value is MISSING else jsonvalue.dumps(value)
+        if len(shown) > 60:
+            shown = shown[:57] + "..."
+        seen.append(f"$.{'.'.join(path.parts)} = {shown}")
+    return f" (it saw {', '.join(seen)})" if seen else ""

@@ -21,6 +21,8 @@ import signal
 import sys
 import tempfile
 import threading
+import time
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -56,7 +58,9 @@ class _DaemonThreads:
         self._idle = 0
         self._lock = threading.Lock()
 
-    def submit(self, func: Any, arg: Any) -> asyncio.Future[Any]:
+    def submit(
+        self, func: Any, arg: Any, on_cpu: Callable[[int], None] | None = None
+    ) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         with self._lock:
@@ -65,13 +69,14 @@ class _DaemonThreads:
                 self._idle -= 1
         if start:
             threading.Thread(target=self._work, daemon=True, name="evolve-tool").start()
-        self._jobs.put((func, arg, future, loop))
+        self._jobs.put((func, arg, future, loop, on_cpu))
         return future
 
     def _work(self) -> None:
         own_loop: asyncio.AbstractEventLoop | None = None
         while True:
-            func, arg, future, loop = self._jobs.get()
+            func, arg, future, loop, on_cpu = self._jobs.get()
+            cpu = time.thread_time()  # this thread runs one tool at a time: its CPU is the tool's
             try:
                 result, error = func(arg), None
                 if inspect.isawaitable(result):
@@ -79,6 +84,8 @@ class _DaemonThreads:
                     result = _run_awaitable(own_loop, result, future, loop)
             except BaseException as exc:
                 result, error = None, exc
+            if on_cpu is not None:
+                on_cpu(round((time.thread_time() - cpu) * 1000))
             try:
                 loop.call_soon_threadsafe(_settle, future, result, error)
             except RuntimeError:
@@ -149,10 +156,15 @@ def python_function(path: Path, function: str) -> Any:
 
 
 async def call_python(
-    path: Path, function: str, inputs: dict[str, Any], loaded: dict[Any, Any] | None = None
+    path: Path,
+    function: str,
+    inputs: dict[str, Any],
+    loaded: dict[Any, Any] | None = None,
+    on_cpu: Callable[[int], None] | None = None,
 ) -> Any:
     """Call a Python tool; `loaded` caches the function for a run (files don't change mid-run,
-    and a stat per call is a real cost on a 5,000-item fan-out)."""
+    and a stat per call is a real cost on a 5,000-item fan-out). `on_cpu` receives the CPU
+    milliseconds the call used (its worker thread's own CPU time)."""
     key = (path, function)
     func = loaded.get(key) if loaded is not None else None
     if func is None:
@@ -160,7 +172,7 @@ async def call_python(
         if loaded is not None:
             loaded[key] = func
     try:
-        return await _THREADS.submit(func, inputs)
+        return await _THREADS.submit(func, inputs, on_cpu)
     except asyncio.CancelledError:
         raise
     except SystemExit as exc:  # a tool may not end evolve: it ends its own attempt

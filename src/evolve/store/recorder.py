@@ -122,6 +122,7 @@ class NodeRun:
     error: str | None = None
     metrics: dict[str, Any] | None = None
     timeout_ms: int | None = None  # the limit a timed-out attempt hit
+    cpu_ms: int | None = None  # a succeeded Python tool attempt: the CPU time it used
     items: int | None = None  # a whole for_each node: how many items
     items_failed: int | None = None
     reused_from: str | None = None  # status reused: the run that executed it
@@ -180,6 +181,7 @@ class NodeRun:
                     duration_ms=self.duration_ms or 0,
                     metrics=self.metrics or {},
                     worker=self.worker,
+                    cpu_ms=self.cpu_ms,
                 )
             ]
         failed = NodeFailed(
