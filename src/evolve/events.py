@@ -172,7 +172,8 @@ class NodeFinished(NodeEvent):
         "The Ray node the attempt ran on (`--executor ray`; absent in a local run).", None
     )
     cpu_ms: int | None = _doc(
-        "An attempt of a Python tool: the CPU time it used (wall time minus waiting).", None
+        "An attempt of a Python tool: the CPU time it used or queued for (not time spent waiting).",
+        None,
     )
 
 

@@ -365,7 +365,7 @@ class Detectors:
             return None
         errors = [e for _, es in found.schema_errors for e in es]
         truncated = [e for e in errors if "Unterminated" in e or "Expecting" in e]
-        if truncated and node.max_tokens:
+        if truncated and node.max_tokens and not found.cut:  # else max_tokens_cut says it
             target = node.max_tokens * 2
             rationale = (
                 f"{len(final)} repaired replies of '{node.id}' still failed their schema "

@@ -41,6 +41,7 @@ from evolve.view import RunView, fold
 MAX_CANDIDATES = 8  # candidates verified; at most MAX_PROPOSALS of them are emitted
 STATUS_RANK = {"success": 0, "partial": 1, "failed": 2, "interrupted": 3}
 SCORE_EPSILON = 0.005
+MIN_SAVED_MS = 200  # a faster run counts only beyond timing noise: a quarter and this much
 
 
 @dataclass
@@ -63,14 +64,8 @@ class Health:
 
     @property
     def problems(self) -> int:
-        """Everything that went wrong, counted once each."""
-        return (
-            self.failed_nodes
-            + self.failed_items
-            + self.timeouts
-            + self.schema_failures
-            + self.retries
-        )
+        """What went wrong, counted once each (a retry is a cost, not an outcome)."""
+        return self.failed_nodes + self.failed_items + self.timeouts + self.schema_failures
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -209,7 +204,10 @@ class Verification:
 
 
 def judge(baseline: Health, patched: Health) -> tuple[str, float]:
-    """better, same or worse, and the size of the effect (for ranking and confidence)."""
+    """better, same or worse, and the size of the effect (for ranking and confidence).
+
+    Worse is a worse status or a lower score; anything else that improves nothing is `same`
+    (its line still shows every figure that moved)."""
     b_rank, p_rank = STATUS_RANK.get(baseline.status, 3), STATUS_RANK.get(patched.status, 3)
     if p_rank > b_rank:
         return "worse", -1.0
@@ -224,9 +222,8 @@ def judge(baseline: Health, patched: Health) -> tuple[str, float]:
         return "better", 0.5 + score_delta
     if patched.problems < baseline.problems:
         return "better", 0.2 + 0.3 * (1 - patched.problems / max(baseline.problems, 1))
-    if patched.problems > baseline.problems:
-        return "worse", -0.1
-    if baseline.duration_ms and patched.duration_ms < 0.75 * baseline.duration_ms:
+    saved = baseline.duration_ms - patched.duration_ms
+    if saved >= MIN_SAVED_MS and patched.duration_ms < 0.75 * baseline.duration_ms:
         return "better", 0.1 + 0.1 * (1 - patched.duration_ms / baseline.duration_ms)
     return "same", 0.0
 
@@ -281,9 +278,8 @@ class RecordedCalls:
             )
         try:
             return await self.fallback.complete(request)
-        except ModelError as exc:
-            if exc.error_type in ("cassette_miss", "auth", "no_model"):
-                self.missing += 1
+        except ModelError:  # a call that failed measures the provider, not the candidate
+            self.missing += 1
             raise
 
 
@@ -409,9 +405,9 @@ class Verifier:
                 patched,
                 missing_calls=model.missing,
                 new_calls=model.new_calls,
-                reason=f"{model.missing} model call{'s' * (model.missing > 1)} could not be "
-                "made (no recorded reply, no model"
-                + (" and no cassette line" if self.options.offline else "")
+                reason=f"{model.missing} new model call{'s' * (model.missing > 1)} could not be "
+                "made (no recorded reply, and "
+                + ("no cassette line" if self.options.offline else "no model, or it failed")
                 + ")",
             )
         verdict, effect = judge(self.baseline, patched)

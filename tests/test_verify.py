@@ -1,0 +1,451 @@
+"""`evolve propose --verify`: planted flaws of each kind, each experience in tmp_path inside a git
+repository. The original and the next run are separate `evolve run` processes (as a user runs
+them); the emitted top proposal is applied with real `git apply`, and the next run is better.
+A candidate that makes the run worse is in the appendix, not the list; the timeout search ends
+at a value that works; a healthy experience gets no medium or high proposal."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from evolve.advisor.propose import propose
+from evolve.advisor.verify import VerifyOptions, judge, Health
+from evolve.cli import app
+from evolve.llm.model import ModelReply, ModelRequest
+from evolve.spec import load_experience
+from evolve.store.queries import RunQueries, open_store
+from evolve.store.workspace import Workspace
+from fakes import ScriptedModel
+from helpers import build, spec, tool
+
+runner = CliRunner()
+
+
+def git(repo: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["git", *args], cwd=repo, input=stdin, capture_output=True, text=True, check=True
+    )
+
+
+def repo_with(tmp_path: Path, document: dict, files: dict[str, str]) -> tuple[Path, Path]:
+    repo = tmp_path / "repo"
+    exp = build(repo / "flows" / "x", document, files)
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "base")
+    return repo, exp
+
+
+def evolve_run(exp: Path, tmp_path: Path, *extra: str) -> dict:
+    """`evolve run` in its own process; the run's row from the state store."""
+    ws = tmp_path / "ws"
+    subprocess.run(
+        [sys.executable, "-m", "evolve", "run", str(exp), "--workspace", str(ws), *extra],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    store = open_store(Workspace(ws))
+    try:
+        return RunQueries(store).resolve("last")
+    finally:
+        store.close()
+
+
+def verified(tmp_path: Path, **options) -> object:
+    return propose(
+        Workspace(tmp_path / "ws"),
+        ["last"],
+        no_llm=options.pop("no_llm", True),
+        verify=VerifyOptions(**options.pop("verify", {})),
+        **options,
+    )
+
+
+def apply_top(repo: Path, exp: Path, report) -> None:
+    diff = report.proposals[0].diff
+    git(repo, "apply", "--check", stdin=diff)
+    git(repo, "apply", stdin=diff)
+    load_experience(exp)  # the patched experience validates
+
+
+def problems(row: dict, tmp_path: Path) -> tuple[str, int]:
+    """(status, timeouts + failed attempts) of a run."""
+    from evolve.store.log import read_events
+    from evolve.view import fold
+
+    view = fold(read_events(Workspace(tmp_path / "ws").log_path(row["id"])), None)
+    return view.status, len(view.failures)
+
+
+SLEEP = "import asyncio\n\nasync def run(i):\n    await asyncio.sleep(i.get('s', 0.15))\n"
+
+
+def test_a_timeout_no_attempt_finished_under_is_searched_until_a_value_works(tmp_path):
+    node = tool("slow", "tools/slow.py", timeout_ms=100, args={"s": 0.35})
+    node["on_error"] = {"policy": "skip"}
+    repo, exp = repo_with(tmp_path, spec([node], name="x"), {"tools/slow.py": SLEEP})
+    before = evolve_run(exp, tmp_path)
+    assert before["status"] == "partial"
+    report = verified(tmp_path)
+    top = report.proposals[0]
+    assert top.title == "Raise timeout_ms of 'slow' from 100 to 400"
+    line = top.verification.line()
+    assert line.startswith("Verified by re-running: partial -> success, failed nodes 1 -> 0")
+    assert "tried 200: partial, timeouts 1; 400: success, timeouts 0 (works)" in line
+    assert top.confidence == "high"  # the status improved
+    assert line in report.path.read_text()
+    twin = json.loads(report.path.with_suffix(".json").read_text())["proposals"][0]
+    assert twin["verification"]["baseline"]["timeouts"] == 1
+    assert twin["verification"]["patched"]["timeouts"] == 0
+    assert twin["verification"]["delta"]["timeouts"] == -1
+    assert "+    timeout_ms: 400" in top.diff
+    apply_top(repo, exp, report)
+    after = evolve_run(exp, tmp_path)
+    assert after["status"] == "success"
+
+
+def test_without_verify_a_guessed_timeout_says_it_is_a_lower_bound(tmp_path):
+    node = tool("slow", "tools/slow.py", timeout_ms=100, args={"s": 0.35})
+    node["on_error"] = {"policy": "skip"}
+    _, exp = repo_with(tmp_path, spec([node], name="x"), {"tools/slow.py": SLEEP})
+    evolve_run(exp, tmp_path)
+    report = propose(Workspace(tmp_path / "ws"), ["last"], no_llm=True)
+    [proposal] = report.proposals
+    assert proposal.title == "Raise timeout_ms of 'slow' from 100 to 200"
+    assert "only a lower bound" in proposal.rationale and "--verify" in proposal.rationale
+    assert proposal.verification is None
+
+
+def test_successful_attempts_across_runs_set_the_timeout_not_the_censored_ones(tmp_path):
+    node = tool("slow", "tools/slow.py", timeout_ms=1000, args={"s": 0.3})
+    node["on_error"] = {"policy": "skip"}
+    repo, exp = repo_with(tmp_path, spec([node], name="x"), {"tools/slow.py": SLEEP})
+    first = evolve_run(exp, tmp_path)  # finishes in ~300 ms: a real observation
+    assert first["status"] == "success"
+    text = (exp / "experience.yaml").read_text().replace("timeout_ms: 1000", "timeout_ms: 200")
+    (exp / "experience.yaml").write_text(text)
+    evolve_run(exp, tmp_path)  # now it is cut at 200 ms
+    report = propose(Workspace(tmp_path / "ws"), [], last=2, no_llm=True)
+    [proposal] = report.proposals
+    assert "successful attempts took up to" in proposal.rationale
+    assert "lower bound" not in proposal.rationale
+
+
+FLAKY_HTTP = """
+import httpx
+
+SEEN = set()
+
+def run(inputs):
+    i = inputs["$index"]
+    if i in (1, 3) and i not in SEEN:  # each item's first call in this process fails
+        SEEN.add(i)
+        raise httpx.ConnectError("[Errno 104] Connection reset by peer")
+    return {"state_delta": {"out": [inputs["$item"]]}}
+"""
+
+
+def flaky_document() -> dict:
+    node = tool("fetch", "tools/f.py", writes=["out"], for_each={"source": "$.items"})
+    node["on_error"] = {"policy": "skip"}
+    return spec(
+        [node],
+        name="x",
+        state={
+            "items": {"type": "array", "default": list(range(6))},
+            "out": {"type": "array", "merge": "array_append", "default": []},
+        },
+    )
+
+
+def test_httpx_connection_errors_are_transient_and_the_retry_is_verified(tmp_path):
+    repo, exp = repo_with(tmp_path, flaky_document(), {"tools/f.py": FLAKY_HTTP})
+    before = evolve_run(exp, tmp_path)
+    assert problems(before, tmp_path) == ("partial", 2)
+    report = verified(tmp_path)
+    top = report.proposals[0]
+    assert top.title == "Retry 'fetch' on transient errors"
+    assert "connection" in top.rationale
+    assert top.verification.line().startswith(
+        "Verified by re-running: partial -> success, failed items 2 -> 0"
+    )
+    apply_top(repo, exp, report)
+    after = evolve_run(exp, tmp_path)
+    assert after["status"] == "success"
+
+
+SCHEMA_NODE = {
+    "id": "judge",
+    "kind": "agent",
+    "prompt": "prompts/j.md",
+    "writes": ["verdict"],
+    "on_error": {"policy": "skip"},
+    "schema": {
+        "type": "object",
+        "required": ["verdict"],
+        "properties": {"verdict": {"enum": ["ok", "bad"]}},
+    },
+}
+
+
+def schema_experience(tmp_path: Path, **node_fields) -> tuple[Path, Path]:
+    document = spec(
+        [{**SCHEMA_NODE, **node_fields}],
+        name="x",
+        state={"verdict": {"type": "string"}},
+        runtime={"model": "fake/judge"},
+    )
+    return repo_with(tmp_path, document, {"prompts/j.md": "Judge."})
+
+
+def in_process_run(exp: Path, tmp_path: Path, model) -> str:
+    from evolve.runtime.run import RunOptions, start_run
+
+    return start_run(exp, Workspace(tmp_path / "ws"), RunOptions(), model).run_id
+
+
+def test_the_same_schema_violation_twice_gets_no_retry(tmp_path):
+    _, exp = schema_experience(tmp_path)
+    in_process_run(exp, tmp_path, ScriptedModel([{"verdict": "meh"}, {"verdict": "meh"}]))
+    report = propose(Workspace(tmp_path / "ws"), [], no_llm=True)
+    assert report.proposals == []
+    assert report.proposals == [] and "schema_repeated" not in report.markdown()
+
+
+def test_a_retry_for_a_schema_violation_that_repeats_is_not_better_when_verified(tmp_path):
+    # the violation differs between the first reply and the repair, so a retry is proposed;
+    # verification answers the re-run from the run's own records: the same replies, no gain
+    _, exp = schema_experience(tmp_path)
+    in_process_run(exp, tmp_path, ScriptedModel([{"verdict": "meh"}, {"verdict": "hmm"}]))
+    report = verified(tmp_path)
+    [proposal] = report.proposals
+    assert proposal.title == "Retry 'judge' when its reply breaks the schema"
+    assert proposal.confidence == "low"
+    assert proposal.verification.verdict == "same"
+    assert "no new model calls" in proposal.verification.line()
+
+
+class CutModel:
+    """Replies cut at max_tokens: the provider says finish_reason `length`."""
+
+    async def complete(self, request: ModelRequest) -> ModelReply:
+        return ModelReply(text='{"verdict": "o', model=request.model, finish_reason="length")
+
+
+def test_replies_cut_at_max_tokens_raise_it_and_new_calls_need_a_model(tmp_path):
+    repo, exp = schema_experience(tmp_path, max_tokens=16)
+    run_id = in_process_run(exp, tmp_path, CutModel())
+    from evolve.store.log import read_events
+
+    calls = [
+        e
+        for e in read_events(Workspace(tmp_path / "ws").log_path(run_id))
+        if e["type"] == "llm.call"
+    ]
+    assert {c["finish_reason"] for c in calls} == {"length"}
+    report = verified(tmp_path)
+    top = report.proposals[0]
+    assert top.title == "Raise max_tokens of 'judge' to 32"
+    assert "finish reason `length`" in top.rationale
+    # the request changes (max_tokens is part of it): no recorded reply, no model, no cassette
+    assert top.verification.verdict == "unverified"
+    assert top.verification.missing_calls >= 1
+    assert top.verification.line().startswith("Not verified: ")
+    assert "could not be made" in top.verification.line()
+    assert top.confidence == "low"
+    # with --offline and a cassette line for the node, the new call is answered: verified
+    (exp / "cassettes").mkdir()
+    (exp / "cassettes" / "j.jsonl").write_text(
+        json.dumps({"node": "judge", "response": {"json": {"verdict": "ok"}}}) + "\n"
+    )
+    report = verified(tmp_path, verify={"offline": True})
+    top = report.proposals[0]
+    assert top.title == "Raise max_tokens of 'judge' to 32"
+    assert top.verification.verdict == "better"
+    assert "partial -> success" in top.verification.line()
+    assert "new model call" in top.verification.line()
+
+
+def two_nodes() -> dict:
+    slow = tool("slow", "tools/slow.py", timeout_ms=100, args={"s": 0.15})
+    slow["on_error"] = {"policy": "skip"}
+    fine = tool("fine", "tools/slow.py", args={"s": 0.05})
+    return spec([slow, fine], name="x")
+
+
+HARMFUL = {
+    "operation": "tune-param",
+    "title": "Tighten the timeout of 'fine'",
+    "confidence": "high",
+    "rationale": "It should be fast.",
+    "evidence": ["fine"],
+    "edits": [
+        {
+            "file": "experience.yaml",
+            "search": "  - id: fine\n    kind: tool\n    impl: tools/slow.py\n",
+            "replace": "  - id: fine\n    kind: tool\n    impl: tools/slow.py\n    timeout_ms: 10\n",
+        }
+    ],
+}
+
+
+def test_a_candidate_that_makes_the_run_worse_goes_to_the_appendix(tmp_path):
+    repo, exp = repo_with(tmp_path, two_nodes(), {"tools/slow.py": SLEEP})
+    evolve_run(exp, tmp_path)
+    advisor = ScriptedModel([{"proposals": [HARMFUL]}])
+    report = verified(tmp_path, no_llm=False, model_client=advisor)
+    titles = [p.title for p in report.proposals]
+    assert "Tighten the timeout of 'fine'" not in titles
+    assert titles[0] == "Raise timeout_ms of 'slow' from 100 to 200"
+    [worse] = [r for r in report.rejected if r.title == "Tighten the timeout of 'fine'"]
+    assert worse.reason.startswith("made the run worse when re-run: partial -> failed")
+    assert "- Tighten the timeout of 'fine': made the run worse" in report.markdown()
+    apply_top(repo, exp, report)
+    assert evolve_run(exp, tmp_path)["status"] == "success"
+
+
+NEUTRAL = {
+    "operation": "tune-param",
+    "title": "Give 'fine' a description",
+    "confidence": "high",
+    "rationale": "Readers benefit.",
+    "evidence": ["fine"],
+    "edits": [
+        {
+            "file": "experience.yaml",
+            "search": "  - id: fine\n    kind: tool\n",
+            "replace": "  - id: fine\n    kind: tool\n    description: waits a little\n",
+        }
+    ],
+}
+
+
+def test_a_healthy_experience_gets_no_medium_or_high_proposal(tmp_path):
+    fine = tool("fine", "tools/slow.py", args={"s": 0.02})
+    _, exp = repo_with(tmp_path, spec([fine], name="x"), {"tools/slow.py": SLEEP})
+    assert evolve_run(exp, tmp_path)["status"] == "success"
+    advisor = ScriptedModel([{"proposals": [NEUTRAL]}])
+    report = verified(tmp_path, no_llm=False, model_client=advisor)
+    assert [p.title for p in report.proposals] == ["Give 'fine' a description"]
+    assert {p.confidence for p in report.proposals} == {"low"}  # it claimed high: no effect
+    assert report.proposals[0].verification.verdict == "same"
+
+
+def test_duplicates_are_dropped_by_what_they_change_and_listed(tmp_path):
+    repo, exp = repo_with(tmp_path, two_nodes(), {"tools/slow.py": SLEEP})
+    evolve_run(exp, tmp_path)
+    same_param = {
+        **HARMFUL,
+        "title": "Fix: timeout",
+        "confidence": "low",
+        "edits": [
+            {
+                "file": "experience.yaml",
+                "search": "    timeout_ms: 100\n",
+                "replace": "    timeout_ms: 300\n",
+            }
+        ],
+    }
+    also = {**same_param, "title": "Fix: timeout", "edits": [{**same_param["edits"][0]}]}
+    also["edits"][0]["replace"] = "    timeout_ms: 250\n"
+    advisor = ScriptedModel([{"proposals": [same_param, also]}])
+    report = propose(Workspace(tmp_path / "ws"), [], model_client=advisor)
+    assert [p.title for p in report.proposals] == ["Raise timeout_ms of 'slow' from 100 to 200"]
+    dropped = [r for r in report.rejected if r.title == "Fix: timeout"]
+    assert len(dropped) == 2
+    assert all("a duplicate: it changes experience.yaml slow timeout_ms" in r.reason for r in dropped)
+
+
+def test_frozen_nodes_are_never_touched_even_when_they_fail(tmp_path):
+    node = tool("slow", "tools/slow.py", timeout_ms=100, frozen=True)
+    node["on_error"] = {"policy": "skip"}
+    _, exp = repo_with(tmp_path, spec([node], name="x"), {"tools/slow.py": SLEEP})
+    evolve_run(exp, tmp_path)
+    report = verified(tmp_path)
+    assert report.proposals == []
+
+
+CPU_BOUND = """
+def run(inputs):
+    total = 0
+    for n in range(1_000_000):
+        total += n * n
+    return {}
+"""
+
+
+def test_a_fan_out_that_computes_gets_no_concurrency_proposal(tmp_path):
+    node = tool("crunch", "tools/c.py", for_each={"source": "$.items", "concurrency": 1})
+    document = spec([node], name="x", state={"items": {"type": "array", "default": [0] * 8}})
+    _, exp = repo_with(tmp_path, document, {"tools/c.py": CPU_BOUND})
+    row = evolve_run(exp, tmp_path)
+    assert row["status"] == "success"
+    from evolve.store.log import read_events
+
+    finished = [
+        e
+        for e in read_events(Workspace(tmp_path / "ws").log_path(row["id"]))
+        if e["type"] == "node.finished" and e.get("attempt")
+    ]
+    assert all(e["cpu_ms"] > 0 for e in finished)
+    report = propose(Workspace(tmp_path / "ws"), [], no_llm=True)
+    assert report.proposals == []
+
+
+def test_a_fan_out_that_waits_gets_a_verified_concurrency_proposal(tmp_path):
+    node = tool("fetch", "tools/s.py", args={"s": 0.05}, for_each={"source": "$.items"})
+    node["for_each"]["concurrency"] = 1
+    document = spec([node], name="x", state={"items": {"type": "array", "default": [0] * 12}})
+    repo, exp = repo_with(tmp_path, document, {"tools/s.py": SLEEP})
+    evolve_run(exp, tmp_path)
+    report = verified(tmp_path)
+    top = report.proposals[0]
+    assert top.title == "Raise the concurrency of 'fetch' from 1 to 8"
+    assert top.verification.verdict == "better"
+    assert "success as before" in top.verification.line()
+
+
+def test_the_verify_budget_leaves_the_rest_unverified(tmp_path):
+    repo, exp = repo_with(tmp_path, two_nodes(), {"tools/slow.py": SLEEP})
+    evolve_run(exp, tmp_path)
+    report = verified(tmp_path, verify={"budget": 0 + 1})
+    [top] = report.proposals
+    assert top.verification.verdict == "better"  # the one re-run it had was enough
+    advisor = ScriptedModel([{"proposals": [NEUTRAL]}])
+    report = verified(tmp_path, verify={"budget": 1}, no_llm=False, model_client=advisor)
+    verdicts = [p.verification.verdict for p in report.proposals]
+    assert len(verdicts) == 2 and verdicts.count("unverified") == 1
+    assert verdicts[-1] == "unverified"  # measured ones rank first
+    [unverified] = [p for p in report.proposals if p.verification.verdict == "unverified"]
+    assert unverified.confidence == "low"
+    assert "--verify-budget of 1 re-runs was spent" in unverified.verification.line()
+
+
+def test_the_cli_shows_the_verified_line_and_documents_that_tools_run_again(tmp_path):
+    node = tool("slow", "tools/slow.py", timeout_ms=100)
+    node["on_error"] = {"policy": "skip"}
+    _, exp = repo_with(tmp_path, spec([node], name="x"), {"tools/slow.py": SLEEP})
+    evolve_run(exp, tmp_path)
+    result = runner.invoke(
+        app, ["propose", "--verify", "--no-llm", "--workspace", str(tmp_path / "ws")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "Verified by re-running: partial -> success" in result.output
+    help_text = runner.invoke(app, ["propose", "--help"]).output
+    assert "Tools run again" in " ".join(help_text.split())
+
+
+def test_judge_ranks_status_then_score_then_problems():
+    base = Health("partial", timeouts=2, score=0.5)
+    assert judge(base, Health("success", score=0.5))[0] == "better"
+    assert judge(base, Health("failed", score=0.9))[0] == "worse"
+    assert judge(base, Health("partial", timeouts=2, score=0.4))[0] == "worse"
+    assert judge(base, Health("partial", timeouts=1, score=0.5))[0] == "better"
+    assert judge(base, Health("partial", timeouts=2, score=0.5))[0] == "same"
+    assert judge(base, Health("partial", timeouts=2, retries=4, score=0.5))[0] == "same"
