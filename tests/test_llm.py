@@ -8,7 +8,9 @@ import socket
 import sqlite3
 
 import pytest
+from typer.testing import CliRunner
 
+from evolve.cli import app
 from evolve.llm.client import litellm
 from evolve.runtime.run import RunOptions, start_run
 from evolve.store.workspace import Workspace
@@ -449,3 +451,42 @@ def test_a_reply_holding_nan_is_not_json_and_gets_the_repair_turn(tmp_path):
     assert result.status == "success", result.reason
     invalid = events(result, "schema.invalid")
     assert invalid[0]["errors"] == ["the reply is not JSON (NaN is not a JSON number)"]
+
+
+def test_record_missing_makes_and_appends_only_the_calls_the_cassette_misses(tmp_path):
+    exp = agent_experience(tmp_path, "Judge {{ doc.title }}")
+    options = dict(model="openai/evolve-test", record_missing=True)
+    with LoopbackServer([{"json": {"verdict": "ok"}}]) as server:
+        first = start_run(
+            exp, Workspace(tmp_path / "ws"), RunOptions(api_base=server.base, **options)
+        )
+        assert first.status == "success" and len(server.requests) == 1
+        recorded = exp / "cassettes" / "recorded.jsonl"
+        [line] = [json.loads(x) for x in recorded.read_text().splitlines()]
+        assert line["node"] == "judge" and line["key"]
+        # the cassette now has the call: served from it, the server sees nothing more
+        again = start_run(
+            exp, Workspace(tmp_path / "ws"), RunOptions(api_base=server.base, **options)
+        )
+        assert again.status == "success" and len(server.requests) == 1
+        assert all(e["replayed"] for e in events(again, "llm.call"))
+    assert len(recorded.read_text().splitlines()) == 1  # nothing appended twice
+
+
+def test_a_cassette_miss_shows_a_reply_line_shaped_for_the_node(tmp_path):
+    exp = agent_experience(tmp_path, "Judge {{ doc.title }}")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    result = start_run(exp, Workspace(tmp_path / "ws"), RunOptions(replay=empty))
+    error = events(result, "node.failed")[0]["error"]
+    assert '{"node": "judge", "response": {"json": {"verdict": "' in error
+    assert "--record-missing" in error
+
+
+def test_record_missing_with_offline_is_refused(tmp_path):
+    exp = agent_experience(tmp_path, "Judge {{ doc.title }}")
+    result = CliRunner().invoke(
+        app, ["run", str(exp), "--offline", "--record-missing", "--workspace", str(tmp_path)]
+    )
+    assert result.exit_code == 2
+    assert "--record-missing replays the experience's cassettes" in result.output

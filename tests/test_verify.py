@@ -14,7 +14,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from evolve.advisor.propose import propose
-from evolve.advisor.verify import VerifyOptions, judge, Health
+from evolve.advisor.verify import Health, VerifyOptions, judge
 from evolve.cli import app
 from evolve.llm.model import ModelReply, ModelRequest
 from evolve.spec import load_experience
@@ -125,7 +125,7 @@ def test_without_verify_a_guessed_timeout_says_it_is_a_lower_bound(tmp_path):
 def test_successful_attempts_across_runs_set_the_timeout_not_the_censored_ones(tmp_path):
     node = tool("slow", "tools/slow.py", timeout_ms=1000, args={"s": 0.3})
     node["on_error"] = {"policy": "skip"}
-    repo, exp = repo_with(tmp_path, spec([node], name="x"), {"tools/slow.py": SLEEP})
+    _repo, exp = repo_with(tmp_path, spec([node], name="x"), {"tools/slow.py": SLEEP})
     first = evolve_run(exp, tmp_path)  # finishes in ~300 ms: a real observation
     assert first["status"] == "success"
     text = (exp / "experience.yaml").read_text().replace("timeout_ms: 1000", "timeout_ms: 200")
@@ -239,7 +239,7 @@ class CutModel:
 
 
 def test_replies_cut_at_max_tokens_raise_it_and_new_calls_need_a_model(tmp_path):
-    repo, exp = schema_experience(tmp_path, max_tokens=16)
+    _repo, exp = schema_experience(tmp_path, max_tokens=16)
     run_id = in_process_run(exp, tmp_path, CutModel())
     from evolve.store.log import read_events
 
@@ -289,7 +289,8 @@ HARMFUL = {
         {
             "file": "experience.yaml",
             "search": "  - id: fine\n    kind: tool\n    impl: tools/slow.py\n",
-            "replace": "  - id: fine\n    kind: tool\n    impl: tools/slow.py\n    timeout_ms: 10\n",
+            "replace": "  - id: fine\n    kind: tool\n    impl: tools/slow.py\n"
+            "    timeout_ms: 10\n",
         }
     ],
 }
@@ -338,7 +339,7 @@ def test_a_healthy_experience_gets_no_medium_or_high_proposal(tmp_path):
 
 
 def test_duplicates_are_dropped_by_what_they_change_and_listed(tmp_path):
-    repo, exp = repo_with(tmp_path, two_nodes(), {"tools/slow.py": SLEEP})
+    _repo, exp = repo_with(tmp_path, two_nodes(), {"tools/slow.py": SLEEP})
     evolve_run(exp, tmp_path)
     same_param = {
         **HARMFUL,
@@ -359,7 +360,9 @@ def test_duplicates_are_dropped_by_what_they_change_and_listed(tmp_path):
     assert [p.title for p in report.proposals] == ["Raise timeout_ms of 'slow' from 100 to 200"]
     dropped = [r for r in report.rejected if r.title == "Fix: timeout"]
     assert len(dropped) == 2
-    assert all("a duplicate: it changes experience.yaml slow timeout_ms" in r.reason for r in dropped)
+    assert all(
+        "a duplicate: it changes experience.yaml slow timeout_ms" in r.reason for r in dropped
+    )
 
 
 def test_frozen_nodes_are_never_touched_even_when_they_fail(tmp_path):
@@ -402,7 +405,7 @@ def test_a_fan_out_that_waits_gets_a_verified_concurrency_proposal(tmp_path):
     node = tool("fetch", "tools/s.py", args={"s": 0.05}, for_each={"source": "$.items"})
     node["for_each"]["concurrency"] = 1
     document = spec([node], name="x", state={"items": {"type": "array", "default": [0] * 12}})
-    repo, exp = repo_with(tmp_path, document, {"tools/s.py": SLEEP})
+    _repo, exp = repo_with(tmp_path, document, {"tools/s.py": SLEEP})
     evolve_run(exp, tmp_path)
     report = verified(tmp_path)
     top = report.proposals[0]
@@ -412,7 +415,7 @@ def test_a_fan_out_that_waits_gets_a_verified_concurrency_proposal(tmp_path):
 
 
 def test_the_verify_budget_leaves_the_rest_unverified(tmp_path):
-    repo, exp = repo_with(tmp_path, two_nodes(), {"tools/slow.py": SLEEP})
+    _repo, exp = repo_with(tmp_path, two_nodes(), {"tools/slow.py": SLEEP})
     evolve_run(exp, tmp_path)
     report = verified(tmp_path, verify={"budget": 0 + 1})
     [top] = report.proposals
@@ -449,3 +452,67 @@ def test_judge_ranks_status_then_score_then_problems():
     assert judge(base, Health("partial", timeouts=1, score=0.5))[0] == "better"
     assert judge(base, Health("partial", timeouts=2, score=0.5))[0] == "same"
     assert judge(base, Health("partial", timeouts=2, retries=4, score=0.5))[0] == "same"
+
+
+SUITE_SPEC = """\
+name: x
+version: 0.1.0
+state:
+  schema:
+    n: {type: integer, default: 0}
+    count: {type: integer, default: 0}
+graph:
+  nodes:
+    - id: add
+      kind: tool
+      impl: tools/add.py
+      reads: [n]
+      writes: [count]
+      timeout_ms: 250
+      on_error: {policy: skip}
+evals:
+  - {name: exact, expr: '$.count == $case.expect.count'}
+cases: {source: data/cases.jsonl}
+"""
+SLOW_ADD = """\
+import time
+
+def run(inputs):
+    n = inputs["_state"]["n"]
+    time.sleep(n * 0.1)  # n = 3 and 4 need longer than the limit
+    return {"state_delta": {"count": n + 1}}
+"""
+
+
+def test_a_suite_is_re_run_case_by_case_and_scored_with_the_paired_interval(tmp_path):
+    cases = "".join(
+        json.dumps({"id": f"c{n}", "args": {"n": n}, "expect": {"count": n + 1}}) + "\n"
+        for n in (1, 2, 3, 4)
+    )
+    repo, exp = repo_with(
+        tmp_path,
+        SUITE_SPEC,
+        {"tools/add.py": SLOW_ADD, "data/cases.jsonl": cases},
+    )
+    ws = tmp_path / "ws"
+    subprocess.run(
+        [sys.executable, "-m", "evolve", "eval", str(exp), "--workspace", str(ws)],
+        capture_output=True,
+        cwd=tmp_path,
+    )
+    report = verified(tmp_path)
+    top = report.proposals[0]
+    assert top.title == "Raise timeout_ms of 'add' from 250 to 500"
+    line = top.verification.line()
+    assert "score 0.50 -> 1.00 over 4 cases" in line, line
+    assert top.verification.verdict == "better" and top.confidence == "high"
+    assert top.verification.to_json()["delta"]["score"] == 0.5
+    assert report.verified["reruns"] == 4  # one re-run per case
+    apply_top(repo, exp, report)
+    after = subprocess.run(
+        [sys.executable, "-m", "evolve", "eval", str(exp), "--workspace", str(ws), "--json"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert json.loads(after.stdout)["score"] == 1.0

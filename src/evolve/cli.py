@@ -341,6 +341,14 @@ def run(
             "--offline", help="Replay from the experience's cassettes/*.jsonl: no key, no network."
         ),
     ] = False,
+    record_missing: Annotated[
+        bool,
+        typer.Option(
+            "--record-missing",
+            help="Serve model calls from the experience's cassettes (or --replay FILE) and make "
+            "only the calls they miss, appending those to cassettes/recorded.jsonl (or FILE).",
+        ),
+    ] = False,
     workspace: Annotated[
         Path | None,
         typer.Option(
@@ -409,6 +417,7 @@ def run(
         rerun=tuple(rerun or ()),
         no_cache=no_cache,
         executor=executor,
+        record_missing=record_missing,
     )
     _execute(
         lambda: start_run(path, Workspace.locate(workspace), options),
@@ -804,6 +813,15 @@ def propose(
             "--offline", help="Replay the advisor's reply from the experience's cassettes."
         ),
     ] = False,
+    record_missing: Annotated[
+        bool,
+        typer.Option(
+            "--record-missing",
+            help="Serve the advisor's (and, with --verify, the re-runs') model calls from the "
+            "experience's cassettes and make only the calls they miss, appending those to "
+            "cassettes/recorded.jsonl.",
+        ),
+    ] = False,
     api_base: Annotated[
         str | None,
         typer.Option(
@@ -889,6 +907,7 @@ def propose(
         replay=replay,
         context_window=context_window,
         timeout_s=timeout,
+        record_missing=record_missing,
         verify=VerifyOptions(
             concurrency=concurrency, budget=verify_budget, max_cost=max_cost, offline=offline
         )
@@ -1016,6 +1035,14 @@ def eval_(
         bool,
         typer.Option("--offline", help="Replay from the experience's cassettes/*.jsonl."),
     ] = False,
+    record_missing: Annotated[
+        bool,
+        typer.Option(
+            "--record-missing",
+            help="Serve model calls from the experience's cassettes (or --replay FILE) and make "
+            "only the calls they miss, appending those to cassettes/recorded.jsonl (or FILE).",
+        ),
+    ] = False,
     workspace: WorkspaceOption = None,
     executor: Annotated[
         str | None,
@@ -1047,6 +1074,7 @@ def eval_(
             replay=replay,
             offline=offline,
             executor=executor,
+            record_missing=record_missing,
         ),
         case_ids=case or [],
         repeat=repeat,

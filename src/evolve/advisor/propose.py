@@ -70,6 +70,7 @@ def propose(
     context_window: int | None = None,
     timeout_s: float | None = None,
     verify: VerifyOptions | None = None,
+    record_missing: bool = False,
 ) -> Report:
     """Proposals for the runs `refs`; with `verify`, each candidate re-run and ranked by its
     measured effect (see `advisor.verify`)."""
@@ -113,7 +114,7 @@ def propose(
     # the same order as for agent nodes: --model > runtime.model > EVOLVE_MODEL
     model_name = model or experience.runtime.model or os.environ.get("EVOLVE_MODEL")
     if not no_llm:
-        source = _Source(offline, record, replay, api_base, context_window)
+        source = _Source(offline, record, replay, api_base, context_window, record_missing)
         model_client, note = _advisor_model(experience, model_name, model_client, source)
     if model_client is not None and not no_llm:
         from evolve.advisor.llm_advisor import LLMAdvisor
@@ -144,7 +145,9 @@ def propose(
         if verify.fallback is None and not verify.offline and model_name:
             from evolve.llm import build_model
 
-            verify.fallback = build_model(experience.directory, api_base=api_base)
+            verify.fallback = build_model(
+                experience.directory, api_base=api_base, record_missing=record_missing
+            )
         ranked, verifier = _verified(ranked, rejected, experience, workspace, rows, verify)
     for extra in ranked[MAX_PROPOSALS:]:
         rejected.append(
@@ -191,6 +194,7 @@ class _Source:
     replay: Path | None
     api_base: str | None
     context_window: int | None
+    record_missing: bool = False
 
 
 def _advisor_model(experience, model_name, client, source: _Source):
@@ -201,6 +205,20 @@ def _advisor_model(experience, model_name, client, source: _Source):
         return client, f"Deterministic proposals, and LLM proposals from {model_name or 'a model'}."
     if sum(bool(x) for x in (source.offline, source.record, source.replay)) > 1:
         raise UsageError("use only one of --record, --replay and --offline")
+    if source.record_missing and model_name:
+        from evolve.llm import build_model
+
+        client = build_model(
+            experience.directory,
+            api_base=source.api_base,
+            replay=source.replay,
+            in_order=True,
+            record_missing=True,
+        )
+        return client, (
+            f"Deterministic proposals, and LLM proposals from the cassettes, or {model_name} "
+            "for calls they miss (recorded)."
+        )
     if source.offline or source.replay:
         from evolve.llm import build_model
 

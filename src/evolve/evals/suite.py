@@ -156,6 +156,7 @@ def run_suite(
             record=options.run.record,
             replay=options.run.replay,
             offline=options.run.offline,
+            record_missing=options.run.record_missing,
         )
     store = StateStore.open(workspace.create().database)
     try:

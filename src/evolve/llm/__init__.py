@@ -10,7 +10,9 @@
 
 `build_model` picks the client for a run: `LiteLLMModel` for real calls (optionally recording
 every call to a cassette), or `ReplayModel`, which serves every call from a cassette and never
-touches litellm or the network. This package imports nothing of the runtime or the advisor.
+touches litellm or the network, or `RecordMissing` (`--record-missing`): the cassette first, and
+only the calls it misses made for real and appended to it. This package imports nothing of the
+runtime or the advisor.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from evolve.errors import UsageError
-from evolve.llm.cassettes import Cassette, ReplayModel, offline_cassettes
+from evolve.llm.cassettes import Cassette, RecordMissing, ReplayModel, offline_cassettes
 from evolve.llm.client import LiteLLMModel
 from evolve.llm.model import Model, ModelError, ModelReply, ModelRequest
 
@@ -41,12 +43,28 @@ def build_model(
     context_window: int | None = None,
     window_source: str = "--context-window",
     in_order: bool = False,
-) -> LiteLLMModel | ReplayModel:
+    record_missing: bool = False,
+) -> LiteLLMModel | ReplayModel | RecordMissing:
     """The client for a run (or the advisor). `context_window` overrides what the server or
     litellm say about the model's window; `window_source` names the setting it came from.
     `in_order`: replay recorded lines in order whatever their key (see `ReplayModel`)."""
     if sum(bool(x) for x in (record, replay, offline)) > 1:
         raise UsageError("use only one of --record, --replay and --offline")
+    if record_missing:
+        if record or offline:
+            raise UsageError(
+                "--record-missing replays the experience's cassettes (or --replay FILE) by "
+                "itself: leave out --record and --offline"
+            )
+        paths = [replay] if replay else offline_cassettes(experience_dir)
+        target = replay or experience_dir / "cassettes" / "recorded.jsonl"
+        live = LiteLLMModel(
+            api_base,
+            Cassette([target]),
+            context_window=context_window,
+            window_source=window_source,
+        )
+        return RecordMissing(ReplayModel(Cassette(paths), in_order), live)
     if offline:
         return ReplayModel(Cassette(offline_cassettes(experience_dir)), in_order)
     if replay is not None:

@@ -175,12 +175,13 @@ class ReplayModel:
             files = ", ".join(str(p) for p in self.cassette.paths) or "no cassette files"
             raise ModelError(
                 f"no cassette entry for {where} (turn {request.turn}, key {key}) in {files}; "
-                "re-record with --record FILE and a real model, or add a line "
+                "record just the missing calls with --record-missing (or re-record with "
+                "--record FILE) and a real model, or add a line "
                 + json.dumps(
                     {
                         "node": request.node_id,
                         **({"item": request.item} if request.item is not None else {}),
-                        "response": {"text": "..."},
+                        "response": reply_shape(request.schema),
                     }
                 ),
                 "cassette_miss",
@@ -201,6 +202,57 @@ class ReplayModel:
             mode=response.get("mode"),
             finish_reason=response.get("finish_reason"),
         )
+
+
+def reply_shape(schema: dict[str, Any] | None) -> dict[str, Any]:
+    """A cassette `response` shaped for the node: JSON matching its schema's outline (each field
+    a placeholder of its type), or text for a node without one."""
+    if not schema:
+        return {"text": "..."}
+    value = _example(schema, 0)
+    return {"json": value} if isinstance(value, dict) else {"text": json.dumps(value)}
+
+
+def _example(schema: Any, depth: int) -> Any:
+    if not isinstance(schema, dict) or depth > 4:
+        return "..."
+    if schema.get("enum"):
+        return schema["enum"][0]
+    if "const" in schema:
+        return schema["const"]
+    kind = schema.get("type")
+    kind = kind[0] if isinstance(kind, list) and kind else kind
+    if kind == "object" or "properties" in schema:
+        props = schema.get("properties") or {}
+        return {k: _example(v, depth + 1) for k, v in props.items()}
+    if kind == "array":
+        return [_example(schema.get("items"), depth + 1)]
+    return {"integer": 0, "number": 0, "boolean": False, "null": None}.get(str(kind), "...")
+
+
+class RecordMissing:
+    """`--record-missing`: serve what the cassette has; a call it misses goes to the real model,
+    and only that call is appended to the cassette (`target`)."""
+
+    def __init__(self, replay: ReplayModel, live: Any):
+        self.replay = replay
+        self.live = live
+
+    def for_case(self, case_id: str | None) -> RecordMissing:
+        return RecordMissing(self.replay.for_case(case_id), self.live)
+
+    def prepare(self) -> None:
+        prepare = getattr(self.live, "prepare", None)
+        if prepare is not None:
+            prepare()
+
+    async def complete(self, request: ModelRequest) -> ModelReply:
+        try:
+            return await self.replay.complete(request)
+        except ModelError as exc:
+            if exc.error_type != "cassette_miss":
+                raise
+        return await self.live.complete(request)
 
 
 def offline_cassettes(experience_dir: Path) -> list[Path]:

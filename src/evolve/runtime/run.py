@@ -72,6 +72,7 @@ class RunOptions:
     no_cache: bool = False  # --no-cache: no node reuses a result through `cache:`
     explain: Callable[[list[Verdict]], None] | None = None  # told what runs again, and why
     executor: str | None = None  # --executor local | ray[=ADDRESS]: overrides runtime.executor
+    record_missing: bool = False  # --record-missing: replay, and record only the misses
 
     @property
     def replaying(self) -> bool:
@@ -449,6 +450,7 @@ def start_run(
             record=options.record,
             replay=options.replay,
             offline=options.offline,
+            record_missing=options.record_missing,
             context_window=options.context_window or experience.runtime.context_window,
             window_source="--context-window"
             if options.context_window
