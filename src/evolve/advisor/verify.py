@@ -426,9 +426,12 @@ class Verifier:
         )
         store = StateStore.open(workspace.database)
         healths: list[Health] = []
+        base = model.fallback
         try:
             for original in self.originals:
                 case = cases.get(original.case_id) if original.case_id else None
+                if case is not None and hasattr(base, "for_case"):  # a case's own cassette lines
+                    model.fallback = base.for_case(case.id)  # type: ignore[union-attr]
                 options = RunOptions(
                     args=case.args if case else original.args,
                     model=original.model,
