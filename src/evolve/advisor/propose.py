@@ -102,12 +102,6 @@ def propose(
             proposals.append(proposal)
         else:  # a detector bug, not the user's: say so rather than hide it
             rejected.append(Rejected(proposal.title, f"internal check failed: {check.reason}"))
-        steps = []
-        for step in proposal.search:
-            step.diff = checker.diff(step.files)
-            if checker.check(step.files, step.diff).ok:
-                steps.append(step)
-        proposal.search = steps
 
     llm, note = None, "Deterministic proposals only (--no-llm)."
     advised = None
@@ -149,6 +143,7 @@ def propose(
                 experience.directory, api_base=api_base, record_missing=record_missing
             )
         ranked, verifier = _verified(ranked, rejected, experience, workspace, rows, verify)
+        ranked = _checked(ranked, rejected, checker)
     for extra in ranked[MAX_PROPOSALS:]:
         rejected.append(
             Rejected(extra.title, f"cut: only the {MAX_PROPOSALS} strongest proposals are kept")
@@ -372,6 +367,23 @@ def _verified(
     return kept, verifier
 
 
+def _checked(
+    proposals: list[Proposal], rejected: list[Rejected], checker: ProposalChecker
+) -> list[Proposal]:
+    """A proposal that took a later value of its search gets that value's diff, checked as
+    every diff is (the steps are checked only when one is taken)."""
+    kept = []
+    for proposal in proposals:
+        if not proposal.diff:
+            proposal.diff = checker.diff(proposal.files)
+            check = checker.check(proposal.files, proposal.diff)
+            if not check.ok:
+                rejected.append(Rejected(proposal.title, f"internal check failed: {check.reason}"))
+                continue
+        kept.append(proposal)
+    return kept
+
+
 def _numbers(found: Verification) -> str:
     return found.line().removeprefix("Verified by re-running: ")
 
@@ -380,6 +392,7 @@ def _verify_summary(verifier: Verifier) -> dict[str, Any]:
     return {
         "reruns": verifier.reruns,
         "rerun_seconds": round(verifier.seconds, 3),
+        "wall_seconds": round(verifier.wall_seconds, 3),
         "cost_usd": verifier.cost_usd,
     }
 

@@ -23,6 +23,7 @@ import asyncio
 import json
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -322,11 +323,16 @@ class Verifier:
         self.reruns = 0
         self.cost_usd: float | None = None
         self.seconds = 0.0  # the sum of every re-run's own duration
+        self.wall_seconds = 0.0  # how long verification took, start to end
 
     def verify(self, candidates: list[Proposal], scratch_files) -> dict[int, Verification]:
         """A verification per candidate (by position); `scratch_files(proposal)` gives the files
         the proposal writes, as paths inside the experience -> content."""
-        return asyncio.run(self._verify_all(candidates, scratch_files))
+        began = time.monotonic()
+        try:
+            return asyncio.run(self._verify_all(candidates, scratch_files))
+        finally:
+            self.wall_seconds = time.monotonic() - began
 
     async def _verify_all(self, candidates, scratch_files) -> dict[int, Verification]:
         slots = asyncio.Semaphore(max(1, self.options.concurrency))
