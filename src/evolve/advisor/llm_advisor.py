@@ -95,10 +95,7 @@ frozen, never touch files outside the experience, never rewrite the body of an e
 Express every change as edits: {"file": path relative to the experience, "search": exact text
 that occurs once in the current file, "replace": its replacement}, or {"file": new path,
 "content": the whole new file}. Cite evidence: event refs such as "r-abc12345#42" and state
-fields. In the evidence, `schema_repeated: true` means a reply repeated its schema violation
-word for word after the repair turn: a retry will not help, change the schema or what the prompt
-is given; `failing_evals` are evals a run failed, with their reasons; `skipped` says why nodes
-were skipped (a false `when` shows the values it saw). Answer with one JSON object
+fields. `schema_repeated` means a retry will not help. Answer with one JSON object
 {"proposals": [...]} and nothing else."""
 
 
