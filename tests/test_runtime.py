@@ -146,7 +146,7 @@ def test_when_false_skips_the_node_and_its_dependents(tmp_path):
     assert result.status == "success"
     skipped = {e["node_id"]: e["reason"] for e in events(result, "node.skipped")}
     assert skipped == {
-        "b": "when '$.flag == 'go'' on the edge from 'a' is false",
+        "b": "when '$.flag == 'go'' on the edge from 'a' is false (it saw $.flag = \"stop\")",
         "c": "predecessor 'b' was skipped",
     }
     assert [e["node_id"] for e in events(result, "node.finished")] == ["a", "d"]
