@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from evolve.advisor.propose import propose
@@ -24,6 +25,7 @@ from fakes import ScriptedModel
 from helpers import build, spec, tool
 
 runner = CliRunner()
+pytestmark = pytest.mark.slow  # each test starts `evolve run` processes, as a user does
 
 
 def git(repo: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
