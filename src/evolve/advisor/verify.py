@@ -487,7 +487,7 @@ def _original(workspace: Workspace, row: dict[str, Any]) -> Original:
 
 def _recorded_calls(workspace: Workspace, run_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
     """The original runs' model replies, by request key, in the order they were given."""
-    store = StateStore.open(workspace.database)
+    store = StateStore.open(workspace.database, readonly=True)
     try:
         if not store.db["llm_calls"].exists():
             return {}
