@@ -44,7 +44,11 @@ def friendly_errors(command: F) -> F:
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return command(*args, **kwargs)
+            result = command(*args, **kwargs)
+            sys.stdout.flush()  # a closed pipe shows here, not at exit
+            return result
+        except BrokenPipeError:
+            _quiet_broken_pipe()
         except EvolveError as exc:
             if os.environ.get("EVOLVE_RAISE_ERRORS") == "1":
                 raise
@@ -67,6 +71,17 @@ def friendly_errors(command: F) -> F:
             raise typer.Exit(store_failure.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _quiet_broken_pipe() -> None:
+    """The reader of stdout went away (`evolve runs | head`): stop quietly, as Unix tools do,
+    with the status a process killed by SIGPIPE has (128 + 13)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's own flush at exit must not fail again
+    except (OSError, ValueError):  # no real file descriptor (a test's captured stdout)
+        pass
+    raise typer.Exit(141)
 
 
 def _store_failure(exc: Exception, workspace: Path | None) -> EvolveError | None:
@@ -596,7 +611,9 @@ def _console() -> Any:
     """A console for stdout: real width on a terminal, a stable 100 columns otherwise."""
     from rich.console import Console
 
-    return Console(width=None if sys.stdout.isatty() else 100, highlight=False)
+    console = Console(width=None if sys.stdout.isatty() else 100, highlight=False)
+    console.on_broken_pipe = _quiet_broken_pipe  # type: ignore[method-assign]  # as every command
+    return console
 
 
 @app.command()
@@ -800,7 +817,7 @@ def propose(
     model: Annotated[
         str | None,
         typer.Option(
-            help="Model for LLM proposals (default: EVOLVE_MODEL, then runtime.model).",
+            help="Model for LLM proposals (default: runtime.model, then EVOLVE_MODEL).",
             show_default=False,
         ),
     ] = None,
@@ -915,6 +932,7 @@ def propose(
         else None,
     )
     failed = _advisor_failure(report)
+    _held_back(report)
     if as_json:
         print(json.dumps({**report.to_json(), "path": str(report.path)}, ensure_ascii=False))
         if failed:
@@ -942,8 +960,26 @@ def _advisor_failure(report: Any) -> bool:
     _err(
         f"{'error' if fatal else 'warning'}: the model advisor failed: {report.llm_failure}"
         + (f"\n  fix: {report.llm_fix}" if report.llm_fix else "")
+        + "\n  or: --no-llm for the deterministic proposals only, or --offline to replay the "
+        "advisor's reply from the experience's cassettes (no key, no network)"
     )
     return fatal
+
+
+def _held_back(report: Any) -> None:
+    """Say on stderr how many ideas were not proposed again, and why."""
+    if not report.repeated:
+        return
+    counts: dict[str, int] = {}
+    for earlier in report.repeated:
+        counts[earlier.status] = counts.get(earlier.status, 0) + 1
+    words = {"applied": "already applied", "rejected": "rejected (ran again without it)"}
+    why = ", ".join(f"{n} {words.get(s, s)}" for s, n in sorted(counts.items()))
+    n = len(report.repeated)
+    _err(
+        f"note: {n} earlier proposal{'s' * (n != 1)} held back ({why}); "
+        "the report's appendix lists them"
+    )
 
 
 @app.command()

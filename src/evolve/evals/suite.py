@@ -25,7 +25,7 @@ from evolve.evals.summary import spread_of
 from evolve.events import EvalCase, RunFinished, RunStarted
 from evolve.llm.model import Model
 from evolve.runtime.ray_executor import executor_for
-from evolve.runtime.run import Run, RunOptions, RunResult, check_models
+from evolve.runtime.run import Run, RunOptions, RunResult, check_models, check_offline
 from evolve.spec import Experience, load_experience
 from evolve.store.log import EventLog, read_events
 from evolve.store.queries import RunQueries
@@ -147,6 +147,7 @@ def run_suite(
         raise UsageError("--repeat must be at least 1")
     cases = select(load_cases(experience.cases), options.case_ids)
     check_models(experience, options.run.model, options.run.replaying)
+    check_offline(experience, options.run.offline)
     if model is None:
         from evolve.llm import build_model
 

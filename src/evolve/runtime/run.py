@@ -159,6 +159,24 @@ def check_models(
         )
 
 
+def check_offline(experience: Experience, offline: bool) -> None:
+    """Refuse `--offline` before anything runs when the experience calls a model and has no
+    cassette to replay: every model call would fail on a cassette miss."""
+    from evolve.llm.cassettes import offline_cassettes
+
+    calls_model = any(n.kind in MODEL_KINDS for n in experience.nodes.values()) or any(
+        e.kind == "judge" for e in experience.evals
+    )
+    if not offline or not calls_model or offline_cassettes(experience.directory):
+        return
+    folder = experience.directory / "cassettes"
+    raise UsageError(
+        f"--offline replays recorded model calls, but {folder} holds no *.jsonl cassette: record "
+        f"one with a model first (evolve run {experience.directory} --record "
+        f"{folder / 'run.jsonl'}), or run without --offline"
+    )
+
+
 def graph_outline(experience: Experience) -> dict[str, Any]:
     """The shape of the graph as run, so a report can draw it from the log alone."""
     nodes = {
@@ -438,6 +456,7 @@ def start_run(
 ) -> RunResult:
     """Load, check and run the experience at `path` to the end; Ctrl-C/SIGTERM interrupt it."""
     experience = load_experience(path)
+    check_offline(experience, options.offline)
     executor = executor_for(experience, options.executor)
     if executor is not None:  # joined before anything is recorded: a missing Ray is a usage error
         executor.connect(experience.directory)
