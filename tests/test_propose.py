@@ -561,7 +561,9 @@ def test_a_cassette_miss_is_not_retried(tmp_path):
         "writes": ["t"],
         "on_error": {"policy": "retry", "attempts": 3, "base_ms": 2000},
     }
-    exp = build(tmp_path / "x", spec([node], state={"t": {"type": "string"}}), {"p.md": "hi"})
+    other = '{"node": "other", "response": {"text": "x"}}\n'  # a cassette, with nothing for ask
+    files = {"p.md": "hi", "cassettes/other.jsonl": other}
+    exp = build(tmp_path / "x", spec([node], state={"t": {"type": "string"}}), files)
     result = start_run(exp, Workspace(tmp_path / "ws"), RunOptions(offline=True))
     assert result.status == "failed"
     assert [e["error_type"] for e in events(result, "node.failed")] == ["cassette_miss"]
