@@ -17,15 +17,27 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
 from evolve import __version__
+from evolve.clihelp import readable
 from evolve.errors import EvolveError, SpecError
+
+
+class ReadableGroup(TyperGroup):
+    """Typer's group, its commands in the loop's order, placeholders readable, runs and
+    experience directories completed (evolve.clihelp)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.commands = readable(self.commands)
+
 
 app = typer.Typer(
     name="evolve",
     help="Run LLM agent workflows, record everything, and get reviewable diffs that improve them.",
     no_args_is_help=True,
-    add_completion=False,
+    cls=ReadableGroup,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
