@@ -27,6 +27,7 @@ PAGES = (
     "models.md",
     "evals.md",
     "resume.md",
+    "exploring.md",
 )
 SCHEMA = json.loads(schema_text())
 GROUP = typer.main.get_command(app)

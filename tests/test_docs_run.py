@@ -122,3 +122,10 @@ def test_getting_started_prints_what_it_shows(tmp_path):
     assert shell("evolve run starter", here).returncode == 1
     for needle in ("1 proposal.", "$ git diff --stat", "$ evolve state last total"):
         check(next(b for b in consoles if needle in b), here, "/tmp/gs/demo")
+
+
+@pytest.mark.skipif(shutil.which("jq") is None, reason="the page's jq commands need jq on PATH")
+def test_exploring_your_runs_prints_what_it_shows(tmp_path):
+    here = repo(tmp_path / "x", {"examples/review-branch": ROOT / "examples/review-branch"})
+    for block in blocks(ROOT / "docs/exploring.md", "console"):
+        check(block, here, "/tmp/x")

@@ -1,7 +1,8 @@
 """The state store's schema (SPEC §5), grown only through named, ordered migrations.
 
 Tables: `runs`, `node_runs`, `state_snapshot`, `state_history`, `llm_calls`, `evals`, and
-`node_results` (what every succeeded node and item produced, with its fingerprint). Each step in
+`node_results` (what every succeeded node and item produced, with its fingerprint); every
+`run_id` (and `runs.parent_run_id`) is a declared foreign key to `runs.id`. Each step in
 `MIGRATIONS` is applied once, in order, and recorded by name in `_migrations`; a new column or
 table is a new step at the end, never an edit of an old one.
 """
@@ -175,8 +176,28 @@ def _m003_results(db: Database) -> None:
     )
 
 
+LINKS = [  # (table, column) -> runs.id
+    ("node_runs", "run_id"),
+    ("llm_calls", "run_id"),
+    ("state_history", "run_id"),
+    ("state_snapshot", "run_id"),
+    ("evals", "run_id"),
+    ("node_results", "run_id"),
+    ("runs", "parent_run_id"),
+]
+
+
+def _m004_links(db: Database) -> None:
+    """Declare the links to `runs.id`, so Datasette and sqlite-utils show them (a run's rows are
+    one click away). Declared, not enforced (`PRAGMA foreign_keys` stays off): the event log is
+    the record, and a row rebuilt from a log must never be refused for its order of arrival.
+    sqlite-utils rebuilds each table with its rows and indexes."""
+    db.add_foreign_keys([(table, column, "runs", "id") for table, column in LINKS])
+
+
 MIGRATIONS: list[tuple[str, Callable[[Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_evals", _m002_evals),
     ("003_results", _m003_results),
+    ("004_links", _m004_links),
 ]
