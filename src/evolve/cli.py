@@ -21,7 +21,7 @@ from typer.core import TyperGroup
 
 from evolve import __version__
 from evolve.clihelp import readable
-from evolve.errors import EvolveError, SpecError
+from evolve.errors import EvolveError, SpecError, UsageError
 
 
 class ReadableGroup(TyperGroup):
@@ -420,6 +420,15 @@ def run(
             show_default=False,
         ),
     ] = None,
+    otel: Annotated[
+        bool,
+        typer.Option(
+            "--otel",
+            help="Send the run as an OpenTelemetry trace while it runs (OTLP/HTTP to "
+            "OTEL_EXPORTER_OTLP_ENDPOINT, default http://localhost:4318; on by itself when that "
+            "variable is set). Needs evolve[otel].",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Run an experience and record everything: the event log and the state store.
@@ -451,6 +460,7 @@ def run(
         options,
         as_json,
         fail_on_evals,
+        otel,
     )
 
 
@@ -464,8 +474,28 @@ def _explain(verdicts: list[Any]) -> None:
         _err(f"runs again: {verdict.node} ({verdict.why})")
 
 
+def _live_trace(asked: bool) -> Any:
+    """The live OpenTelemetry tracer of a run (with --otel, or OTEL_EXPORTER_OTLP_ENDPOINT set),
+    or None. Asked for and not installed: an error; only set in the environment: a warning."""
+    if not asked and not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        return None
+    from evolve.otel import MissingOtel, Tracer, exporter
+
+    try:
+        return Tracer(exporter())
+    except MissingOtel as exc:
+        if asked:
+            raise
+        _err(f"warning: OTEL_EXPORTER_OTLP_ENDPOINT is set, but {exc}; no trace is sent")
+        return None
+
+
 def _execute(
-    start: Callable[[], Any], options: Any, as_json: bool, fail_on_evals: bool = False
+    start: Callable[[], Any],
+    options: Any,
+    as_json: bool,
+    fail_on_evals: bool = False,
+    otel: bool = False,
 ) -> None:
     """Run with live progress on stderr, then print the result and exit with its code."""
     from evolve.report.progress import Progress
@@ -473,12 +503,17 @@ def _execute(
     options.explain = _explain
     progress = Progress(plain=not sys.stderr.isatty())
     options.listeners.append(progress)
+    tracer = _live_trace(otel)
+    if tracer is not None:
+        options.listeners.append(tracer.feed)
     real_stdout, sys.stdout = sys.stdout, sys.stderr  # a tool's print() must not mix into results
     try:
         with progress:
             result = start()
     finally:
         sys.stdout = real_stdout
+        if tracer is not None:
+            tracer.close()
     log = _display(result.log_path)
     if as_json:
         print(
@@ -1397,6 +1432,41 @@ def _print_draft(draft: Any, shown: str) -> None:
     print(f"  evolve validate {shown}")
     print(f"  evolve run {shown}")
     print("  evolve propose last")
+
+
+@app.command()
+@friendly_errors
+def export(
+    run_id: RunArgument,
+    endpoint: Annotated[
+        str | None,
+        typer.Argument(
+            help="With --otlp: the receiver's base URL, such as http://localhost:4318 "
+            "(default: OTEL_EXPORTER_OTLP_ENDPOINT, else http://localhost:4318).",
+            show_default=False,
+        ),
+    ] = None,
+    otlp: Annotated[
+        bool,
+        typer.Option(
+            "--otlp",
+            help="Send the run as an OpenTelemetry trace over OTLP/HTTP (needs evolve[otel]).",
+        ),
+    ] = False,
+    workspace: WorkspaceOption = None,
+) -> None:
+    """Export a finished (or interrupted) run from its event log: as an OpenTelemetry trace.
+
+    The trace is the one `evolve run --otel` sends live: run -> node -> attempt -> model call
+    spans, with the same times. Nested experiences' runs are included.
+    """
+    from evolve.otel import export_run
+    from evolve.store.workspace import Workspace
+
+    if not otlp:
+        raise UsageError("say how to export: evolve export RUN --otlp [ENDPOINT]")
+    sent = export_run(Workspace.locate(workspace), run_id, endpoint)
+    _err(f"sent {sent.spans} spans of run {sent.run_id} to {sent.endpoint}")
 
 
 @app.command()
