@@ -28,6 +28,7 @@ PAGES = (
     "evals.md",
     "resume.md",
     "exploring.md",
+    "github-action.md",
 )
 SCHEMA = json.loads(schema_text())
 GROUP = typer.main.get_command(app)
