@@ -131,6 +131,7 @@ def test_the_gates_fail_a_regression_and_a_low_score(repo, tmp_path):
     assert "min-score 0.9: ❌ not met" in summary and "### evolve compare" not in summary
 
 
+@pytest.mark.slow
 def test_one_comment_is_updated_and_a_token_without_rights_posts_nothing(repo, tmp_path):
     repo, _, _ = repo
     quick = {"EVOLVE_PROPOSE": "false", "EVOLVE_BASELINE": ""}
@@ -148,6 +149,7 @@ def test_one_comment_is_updated_and_a_token_without_rights_posts_nothing(repo, t
     assert no_pr.returncode == 0
 
 
+@pytest.mark.slow
 def test_bad_inputs_exit_2(repo, tmp_path):
     repo, _, _ = repo
     missing, _ = action(repo, tmp_path, EVOLVE_EXPERIENCE="nowhere")

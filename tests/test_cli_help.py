@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -58,6 +59,7 @@ def complete(words: str, cwd: Path, **env: str) -> list[str]:
     return done.stdout.split()
 
 
+@pytest.mark.slow
 def test_run_ids_complete_from_the_workspace(tmp_path):
     runs = tmp_path / ".evolve" / "runs"
     runs.mkdir(parents=True)
@@ -73,6 +75,7 @@ def test_run_ids_complete_from_the_workspace(tmp_path):
     assert complete("evolve diff r-", tmp_path, EVOLVE_WORKSPACE=str(elsewhere)) == ["r-zzzz9999"]
 
 
+@pytest.mark.slow
 def test_experience_directories_complete_experiences_first(tmp_path):
     for name in ("notes", "mine", "data"):
         (tmp_path / name).mkdir()

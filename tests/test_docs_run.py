@@ -89,6 +89,7 @@ def test_the_readme_tour_prints_what_it_shows(tmp_path):
     check(tour, here, "/tmp/tour")
 
 
+@pytest.mark.slow
 def test_the_readme_validate_example_prints_what_it_shows(tmp_path):
     here = repo(tmp_path / "r", {"examples/starter": ROOT / "examples/starter"})
     [block] = [b for b in blocks(ROOT / "README.md", "console") if "$ evolve validate" in b]
@@ -124,6 +125,7 @@ def test_getting_started_prints_what_it_shows(tmp_path):
         check(next(b for b in consoles if needle in b), here, "/tmp/gs/demo")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("jq") is None, reason="the page's jq commands need jq on PATH")
 def test_exploring_your_runs_prints_what_it_shows(tmp_path):
     here = repo(tmp_path / "x", {"examples/review-branch": ROOT / "examples/review-branch"})

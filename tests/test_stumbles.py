@@ -20,6 +20,7 @@ ROOT = Path(__file__).parent.parent
 EXAMPLE = ROOT / "examples" / "review-branch"
 
 
+@pytest.mark.slow
 def test_a_closed_pipe_ends_quietly_like_unix_tools(tmp_path):
     ws = tmp_path / "ws"
     for _ in range(2):
