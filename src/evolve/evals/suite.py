@@ -147,7 +147,7 @@ def run_suite(
         raise UsageError("--repeat must be at least 1")
     cases = select(load_cases(experience.cases), options.case_ids)
     check_models(experience, options.run.model, options.run.replaying)
-    check_offline(experience, options.run.offline)
+    check_offline(experience, options.run.offline and not options.run.record_missing)
     if model is None:
         from evolve.llm import build_model
 

@@ -456,7 +456,7 @@ def start_run(
 ) -> RunResult:
     """Load, check and run the experience at `path` to the end; Ctrl-C/SIGTERM interrupt it."""
     experience = load_experience(path)
-    check_offline(experience, options.offline)
+    check_offline(experience, options.offline and not options.record_missing)
     executor = executor_for(experience, options.executor)
     if executor is not None:  # joined before anything is recorded: a missing Ray is a usage error
         executor.connect(experience.directory)
