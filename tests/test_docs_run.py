@@ -86,7 +86,7 @@ def test_the_readme_tour_prints_what_it_shows(tmp_path):
     here = repo(tmp_path / "tour", {"examples/review-branch": ROOT / "examples/review-branch"})
     tour = blocks(ROOT / "README.md", "console")[0]
     assert tour.startswith("$ evolve run examples/review-branch --offline")
-    check(tour, here, "/tmp/tour")
+    check(tour, here, "/home/you/evolve")
 
 
 @pytest.mark.slow
@@ -115,14 +115,14 @@ def test_getting_started_prints_what_it_shows(tmp_path):
     for block in consoles[:4]:  # validate, run, runs, inspect
         if "evolve inspect last" in block:
             continue  # the tree's column widths follow the timings
-        check(block, here, "/tmp/gs/demo")
-    check(next(b for b in consoles if "0 proposals" in b), here, "/tmp/gs/demo")
+        check(block, here, "/home/you/demo")
+    check(next(b for b in consoles if "0 proposals" in b), here, "/home/you/demo")
     diff = blocks(page, "diff")[0]
     subprocess.run(["git", "apply", "-"], input=diff, cwd=here, check=True, text=True)
     shell("git commit -qam 'slow count_words'", here)
     assert shell("evolve run starter", here).returncode == 1
     for needle in ("1 proposal.", "$ git diff --stat", "$ evolve state last total"):
-        check(next(b for b in consoles if needle in b), here, "/tmp/gs/demo")
+        check(next(b for b in consoles if needle in b), here, "/home/you/demo")
 
 
 @pytest.mark.slow

@@ -103,8 +103,9 @@ def _word(param: Any) -> str:
         return "DIR"
     if name in OPTION_WORDS:
         return OPTION_WORDS[name]
-    kind = getattr(param.type, "name", "text")
-    if kind.startswith(("int", "float")) and param.param_type_name == "option":
+    # Typer's own parameter classes changed across releases: read what may be absent softly
+    kind = str(getattr(getattr(param, "type", None), "name", "text"))
+    if kind.startswith(("int", "float")) and getattr(param, "param_type_name", "") == "option":
         return "N" if kind.startswith("int") else "X"
     return name.upper()
 
