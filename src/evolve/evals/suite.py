@@ -12,7 +12,6 @@ still run and are scored.
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +24,14 @@ from evolve.evals.summary import spread_of
 from evolve.events import EvalCase, RunFinished, RunStarted
 from evolve.llm.model import Model
 from evolve.runtime.ray_executor import executor_for
-from evolve.runtime.run import Run, RunOptions, RunResult, check_models, check_offline
+from evolve.runtime.run import (
+    Run,
+    RunOptions,
+    RunResult,
+    check_models,
+    check_offline,
+    until_interrupted,
+)
 from evolve.spec import Experience, load_experience
 from evolve.store.log import EventLog, read_events
 from evolve.store.queries import RunQueries
@@ -163,7 +169,7 @@ def run_suite(
     try:
         store.reconcile()
         suite = _Suite(experience, workspace, store, options, model, cases)
-        return asyncio.run(_interruptible(suite))
+        return asyncio.run(until_interrupted(suite.execute(), lambda: suite.result("interrupted")))
     finally:
         store.close()
 
@@ -353,27 +359,6 @@ def _status(results: list[CaseResult]) -> str:
     if all(ok):
         return "success"
     return "failed" if not any(ok) else "partial"
-
-
-async def _interruptible(suite: _Suite) -> SuiteResult:
-    """Run the suite; on SIGINT/SIGTERM cancel it so every case run records itself."""
-    loop = asyncio.get_running_loop()
-    task = asyncio.ensure_future(suite.execute())
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, task.cancel)
-        except (NotImplementedError, RuntimeError, ValueError):
-            pass
-    try:
-        return await task
-    except asyncio.CancelledError:
-        return suite.result("interrupted")
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.remove_signal_handler(sig)
-            except (NotImplementedError, RuntimeError, ValueError):
-                pass
 
 
 def failed_gates(

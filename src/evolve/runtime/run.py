@@ -12,13 +12,14 @@ is in the log (see `store.recorder`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from evolve.errors import StoreError, UsageError
 from evolve.evals.scoring import RunScore, record_scores, score_run
@@ -47,6 +48,8 @@ from evolve.store.queries import RunQueries
 from evolve.store.recorder import Recorder, RunEnd, RunStart
 from evolve.store.workspace import Workspace, new_run_id
 from evolve.store.writer import StateStore
+
+T = TypeVar("T")
 
 MAX_NESTING = 8  # experience nodes inside experience nodes; deeper is almost surely a cycle
 EXIT_CODES = {"success": 0, "failed": 1, "partial": 1, "interrupted": 130}
@@ -486,7 +489,7 @@ def start_run(
             prints = {n: reuse.print_of(node) for n, node in experience.nodes.items()}
             source = RunQueries(store).resolve(options.source)
             options.explain(plan(experience, RunQueries(store), source, prints, options.rerun))
-        return asyncio.run(_interruptible(run))
+        return asyncio.run(until_interrupted(run.execute(), lambda: _interrupted(run)))
     finally:
         store.close()
 
@@ -540,31 +543,33 @@ def apply_kept_options(options: RunOptions, row: dict[str, Any]) -> None:
         options.offline = bool(kept.get("offline"))
 
 
-async def _interruptible(run: Run) -> RunResult:
-    """Run to the end; on SIGINT/SIGTERM cancel the run so it records itself as interrupted."""
+async def until_interrupted(work: Awaitable[T], interrupted: Callable[[], T]) -> T:
+    """Await `work`; on SIGINT/SIGTERM cancel it (so what it runs records itself as
+    interrupted) and return `interrupted()` instead. Used by a run and by a suite of runs."""
     loop = asyncio.get_running_loop()
-    task = asyncio.ensure_future(run.execute())
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
+    task = asyncio.ensure_future(work)
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, task.cancel)
-        except (NotImplementedError, RuntimeError, ValueError):
-            pass
     try:
         return await task
     except asyncio.CancelledError:
-        row = run.store.run(run.run_id) or {}
-        return RunResult(
-            run.run_id,
-            run.experience.name,
-            "interrupted",
-            row.get("reason"),
-            row.get("duration_ms") or 0,
-            run.workspace.log_path(run.run_id),
-            {},
-        )
+        return interrupted()
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
+        for sig in signals:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(sig)
-            except (NotImplementedError, RuntimeError, ValueError):
-                pass
+
+
+def _interrupted(run: Run) -> RunResult:
+    row = run.store.run(run.run_id) or {}
+    return RunResult(
+        run.run_id,
+        run.experience.name,
+        "interrupted",
+        row.get("reason"),
+        row.get("duration_ms") or 0,
+        run.workspace.log_path(run.run_id),
+        {},
+    )
