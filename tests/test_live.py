@@ -146,5 +146,10 @@ def test_evolve_new(tmp_path):
     args = ["new", "count the words of a text file", "--dir", str(target), "--model", MODEL]
     result = runner.invoke(app, [*args, "--api-base", BASE, "--max-rounds", "1", "--json"])
     assert result.exit_code in (0, 1), result.output  # 1: a draft that does not validate, kept
+    assert "Traceback" not in result.output
+    if not result.stdout.strip():  # the model's reply was unusable: said on stderr, as any error
+        assert result.exit_code == 1
+        assert any(line.startswith("error: ") for line in result.stderr.splitlines()), result.stderr
+        return
     printed = json.loads(result.stdout)
     assert (target / "experience.yaml").is_file() or printed.get("error")
