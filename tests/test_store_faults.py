@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from evolve.cli import app
-from evolve.store.writer import StateStore
+from evolve.store import writer
+from evolve.store.writer import StateStore, when_free
 from helpers import build, spec, tool
 
 runner = CliRunner()
@@ -262,3 +264,36 @@ def test_a_reader_ends_a_dead_run_once_then_reads_without_writing(tmp_path, work
     reader = StateStore.open(database, readonly=True)
     assert not reader.needs_upkeep()
     reader.db.conn.close()
+
+
+def _sqlite_error(message: str, code: int) -> sqlite3.OperationalError:
+    error = sqlite3.OperationalError(message)
+    error.sqlite_errorcode = code
+    return error
+
+
+def test_opening_waits_out_a_lock_sqlite_reports_at_once(monkeypatch):
+    """Switching a fresh database to WAL while another process does the same answers `database
+    is locked` without calling SQLite's busy handler; two runs starting in one new workspace
+    met it. The store tries again until the busy timeout instead of failing the run."""
+    answers = iter([_sqlite_error("database is locked", 5), _sqlite_error("locked", 517), "wal"])
+
+    def step():
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert when_free(step) == "wal"
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        when_free(lambda: (_ for _ in ()).throw(_sqlite_error("no such table: x", 1)))
+    monkeypatch.setattr(writer, "BUSY_TIMEOUT_MS", 20)
+    calls = []
+
+    def always_busy():
+        calls.append(1)
+        raise _sqlite_error("database is locked", 5)
+
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        when_free(always_busy)
+    assert 1 < len(calls) < 10

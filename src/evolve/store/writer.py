@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import socket
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -62,6 +63,27 @@ def store_error(path: Path, exc: sqlite3.Error) -> StoreError:
     return StoreError(f"the state store {path} could not be used: {said}")
 
 
+def when_free(step: Callable[[], Any]) -> Any:
+    """Run `step`, again while SQLite answers busy, for up to the busy timeout.
+
+    SQLite's busy handler covers locks taken inside transactions, not all of them: switching a
+    new database to WAL while another process does the same, or reading one whose WAL index
+    another process is still building, answers `database is locked` at once. Two evolve
+    processes that open a fresh workspace together meet exactly that.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    pause = 0.005
+    while True:
+        try:
+            return step()
+        except sqlite3.OperationalError as exc:
+            busy = getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY
+            if not busy or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
+
+
 class StateStore:
     """One connection to the workspace database. Open with `StateStore.open(path)`.
 
@@ -99,13 +121,13 @@ class StateStore:
                     check_same_thread=False,
                 )
                 conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-                conn.execute("select count(*) from sqlite_master").fetchone()
+                when_free(lambda: conn.execute("select count(*) from sqlite_master").fetchone())
                 return cls(Database(conn, execute_plugins=False), path)
             conn = sqlite3.connect(
                 path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
             )
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode = WAL")
+            when_free(lambda: conn.execute("PRAGMA journal_mode = WAL"))
             conn.execute("PRAGMA synchronous = NORMAL")
             store = cls(Database(conn, execute_plugins=False), path)
             store.migrate()
