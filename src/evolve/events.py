@@ -11,8 +11,10 @@ written event against the declarations, and `reference()` renders docs/events.md
 from __future__ import annotations
 
 import dataclasses
+import operator
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cache
@@ -57,9 +59,9 @@ class Event:
 
     def fields(self) -> dict[str, Any]:
         """The declared fields that have a value, in declaration order."""
-        return {
-            name: value for name in _names(type(self)) if (value := getattr(self, name)) is not None
-        }
+        names, values = _reader(type(self))
+        pairs = zip(names, values(self), strict=True)
+        return {name: value for name, value in pairs if value is not None}
 
 
 @dataclass(slots=True, kw_only=True)
@@ -173,6 +175,16 @@ class NodeFinished(NodeEvent):
     )
     cpu_ms: int | None = _doc(
         "An attempt of a Python tool: the CPU time it used or queued for (not time spent waiting).",
+        None,
+    )
+    fingerprint: str | None = _doc(
+        "An attempt that succeeded: the fingerprint its result is kept under (see docs/resume.md).",
+        None,
+    )
+    result: dict[str, Any] | None = _doc(
+        "An attempt that succeeded: its kept result, `{delta, edge_output}` (`edge_output` left "
+        "out when it is the delta itself); absent when the encoded result exceeds 64 KiB, which "
+        "is then committed to the state store before this line.",
         None,
     )
 
@@ -413,6 +425,16 @@ ENVELOPE: dict[str, tuple[Any, str]] = {
 @cache
 def _names(cls: type[Event]) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls))
+
+
+@cache
+def _reader(cls: type[Event]) -> tuple[tuple[str, ...], Callable[[Event], tuple[Any, ...]]]:
+    """The declared field names of a type, and a function reading their values in one call
+    (an event is written for every attempt: one C-level read beats a getattr per field)."""
+    names = _names(cls)
+    if len(names) > 1:
+        return names, operator.attrgetter(*names)
+    return names, lambda event: tuple(getattr(event, name) for name in names)
 
 
 @cache

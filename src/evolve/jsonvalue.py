@@ -61,3 +61,22 @@ def _refuse_constant(name: str) -> Any:
 def dumps(value: Any, **options: Any) -> str:
     """Strict JSON text: NaN or Infinity raise instead of being written."""
     return json.dumps(value, ensure_ascii=False, allow_nan=False, **options)
+
+
+# built once: json.dumps builds a new encoder on every call that passes options, and these run
+# for every event line, kept result and fingerprint
+_RECORD = json.JSONEncoder(ensure_ascii=False, allow_nan=False, default=str)
+_CANONICAL = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, default=str, sort_keys=True, separators=(",", ":")
+)
+
+
+def record(value: Any) -> str:
+    """`dumps(value, default=str)`: the text the event log and the state store write."""
+    return _RECORD.encode(value)
+
+
+def canonical(value: Any) -> str:
+    """Strict JSON with sorted keys and no spaces (anything else as its `str()`): the one text
+    of a value, which a digest is taken of."""
+    return _CANONICAL.encode(value)

@@ -42,21 +42,29 @@ JS_BARE_IMPORT = re.compile(r"""(?:import\s*\(?\s*|require\s*\(\s*)['"](\.{1,2}/
 
 def _plain(value: Any, root: Path) -> Any:
     """A node's definition as JSON: paths relative to the experience, expressions as written."""
+    if value is None or isinstance(value, str | int | float):  # most fields: as they are
+        return value
     if isinstance(value, Expression):
         return value.source
     if isinstance(value, Path):
         return _relative(value, root)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {
-            f.name: _plain(getattr(value, f.name), root)
-            for f in dataclasses.fields(value)
-            if f.name != "body"  # a skill's body is covered by its folder's files
-        }
+    names = _field_names(type(value))
+    if names is not None:
+        return {name: _plain(getattr(value, name), root) for name in names}
     if isinstance(value, dict):
         return {str(k): _plain(v, root) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(v, root) for v in value]
     return value
+
+
+@lru_cache(maxsize=256)
+def _field_names(kind: type) -> tuple[str, ...] | None:
+    """A dataclass type's field names as a definition shows them (a skill's body is covered by
+    its folder's files); None for any other type."""
+    if not dataclasses.is_dataclass(kind):
+        return None
+    return tuple(f.name for f in dataclasses.fields(kind) if f.name != "body")
 
 
 @lru_cache(maxsize=65536)
@@ -70,9 +78,9 @@ def _relative(path: Path, root: Path) -> str:
 def node_definition(node: Node, root: Path) -> dict[str, Any]:
     """The fields of a node that decide what it computes, as plain JSON."""
     plain = {
-        f.name: _plain(getattr(node, f.name), root)
-        for f in dataclasses.fields(node)
-        if f.name not in HOW_NOT_WHAT
+        name: _plain(getattr(node, name), root)
+        for name in _field_names(type(node)) or ()
+        if name not in HOW_NOT_WHAT
     }
     if node.for_each is not None:
         plain["for_each"] = {"source": node.for_each.source.source}
@@ -187,6 +195,19 @@ def source_files(node: Node, root: Path) -> list[Path]:
     return sorted(seen)
 
 
+def sources_key(node: Node) -> tuple[Any, ...]:
+    """What `source_files` reads of a node: nodes alike in it have the same source files (a
+    1,000-node chain of one tool finds them once)."""
+    return (
+        node.kind == "experience",
+        node.impl,
+        node.prompt,
+        node.system,
+        node.skill.directory if node.skill is not None else None,
+        node.source.path if node.source is not None else None,
+    )
+
+
 def file_digests(node: Node, root: Path) -> dict[str, str]:
     """Path (relative to the experience) -> sha256 of the content, for every source file."""
     return {_relative(f, root): _sha256(f, _stamp(f)) for f in source_files(node, root)}
@@ -203,7 +224,7 @@ def value_digest(value: Any) -> str:
 
 
 def _digest(value: Any) -> str:
-    text = jsonvalue.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    text = jsonvalue.canonical(value)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -218,8 +239,16 @@ class NodePrint:
     model: str | None
 
     @classmethod
-    def of(cls, experience: str, node: Node, root: Path, model: str | None) -> NodePrint:
-        files = file_digests(node, root)
+    def of(
+        cls,
+        experience: str,
+        node: Node,
+        root: Path,
+        model: str | None,
+        files: dict[str, str] | None = None,
+    ) -> NodePrint:
+        """The node's print; `files` are its `file_digests` when the caller has them already."""
+        files = file_digests(node, root) if files is None else files
         definition = _digest({"experience": experience, "node": node_definition(node, root)})
         digest = _digest({"v": VERSION, "definition": definition, "files": files, "model": model})
         return cls(node.id, digest, definition, files, model)

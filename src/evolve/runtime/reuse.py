@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from evolve.runtime.fingerprint import NodePrint, value_digest
+from evolve.runtime.fingerprint import NodePrint, file_digests, sources_key, value_digest
 from evolve.spec.model import Node
 
 CacheLookup = Callable[[str, str, str | None], dict[str, Any] | None]
@@ -64,6 +64,7 @@ class Reuse:
     cache: bool = True  # False: --no-cache
     lookup: CacheLookup | None = None  # (node_id, fingerprint, not_before) -> row
     _prints: dict[str, NodePrint] = field(default_factory=dict)
+    _files: dict[tuple[Any, ...], dict[str, str]] = field(default_factory=dict)
     _kept: dict[tuple[str, int | None, str], deque[dict[str, Any]]] = field(default_factory=dict)
     _digests: dict[int, tuple[Any, str]] = field(default_factory=dict)
 
@@ -77,7 +78,12 @@ class Reuse:
         found = self._prints.get(node.id)
         if found is None:
             model = self.model_for(node) if node.kind in ("agent", "skill") else None
-            found = self._prints[node.id] = NodePrint.of(self.experience, node, self.root, model)
+            key = sources_key(node)
+            files = self._files.get(key)
+            if files is None:
+                files = self._files[key] = file_digests(node, self.root)
+            found = NodePrint.of(self.experience, node, self.root, model, files)
+            self._prints[node.id] = found
         return found
 
     def may_reuse(self, node: Node) -> bool:

@@ -40,7 +40,8 @@ from evolve.runtime.reuse import Reuse
 from evolve.runtime.state import RunState
 from evolve.spec.expressions import MISSING, resolve_path
 from evolve.spec.model import MODEL_KINDS, Experience, Node
-from evolve.store.recorder import KeptResult, NodeRun, Recorder
+from evolve.store.kept import KeptResult
+from evolve.store.recorder import NodeRun, Recorder
 
 if TYPE_CHECKING:
     from evolve.runtime.ray_executor import RayExecutor
@@ -355,7 +356,7 @@ class Scheduler:
         limit: asyncio.Semaphore | None = None,
     ) -> Outcome:
         """Try a node (or one item) as its on_error policy allows."""
-        reused = await self._reused(node, edge_inputs, index, item, apply=apply)
+        reused = self._reused(node, edge_inputs, index, item, apply=apply)
         if reused is not None:
             return reused
         allowed = policies.attempts_allowed(node.on_error)
@@ -403,7 +404,7 @@ class Scheduler:
         )
         return Outcome("failed", error=str(error))
 
-    async def _reused(
+    def _reused(
         self, node: Node, edge_inputs: dict[str, Any], index: int | None, item: Any, *, apply: bool
     ) -> Outcome | None:
         """A kept result applied instead of executing the node (or item), when one may be."""
@@ -418,7 +419,8 @@ class Scheduler:
         if kept is None:
             self.executed.add(self.step_of[node.id])
             return None
-        await self.recorder.result_kept(
+        self.recorder.node_run(
+            NodeRun(node.id, 0, "reused", item=index, reused_from=kept.origin, cached=kept.cached),
             KeptResult(
                 node.id,
                 index,
@@ -427,18 +429,7 @@ class Scheduler:
                 kept.edge_output,
                 kept.origin,
                 kept.created_at,
-            )
-        )
-        self.recorder.node_run(
-            NodeRun(
-                node.id,
-                0,
-                "reused",
-                item=index,
-                reused_from=kept.origin,
-                fingerprint=fingerprint,
-                cached=kept.cached,
-            )
+            ),
         )
         if apply:
             self.state.apply([(kept.delta, None)], node.id, [kept.origin])
@@ -474,24 +465,23 @@ class Scheduler:
             attempt.worker = attempt.worker or exc.worker
         except RunFailed as exc:
             raise self.halt(exc) from None
+        kept = None
         if error is None:
             metrics = result.get("metrics") if isinstance(result, dict) else None
             record.metrics = metrics if isinstance(metrics, dict) else None
-            await self.recorder.result_kept(
-                KeptResult(
-                    node.id,
-                    attempt.item,
-                    self.reuse.fingerprint(node, attempt.inputs),
-                    outcome.delta,
-                    outcome.edge_output,
-                    self.recorder.run_id,
-                )
-            )
             record.cpu_ms = attempt.cpu_ms
+            kept = KeptResult(
+                node.id,
+                attempt.item,
+                self.reuse.fingerprint(node, attempt.inputs),
+                outcome.delta,
+                outcome.edge_output,
+                self.recorder.run_id,
+            )
         else:
             outcome, record.error_type, record.error = None, error.error_type, str(error)
         record.duration_ms, record.worker = _ms_since(started), attempt.worker
-        self.recorder.node_run(record)
+        self.recorder.node_run(record, kept)
         return outcome, error
 
     def _outcome(self, node: Node, result: Any) -> Outcome:

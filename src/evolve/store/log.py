@@ -52,7 +52,7 @@ class EventLog:
             **record.fields(),
         }
         event = self.redactor.value(event)  # values, before encoding: listeners see it clean too
-        line = jsonvalue.dumps(event, default=str) + "\n"
+        line = jsonvalue.record(event) + "\n"
         try:
             if self._fd < 0:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -72,10 +72,13 @@ class EventLog:
             self._fd = -1
 
 
-def read_events(path: Path) -> Iterator[dict[str, Any]]:
-    """Stream the events of a log, skipping a torn or unparsable line rather than failing."""
+def read_events(path: Path, containing: bytes = b"") -> Iterator[dict[str, Any]]:
+    """Stream the events of a log, skipping a torn or unparsable line rather than failing;
+    with `containing`, only the lines holding those bytes are parsed (the others are skipped)."""
     with path.open("rb") as f:
         for raw in f:
+            if containing not in raw:
+                continue
             try:  # the log is UTF-8: decoded here, json skips guessing the encoding of bytes
                 event = json.loads(raw.decode("utf-8"))
             except ValueError:  # also a line torn inside a UTF-8 sequence

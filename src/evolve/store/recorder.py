@@ -8,7 +8,8 @@ iterations, schema errors, activity) go through `emit`.
 Order is part of the contract:
 - `run_started` inserts the `runs` row before the log's first line;
 - rows of a running run are batched (see `store.writer`), so a kill loses at most the last
-  batch of rows, and the log still has every line;
+  batch of rows, and the log still has every line; a succeeded attempt's line carries its kept
+  result (see `store.kept`), so that batch never takes a result the log reports with it;
 - `run_finished` makes the run's final state durable in the store (every queued row, then the
   `runs` row, committed with a full sync; a suite's case runs commit without the full sync, and
   the suite's own end has it) *before* it writes `run.finished`. A log that says how a run ended
@@ -40,6 +41,7 @@ from evolve.events import (
     StateWrite,
 )
 from evolve.events import Event as _Event
+from evolve.store.kept import KeptResult, keep
 from evolve.store.log import EventLog, utc_now
 from evolve.store.writer import StateStore
 
@@ -126,7 +128,8 @@ class NodeRun:
     items: int | None = None  # a whole for_each node: how many items
     items_failed: int | None = None
     reused_from: str | None = None  # status reused: the run that executed it
-    fingerprint: str | None = None  # status reused: the fingerprint that matched
+    fingerprint: str | None = None  # the fingerprint a result is kept under (or that matched)
+    result: dict[str, Any] | None = None  # a succeeded attempt's result, as its line carries it
     cached: bool | None = None  # status reused: found through `cache:`
     worker: str | None = None  # the Ray node an attempt ran on (--executor ray); log only
 
@@ -182,6 +185,8 @@ class NodeRun:
                     metrics=self.metrics or {},
                     worker=self.worker,
                     cpu_ms=self.cpu_ms,
+                    fingerprint=self.fingerprint,
+                    result=self.result,
                 )
             ]
         failed = NodeFailed(
@@ -201,31 +206,6 @@ class NodeRun:
                 failed,
             ]
         return [failed]
-
-
-@dataclass(slots=True)
-class KeptResult:
-    """One `node_results` row: what a succeeded node or item produced, and its fingerprint."""
-
-    node_id: str
-    item: int | None
-    fingerprint: str
-    delta: dict[str, Any]
-    edge_output: Any
-    origin_run_id: str  # the run that executed it: this one, or the one a reused result is from
-    created_at: str | None = None  # when it was executed (kept as is when reused)
-
-    def row(self, run_id: str) -> dict[str, Any]:
-        return {
-            "run_id": run_id,
-            "node_id": self.node_id,
-            "item": self.item,
-            "fingerprint": self.fingerprint,
-            "delta": self.delta,
-            "edge_output": self.edge_output,
-            "origin_run_id": self.origin_run_id,
-            "created_at": self.created_at,
-        }
 
 
 @dataclass(slots=True)
@@ -303,8 +283,6 @@ class Recorder:
         self.run_id = run_id
         self.log = log
         self.store = store
-        self._keeping: list[dict[str, Any]] = []  # results waiting for their commit
-        self._kept: Any = None  # the future their commit resolves
         # a suite's case runs end without a full sync (one per case would be most of a suite's
         # time); the suite's own end is durable, and a case lost to a power cut reads interrupted
         self.durable = durable
@@ -341,36 +319,17 @@ class Recorder:
         self.log.write(end.event, end.finished_at)
         self.log.close()
 
-    def node_run(self, record: NodeRun) -> None:
+    def node_run(self, record: NodeRun, kept: KeptResult | None = None) -> None:
+        """A node run's row and events; with `kept`, the result a success keeps (a succeeded
+        attempt's line carries it, or it is committed before the line: see `store.kept`)."""
         record.finished_at = ts = utc_now()
+        if kept is not None:
+            kept.created_at = kept.created_at or ts
+            record.fingerprint = kept.fingerprint
+            record.result = keep(self.store, self.run_id, kept)
         self.store.record_attempt(record.row(self.run_id))
         for event in record.events():
             self.log.write(event, ts)
-
-    async def result_kept(self, result: KeptResult) -> None:
-        """Commit a result to the store; await it before the `node_run` that reports the
-        success, so a log line saying a node succeeded always has its result kept. Results
-        kept at the same moment (items finishing together) share one commit."""
-        import asyncio
-
-        self._keeping.append(result.row(self.run_id))
-        if self._kept is None:
-            loop = asyncio.get_running_loop()
-            self._kept = loop.create_future()
-            loop.call_soon(self._commit_kept)
-        await asyncio.shield(self._kept)
-
-    def _commit_kept(self) -> None:
-        rows, done = self._keeping, self._kept
-        self._keeping, self._kept = [], None
-        try:
-            self.store.keep_results(rows)
-        except Exception as exc:  # every waiting attempt sees it
-            if done is not None and not done.done():
-                done.set_exception(exc)
-            return
-        if done is not None and not done.done():
-            done.set_result(None)
 
     def prints_taken(self, prints: list[dict[str, Any]]) -> None:
         """Each node's definition, file and model digests as this run sees them."""

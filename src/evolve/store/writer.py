@@ -12,6 +12,7 @@ A run whose process died without finishing is reported as `interrupted` (see `re
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sqlite3
@@ -101,6 +102,7 @@ class StateStore:
         self._redactor = Redactor()
         self._redact = self._redactor.text
         self._pending: list[tuple[str, dict[str, Any]]] = []  # (table, row), in write order
+        self._results: list[tuple[Any, ...]] = []  # node_results rows, encoded (KEEP_RESULT)
         self._snapshots: dict[tuple[str, str], dict[str, Any]] = {}
         self._timer: Any = None
 
@@ -136,7 +138,7 @@ class StateStore:
         return store
 
     def _json(self, value: Any) -> str:
-        return jsonvalue.dumps(self._redactor.value(value), default=str)
+        return jsonvalue.record(self._redactor.value(value))
 
     def close(self) -> None:
         try:
@@ -146,7 +148,11 @@ class StateStore:
 
     def _queue(self, table: str, row: dict[str, Any]) -> None:
         self._pending.append((table, row))
-        if len(self._pending) >= FLUSH_ROWS:
+        self._schedule()
+
+    def _schedule(self) -> None:
+        """Flush now if the batch is full, else make sure a flush follows soon."""
+        if len(self._pending) + len(self._results) >= FLUSH_ROWS:
             self.flush()
         elif self._timer is None:
             try:
@@ -176,19 +182,30 @@ class StateStore:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if not self._pending and not self._snapshots:
+        if not self._pending and not self._snapshots and not self._results:
             return
         with self.transaction():
-            by_table: dict[str, list[dict[str, Any]]] = {}
+            # rows of one table and shape go in one executemany: their values are encoded
+            # already (sqlite-utils' insert_all would inspect each value again)
+            by_shape: dict[tuple[str, tuple[str, ...]], list[tuple[Any, ...]]] = {}
             for table, row in self._pending:
-                by_table.setdefault(table, []).append(row)
-            for table, rows in by_table.items():
-                self.db[table].insert_all(rows, alter=False)
+                values = tuple(map(self._cell, row.values()))
+                by_shape.setdefault((table, tuple(row)), []).append(values)
+            for (table, columns), rows in by_shape.items():
+                names = ", ".join(f'"{c}"' for c in columns)
+                marks = ", ".join("?" * len(columns))
+                self.db.conn.executemany(f"insert into {table} ({names}) values ({marks})", rows)
+            if self._results:
+                self.db.conn.executemany(KEEP_RESULT, self._results)
             if self._snapshots:
                 self.db["state_snapshot"].upsert_all(
                     self._snapshots.values(), pk=("run_id", "field")
                 )
-        self._pending, self._snapshots = [], {}
+        self._pending, self._snapshots, self._results = [], {}, []
+
+    def _cell(self, value: Any) -> Any:
+        """A queued value as SQLite stores it (a structure as JSON: writers encode their own)."""
+        return self._json(value) if isinstance(value, dict | list | tuple) else value
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -290,12 +307,23 @@ class StateStore:
         host = socket.gethostname()
         dead = [
             r
-            for r in self.db["runs"].rows_where("status = 'running' and host = ?", [host])
+            for r in self.db["runs"].rows_where(
+                "status = 'running' and host = ?", [host], order_by="started_at"
+            )
             if not process_alive(r["pid"])
         ]
-        for row in dead:
-            self.finish_run(row["id"], **_ending(row.get("log_path")))
+        for row in dead:  # in the order they started: a run restored before those reusing it
+            self._end_dead(row)
         return len(dead)
+
+    def _end_dead(self, row: dict[str, Any]) -> None:
+        """End a run whose process is gone: first the kept results its log reports and the
+        store lost with the last batch (see `store.kept`), then its ending, as its log says."""
+        from evolve.store.kept import restore
+
+        if row.get("log_path"):
+            restore(self, row["id"], Path(row["log_path"]))
+        self.finish_run(row["id"], **_ending(row.get("log_path")))
 
     def reconcile_ended(self, run_id: str) -> None:
         """End one run whose process is gone, as its log says (see `reconcile`)."""
@@ -381,26 +409,46 @@ class StateStore:
 
     # -- kept results ----------------------------------------------------------------------------
 
-    def keep_results(self, rows: list[dict[str, Any]]) -> None:
-        """Keep succeeded nodes' (or items') results, committed at once in one short
-        transaction of their own: the log lines reporting those successes are written after
-        this returns, so every success a log reports has its result kept, even if the process
-        is killed next. (Other queued rows need not wait: the log can rebuild them.)"""
-        values = [
-            (
-                row["run_id"],
-                row["node_id"],
-                row["item"],
-                row["fingerprint"],
-                self._json(row["delta"]),
-                self._json(row["edge_output"]),
-                row["origin_run_id"],
-                row.get("created_at") or utc_now(),
-            )
-            for row in rows
-        ]
+    def result_values(self, row: dict[str, Any]) -> tuple[Any, ...]:
+        """A `node_results` row as `KEEP_RESULT` takes it: delta and edge output encoded (and
+        redacted), so a caller can see their size before deciding where the result goes."""
+        delta = self._json(row["delta"])
+        same = row["edge_output"] is row["delta"]  # the default edge output: encoded once
+        return (
+            row["run_id"],
+            row["node_id"],
+            row["item"],
+            row["fingerprint"],
+            delta,
+            delta if same else self._json(row["edge_output"]),
+            row["origin_run_id"],
+            row.get("created_at") or utc_now(),
+        )
+
+    def queue_result(self, values: tuple[Any, ...]) -> None:
+        """Keep a result with the next batch (its success line carries it meanwhile)."""
+        self._results.append(values)
+        self._schedule()
+
+    def commit_results(self, values: list[tuple[Any, ...]]) -> None:
+        """Keep results now, in one short transaction of their own (a result too large for its
+        success line is committed before the line is written; see `store.kept`)."""
         with self.transaction():
             self.db.conn.executemany(KEEP_RESULT, values)
+
+    def origin_result(
+        self, node_id: str, fingerprint: str, origin: str
+    ) -> tuple[Any, Any, str, str] | None:
+        """(delta, edge output, origin run, created at) of a result run `origin` executed, as any
+        run keeps it: what a `node.reused` line stands for."""
+        found = self.db.conn.execute(
+            "select delta, edge_output, created_at from node_results where node_id = ? and "
+            "fingerprint = ? and (run_id = ? or origin_run_id = ?) limit 1",
+            [node_id, fingerprint, origin, origin],
+        ).fetchone()
+        if found is None:
+            return None
+        return json.loads(found[0]), json.loads(found[1]), origin, found[2]
 
     def record_prints(self, rows: list[dict[str, Any]]) -> None:
         """The per-node parts of this run's fingerprints (what `resume` compares to explain)."""
