@@ -40,9 +40,12 @@ JS_IMPORT = re.compile(r"""(?:import|export)[^'"`;]*?from\s*['"](\.{1,2}/[^'"]+)
 JS_BARE_IMPORT = re.compile(r"""(?:import\s*\(?\s*|require\s*\(\s*)['"](\.{1,2}/[^'"]+)['"]""")
 
 
+_AS_IS = frozenset({str, int, float, bool, type(None)})
+
+
 def _plain(value: Any, root: Path) -> Any:
     """A node's definition as JSON: paths relative to the experience, expressions as written."""
-    if value is None or isinstance(value, str | int | float):  # most fields: as they are
+    if type(value) in _AS_IS:  # most fields
         return value
     if isinstance(value, Expression):
         return value.source

@@ -224,6 +224,7 @@ class Run:
         check_models(experience, options.model, options.replaying, options.case is not None)
         self.run_id = new_run_id()
         self.depth = 0  # how many parents this run has
+        self.reuse: Reuse | None = None
 
     async def execute(self) -> RunResult:
         experience, run_id = self.experience, self.run_id
@@ -236,6 +237,19 @@ class Run:
             durable=self.options.durable_end,
         )
         model_for = model_resolver(experience, self.options.model, self.options.replaying)
+        # what each node's results will be kept under (its definition, files and model) is
+        # taken from the experience as loaded, like spec_files, before the run starts
+        reuse = self._reuse(model_for)
+        prints = [
+            {
+                "node_id": p.node_id,
+                "digest": p.digest,
+                "definition": p.definition,
+                "files": p.files,
+                "model": p.model,
+            }
+            for p in map(reuse.print_of, experience.nodes.values())
+        ]
         models = sorted(
             {
                 m
@@ -267,19 +281,7 @@ class Run:
                 spec_files=experience.file_digests() if self.parent is None else None,
             )
         )
-        reuse = self._reuse(model_for)
-        recorder.prints_taken(
-            [
-                {
-                    "node_id": p.node_id,
-                    "digest": p.digest,
-                    "definition": p.definition,
-                    "files": p.files,
-                    "model": p.model,
-                }
-                for p in map(reuse.print_of, experience.nodes.values())
-            ]
-        )
+        recorder.prints_taken(prints)
         started = time.monotonic()
         state = RunState(experience, self.values, recorder)
         metered = MeteredModel(self.model, recorder, self.options.max_cost)
@@ -405,9 +407,12 @@ class Run:
         return asyncio.ensure_future(asyncio.to_thread(prepare))
 
     def _reuse(self, model_for: Any) -> Reuse:
+        """The run's reuse rules (made once: `start_run` asks for them to explain the plan)."""
+        if self.reuse is not None:
+            return self.reuse
         queries = RunQueries(self.store)
         source = self.options.source
-        return Reuse(
+        self.reuse = Reuse(
             self.experience.name,
             self.experience.directory,
             model_for,
@@ -417,6 +422,7 @@ class Run:
             cache=not self.options.no_cache,
             lookup=queries.cached_result,
         )
+        return self.reuse
 
     async def _child(self, node: Node, args: dict[str, Any]) -> dict[str, Any]:
         if self.depth >= MAX_NESTING:

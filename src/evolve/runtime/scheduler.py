@@ -124,17 +124,18 @@ class Scheduler:
             {s: [e.source for e in self.experience.predecessors(s)] for s in self.experience.steps}
         )
         graph.prepare()
-        finished: asyncio.Queue[str] = asyncio.Queue()
 
-        async def step(name: str) -> None:
+        def start_ready(group: asyncio.TaskGroup) -> None:
+            for name in graph.get_ready():
+                group.create_task(step(group, name), name=name)
+
+        async def step(group: asyncio.TaskGroup, name: str) -> None:
             await self._step(name)
-            finished.put_nowait(name)
+            graph.done(name)
+            start_ready(group)  # what it unblocked starts now, from the step that finished
 
         async def walk(group: asyncio.TaskGroup) -> None:
-            while graph.is_active():
-                for name in graph.get_ready():
-                    group.create_task(step(name), name=name)
-                graph.done(await finished.get())
+            start_ready(group)  # the group waits for every step, those started later too
 
         await self._together(walk)
 
@@ -277,10 +278,9 @@ class Scheduler:
                 self.recorder.emit(NodeItems(node_id=node.id, total=count))
                 limit = asyncio.Semaphore(node.for_each.concurrency or count or 1)
 
-                async def one(index: int) -> Outcome:
-                    item = items[index]
-                    return await self._attempts(
-                        node, edge_inputs, index, item, apply=False, limit=limit
+                def one(index: int) -> Awaitable[Outcome]:
+                    return self._attempts(
+                        node, edge_inputs, index, items[index], apply=False, limit=limit
                     )
 
                 # items start in order, a bounded number at a time: a 50,000-item fan-out holds

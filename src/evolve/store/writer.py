@@ -147,6 +147,8 @@ class StateStore:
             self.db.conn.close()
 
     def _queue(self, table: str, row: dict[str, Any]) -> None:
+        """Queue a row whose values are as SQLite stores them (structures encoded by the caller,
+        through `_json`, which redacts)."""
         self._pending.append((table, row))
         self._schedule()
 
@@ -185,12 +187,11 @@ class StateStore:
         if not self._pending and not self._snapshots and not self._results:
             return
         with self.transaction():
-            # rows of one table and shape go in one executemany: their values are encoded
-            # already (sqlite-utils' insert_all would inspect each value again)
+            # rows of one table and shape go in one executemany: the writers below queue
+            # values encoded already (sqlite-utils' insert_all would inspect each one again)
             by_shape: dict[tuple[str, tuple[str, ...]], list[tuple[Any, ...]]] = {}
             for table, row in self._pending:
-                values = tuple(map(self._cell, row.values()))
-                by_shape.setdefault((table, tuple(row)), []).append(values)
+                by_shape.setdefault((table, tuple(row)), []).append(tuple(row.values()))
             for (table, columns), rows in by_shape.items():
                 names = ", ".join(f'"{c}"' for c in columns)
                 marks = ", ".join("?" * len(columns))
@@ -202,10 +203,6 @@ class StateStore:
                     self._snapshots.values(), pk=("run_id", "field")
                 )
         self._pending, self._snapshots, self._results = [], {}, []
-
-    def _cell(self, value: Any) -> Any:
-        """A queued value as SQLite stores it (a structure as JSON: writers encode their own)."""
-        return self._json(value) if isinstance(value, dict | list | tuple) else value
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
