@@ -205,3 +205,45 @@ def test_a_log_from_before_state_was_logged_is_checked_without_its_state(two_run
     checked = invoke(two_runs, "doctor")
     assert checked.exit_code == 0, checked.output
     assert checked.stdout == f"{two_runs}: 2 logs, 2 runs checked, healthy\n"
+
+
+def kept(workspace: Path) -> list[tuple]:
+    db = sqlite3.connect(workspace / "state.sqlite")
+    rows = db.execute(
+        "select run_id, node_id, item, fingerprint, delta, edge_output, origin_run_id, created_at "
+        "from node_results order by run_id, node_id, item"
+    ).fetchall()
+    db.close()
+    return rows
+
+
+def test_kept_results_the_store_lacks_are_found_and_restored_from_the_logs(two_runs):
+    before = kept(two_runs)
+    assert len(before) == 2 * 4  # per run: three items and the agent node succeeded
+    db = sqlite3.connect(two_runs / "state.sqlite")
+    db.execute("delete from node_results where item = 2 or item is null")
+    db.commit()
+    db.close()
+    found = json.loads(invoke(two_runs, "doctor", "--json").stdout)
+    assert not found["healthy"]
+    assert (
+        sorted(f["message"] for f in found["findings"])
+        == [
+            "2 kept results its log reports are not in the state store (resuming it would execute "
+            "them again)"
+        ]
+        * 2
+    )
+    repaired = invoke(two_runs, "doctor", "--repair")
+    assert repaired.exit_code == 0, repaired.output
+    assert kept(two_runs) == before
+    assert invoke(two_runs, "doctor").exit_code == 0
+
+
+def test_a_rebuilt_database_has_the_kept_results_again(two_runs):
+    before = kept(two_runs)
+    for name in os.listdir(two_runs):
+        if name.startswith("state.sqlite"):
+            (two_runs / name).unlink()
+    assert invoke(two_runs, "doctor", "--repair").exit_code == 0
+    assert kept(two_runs) == before

@@ -8,14 +8,17 @@ kept in a form quick to query. `check` looks at three things:
   with the `run.started` of the run its file is named after;
 - the runs: for every log, the rows the store holds for that run (`runs`, `node_runs`,
   `llm_calls`, `state_snapshot`) are the rows its log stands for, found by replaying the log into
-  a scratch database (`store.recorder.replay`) and comparing. A run still going is left alone.
+  a scratch database (`store.recorder.replay`) and comparing; and every kept result its log
+  reports is in `node_results` (see `store.kept`). A run still going is left alone.
 
 With `repair`, a database that cannot be opened or fails its integrity check is moved aside
 (`state.sqlite.broken-<time>`, with its -wal and -shm) and a new one is created; then every run
 whose rows disagree with its log, or that has none, gets the rows of each table that disagrees
-deleted and written again from its log. So a lost or corrupted database loses no run: what the
-log does not keep (the text of model requests and replies, a run's spec files) is the only loss,
-and it is reported. Nothing is ever taken from a log or deleted from one.
+deleted and written again from its log, and the kept results its log reports and the store
+lacks are added. So a lost or corrupted database loses no run: what the log does not keep is
+the only loss (the text of model requests and replies and a run's spec files, which are reported;
+its node prints, and kept results too large for their log line, which a resume executes again).
+Nothing is ever taken from a log or deleted from one.
 """
 
 from __future__ import annotations
@@ -98,6 +101,7 @@ def check(workspace: Workspace, *, repair: bool = False) -> Checkup:
             if events is not None and store is not None:
                 _check_run(log, events, store, checkup, repair)
         if store is not None:
+            _kept_results(workspace, store, checkup, repair)
             _runs_without_log(workspace, store, checkup)
     finally:
         if store is not None:
@@ -331,6 +335,28 @@ def _lost(events: list[dict[str, Any]], tables: list[str]) -> str:
     if "runs" in tables:
         lost.append("the run's copy of its spec files")
     return ", ".join(lost) + (" are not in the log" if lost else "")
+
+
+def _kept_results(workspace: Workspace, store: StateStore, checkup: Checkup, repair: bool) -> None:
+    """Kept results the logs report and the store lacks (see `store.kept`), per run in the order
+    runs started, so the run that executed a reused result is restored before those reusing it."""
+    from evolve.store.kept import restore
+
+    rows = store.db.conn.execute("select id, status, host, pid from runs order by started_at")
+    for run_id, status, host, pid in rows.fetchall():
+        log = workspace.log_path(run_id)
+        if not log.exists() or (status == "running" and _alive({"host": host, "pid": pid})):
+            continue
+        missing = restore(store, run_id, log, dry=not repair)
+        if missing:
+            finding = checkup.add(
+                run_id,
+                f"{missing} kept results its log reports are not in the state store "
+                "(resuming it would execute them again)",
+            )
+            if repair:
+                finding.repaired = True
+                finding.message += "; restored from the log"
 
 
 def _runs_without_log(workspace: Workspace, store: StateStore, checkup: Checkup) -> None:

@@ -75,10 +75,12 @@ def keep(store: StateStore, run_id: str, kept: KeptResult) -> dict[str, Any] | N
     return {"delta": kept.delta, "edge_output": kept.edge_output}
 
 
-def restore(store: StateStore, run_id: str, log_path: Path) -> int:
+def restore(store: StateStore, run_id: str, log_path: Path, *, dry: bool = False) -> int:
     """Add the `node_results` rows of run `run_id` that its log reports and the store lacks
-    (the last batch of a killed run). Returns how many. The runs that executed its reused
-    results must have been restored first (`reconcile` goes in the order runs started)."""
+    (the last batch of a killed run, or every row of a store rebuilt by `evolve doctor`).
+    Returns how many (with `dry`, how many it would add, adding none). The runs that executed
+    its reused results must have been restored first (`reconcile` and `doctor` go in the order
+    runs started)."""
     from evolve.store.log import read_events
 
     if not log_path.is_file():
@@ -107,6 +109,6 @@ def restore(store: StateStore, run_id: str, log_path: Path) -> int:
             row = store.origin_result(key[0], key[2], e.get("from_run") or "")
             if row is not None:
                 missing.append(KeptResult(*key, *row))
-    if missing:
+    if missing and not dry:
         store.commit_results([store.result_values(k.row(run_id)) for k in missing])
     return len(missing)
