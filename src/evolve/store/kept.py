@@ -23,14 +23,28 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from evolve.events import EventType
 
-if TYPE_CHECKING:
-    from evolve.store.writer import StateStore
-
 LOG_RESULT_BYTES = 64 * 1024  # a result encoded larger than this is committed, not logged
+
+
+class ResultStore(Protocol):
+    """The state store as kept results use it (`store.writer.StateStore`, which restores through
+    this module, so it is described here rather than imported)."""
+
+    def result_values(self, row: dict[str, Any]) -> tuple[Any, ...]: ...
+
+    def queue_result(self, values: tuple[Any, ...]) -> None: ...
+
+    def commit_results(self, values: list[tuple[Any, ...]]) -> None: ...
+
+    def kept_keys(self, run_id: str) -> list[tuple[str, int | None, str]]: ...
+
+    def origin_result(
+        self, node_id: str, fingerprint: str, origin: str
+    ) -> tuple[Any, Any, str, str] | None: ...
 
 
 @dataclass(slots=True)
@@ -58,7 +72,7 @@ class KeptResult:
         }
 
 
-def keep(store: StateStore, run_id: str, kept: KeptResult) -> dict[str, Any] | None:
+def keep(store: ResultStore, run_id: str, kept: KeptResult) -> dict[str, Any] | None:
     """Keep a result of run `run_id`; returns what its success line carries (`result`), or
     None when the line need not carry it (reused, or committed now because it is large)."""
     values = store.result_values(kept.row(run_id))
@@ -75,7 +89,7 @@ def keep(store: StateStore, run_id: str, kept: KeptResult) -> dict[str, Any] | N
     return {"delta": kept.delta, "edge_output": kept.edge_output}
 
 
-def restore(store: StateStore, run_id: str, log_path: Path, *, dry: bool = False) -> int:
+def restore(store: ResultStore, run_id: str, log_path: Path, *, dry: bool = False) -> int:
     """Add the `node_results` rows of run `run_id` that its log reports and the store lacks
     (the last batch of a killed run, or every row of a store rebuilt by `evolve doctor`).
     Returns how many (with `dry`, how many it would add, adding none). The runs that executed
@@ -85,11 +99,7 @@ def restore(store: StateStore, run_id: str, log_path: Path, *, dry: bool = False
 
     if not log_path.is_file():
         return 0
-    have = Counter(
-        store.db.conn.execute(
-            "select node_id, item, fingerprint from node_results where run_id = ?", [run_id]
-        )
-    )
+    have = Counter(store.kept_keys(run_id))
     missing: list[KeptResult] = []
     for e in read_events(log_path, containing=b'"fingerprint"'):
         kind = e.get("type")

@@ -433,6 +433,12 @@ class StateStore:
         with self.transaction():
             self.db.conn.executemany(KEEP_RESULT, values)
 
+    def kept_keys(self, run_id: str) -> list[tuple[str, int | None, str]]:
+        """(node, item, fingerprint) of every result run `run_id` has in the store."""
+        return self.db.conn.execute(
+            "select node_id, item, fingerprint from node_results where run_id = ?", [run_id]
+        ).fetchall()
+
     def origin_result(
         self, node_id: str, fingerprint: str, origin: str
     ) -> tuple[Any, Any, str, str] | None:
