@@ -1,8 +1,8 @@
 """The README and the getting-started page, run as written: each `$ command` of their console
 blocks runs in a shell (stderr merged into stdout, as a terminal shows both), and what it prints
 must be what the page shows. Every console block of both pages is compared, and so is the
-proposal report getting-started shows; a new block that no test runs fails
-`test_every_readme_block_is_run`. The hand edit is a diff that `git apply` accepts.
+proposal report getting-started shows. The README is followed top to bottom in one playground, as
+a newcomer follows it. The hand edit is a diff that `git apply` accepts.
 
 What is normalised, and only that, because it differs between two honest runs:
 - run ids and content hashes become `<run1>`, `<sha1>`... in order of first appearance, numbered
@@ -218,37 +218,32 @@ def check(block: str, page: Page) -> dict[str, list[str]]:
     return outputs
 
 
-# The README's console blocks, by first command: the examples each needs in its playground.
-README_BLOCKS = {
-    "evolve run examples/review-branch --offline": ["review-branch"],
-    "git checkout -- examples/review-branch": ["review-branch"],
-    "evolve run examples/starter": ["starter"],
-    "cp -r examples/starter broken": ["starter"],
-}
-
-
-def readme_block(first: str) -> str:
-    return next(b for b in blocks(README, "console") if commands(b)[0][0].startswith(first))
-
-
-def test_every_readme_block_is_run():
-    firsts = [commands(block)[0][0] for block in blocks(README, "console")]
-    unrun = [f for f in firsts if not any(f.startswith(known) for known in README_BLOCKS)]
-    assert not unrun, f"README console blocks no test runs: {unrun}"
-    assert len(firsts) == len(README_BLOCKS)
+# The README is walked top to bottom in one clone-like playground, as a newcomer follows it: the
+# `evolve` lines of its bash blocks (after the install) and every console block, in page order.
+README_EXAMPLES = ["review-branch", "starter"]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("first", list(README_BLOCKS))
-def test_a_readme_block_prints_what_it_shows(first, tmp_path):
-    examples = {f"examples/{name}": ROOT / "examples" / name for name in README_BLOCKS[first]}
+def test_the_readme_prints_what_it_shows(tmp_path):
+    examples = {f"examples/{name}": ROOT / "examples" / name for name in README_EXAMPLES}
     page = Page(repo(tmp_path / "evolve", examples), "/home/you/evolve")
-    outputs = check(readme_block(first), page)
-    if first.startswith("git checkout"):  # getting-started quotes the same verification line
-        [line] = [b for lang, b in fenced(GETTING_STARTED) if lang == "" and "Verified" in b]
-        [verified] = [out for command, out in outputs.items() if "--verify" in command]
-        got = normalise(verified, page.here, page.shown_root, Names())
-        assert normalise([line], page.here, page.shown_root, Names())[0] in got
+    outputs: dict[str, list[str]] = {}
+    consoles = 0
+    for language, body in fenced(README):
+        if language == "bash":
+            for line in body.splitlines():
+                if line.startswith("evolve "):
+                    done = shell(line, page.here)
+                    assert done.returncode == 0, f"$ {line}\n{done.stdout}"
+        elif language == "console":
+            outputs |= check(body, page)
+            consoles += 1
+    assert consoles == 4, "a console block was added or removed: check that it runs here"
+    # getting-started quotes the README's verification line
+    [line] = [b for lang, b in fenced(GETTING_STARTED) if lang == "" and "Verified" in b]
+    [verified] = [out for command, out in outputs.items() if "--verify" in command]
+    got = normalise(verified, page.here, page.shown_root, Names())
+    assert normalise([line], page.here, page.shown_root, Names())[0] in got
 
 
 def test_the_getting_started_diff_applies(tmp_path):
