@@ -518,3 +518,137 @@ def test_a_suite_is_re_run_case_by_case_and_scored_with_the_paired_interval(tmp_
         cwd=tmp_path,
     )
     assert json.loads(after.stdout)["score"] == 1.0
+
+
+FAILS_FOUR_TIMES = """
+import errno
+
+CALLS = []
+
+def run(inputs):
+    CALLS.append(1)  # a new module each run: each run's first four calls fail
+    if len(CALLS) <= 4:
+        raise ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")
+    return {}
+"""
+
+
+def test_attempts_are_searched_until_a_count_works(tmp_path):
+    node = tool("flaky", "tools/f.py")
+    node["on_error"] = {"policy": "retry", "attempts": 2, "base_ms": 10, "then": "skip"}
+    repo, exp = repo_with(tmp_path, spec([node], name="x"), {"tools/f.py": FAILS_FOUR_TIMES})
+    assert evolve_run(exp, tmp_path)["status"] == "partial"
+    plain = propose(Workspace(tmp_path / "ws"), [], no_llm=True)
+    [guess] = plain.proposals
+    assert guess.title == "Give 'flaky' 4 attempts and a 20 ms backoff"
+    assert "it needs more than 2 (a lower bound" in guess.rationale
+    assert "4 is a guess" in guess.rationale and "--verify" in guess.rationale
+    report = verified(tmp_path)
+    top = report.proposals[0]
+    assert top.title == "Give 'flaky' 6 attempts and a 20 ms backoff"
+    line = top.verification.line()
+    assert line.startswith("Verified by re-running: partial -> success"), line
+    assert "tried 4 attempts: partial" in line
+    assert "6 attempts: success, failed nodes 0, failed items 0 (works)" in line
+    assert "+      attempts: 6\n" in top.diff
+    apply_top(repo, exp, report)
+    assert evolve_run(exp, tmp_path)["status"] == "success"
+
+
+RATE_WINDOW = """
+import time
+
+FIRST = []
+
+class TooManyRequests(Exception):
+    status_code = 429
+
+def run(inputs):
+    now = time.monotonic()
+    if not FIRST:
+        FIRST.append(now)
+    if now - FIRST[0] < 0.5:  # the provider's window: half a second from the first call
+        raise TooManyRequests("429 Too Many Requests")
+    return {}
+"""
+
+
+def test_a_backoff_is_searched_from_short_to_long_until_the_window_resets(tmp_path):
+    node = tool("call", "tools/r.py")
+    node["on_error"] = {"policy": "retry", "attempts": 3, "base_ms": 20, "then": "skip"}
+    repo, exp = repo_with(tmp_path, spec([node], name="x"), {"tools/r.py": RATE_WINDOW})
+    assert evolve_run(exp, tmp_path)["status"] == "partial"
+    plain = propose(Workspace(tmp_path / "ws"), [], no_llm=True)
+    [guess] = plain.proposals
+    assert guess.title == "Back off longer when 'call' is rate-limited"
+    assert "backing off from 2000 ms" in guess.rationale
+    assert "the value is a guess" in guess.rationale and "--verify" in guess.rationale
+    report = verified(tmp_path)
+    top = report.proposals[0]
+    line = top.verification.line()
+    assert line.startswith("Verified by re-running: partial -> success"), line
+    assert "tried base_ms 100: partial, failed nodes 1" in line
+    assert "base_ms 400: success, failed nodes 0, failed items 0" in line
+    assert line.endswith("(works)")
+    assert "400 ms was the shortest base" in top.rationale
+    assert "base_ms: 400" in top.diff
+    apply_top(repo, exp, report)
+    assert evolve_run(exp, tmp_path)["status"] == "success"
+
+
+AT_MOST_FOUR = """
+import threading
+import time
+
+LOCK = threading.Lock()
+IN_FLIGHT = [0]
+
+class TooManyRequests(Exception):
+    status_code = 429
+
+def run(inputs):
+    with LOCK:
+        IN_FLIGHT[0] += 1
+        now = IN_FLIGHT[0]
+    try:
+        if now > 4:  # the service it waits on takes four at a time
+            raise TooManyRequests("429: more than 4 requests at once")
+        time.sleep(0.08)
+    finally:
+        with LOCK:
+            IN_FLIGHT[0] -= 1
+    return {}
+"""
+
+
+def test_a_concurrency_raise_that_hits_a_limit_is_searched_down_to_one_that_works(tmp_path):
+    node = tool("fetch", "tools/s.py", for_each={"source": "$.items", "concurrency": 1})
+    node["on_error"] = {"policy": "skip"}
+    document = spec([node], name="x", state={"items": {"type": "array", "default": [0] * 12}})
+    repo, exp = repo_with(tmp_path, document, {"tools/s.py": AT_MOST_FOUR})
+    assert evolve_run(exp, tmp_path)["status"] == "success"
+    plain = propose(Workspace(tmp_path / "ws"), [], no_llm=True)
+    [guess] = plain.proposals
+    assert guess.title == "Raise the concurrency of 'fetch' from 1 to 8"
+    assert "8 is a guess" in guess.rationale and "tries 8, 4, 2" in guess.rationale
+    report = verified(tmp_path)
+    top = report.proposals[0]
+    assert top.title == "Raise the concurrency of 'fetch' from 1 to 4"
+    line = top.verification.line()
+    assert "tried concurrency 8: partial, failed items " in line, line
+    assert "concurrency 4: success, failed items 0, retries 0, duration -" in line
+    assert line.endswith("(works)")
+    apply_top(repo, exp, report)
+    after = evolve_run(exp, tmp_path)
+    assert problems(after, tmp_path) == ("success", 0)
+    assert "concurrency: 4" in (exp / "experience.yaml").read_text()
+
+
+def test_a_fan_out_that_computes_gets_no_concurrency_proposal_when_verified(tmp_path):
+    node = tool("crunch", "tools/c.py", for_each={"source": "$.items", "concurrency": 1})
+    document = spec([node], name="x", state={"items": {"type": "array", "default": [0] * 8}})
+    _, exp = repo_with(tmp_path, document, {"tools/c.py": CPU_BOUND})
+    assert evolve_run(exp, tmp_path)["status"] == "success"
+    report = verified(tmp_path)
+    assert report.proposals == []
+    assert report.verified is not None and report.verified["reruns"] == 0

@@ -8,10 +8,16 @@ touches only the lines that change:
   attempts; when none finished, the limit is only a lower bound (timed-out attempts are
   censored): the value is a guess, and `search` lists larger ones for --verify to try
 - transient failures under `skip`/`fail_run`      -> `retry` with exponential backoff
-- retries ran out on transient failures           -> more attempts and a longer backoff
+- retries ran out on transient failures           -> more attempts and a longer backoff; every
+  attempt failed, so the number needed is only known to be larger: a guess, and `search` lists
+  more attempts for --verify to try
 - rate-limit failures                             -> lower the fan-out's concurrency, or back off
+  longer; how long the provider's window lasts is unknown: a guess, and with --verify `search`
+  tries backoffs from short to long (the first that works is the shortest that does)
 - a fan-out bound by its concurrency, no 429s,    -> raise `for_each.concurrency`
-  and items that mostly wait (CPU time under half their duration, where measured)
+  and items that mostly wait (CPU time under half their duration, where measured); how many in
+  flight the work (and whatever it calls) bears is unknown: a guess, and `search` lists smaller
+  raises for --verify to try when the guess does not help (the first that works is proposed)
 - replies cut at max_tokens (finish reason)        -> raise `max_tokens`
 - replies failing their output schema             -> a retry (a fresh answer), or room to finish;
   never a retry when the repair reply repeats the first reply's violation word for word
@@ -30,6 +36,10 @@ from evolve.spec.edit import set_values
 
 Change = tuple[tuple[str | int, ...], Any]
 TIMEOUT_SEARCH = 4  # values --verify tries for a timeout that no attempt finished under
+ATTEMPTS_SEARCH = 4  # attempt counts --verify tries when every attempt failed
+MAX_ATTEMPTS = 20  # the schema's maximum
+BACKOFF_SEARCH = 5  # backoff bases --verify tries for a rate-limited node
+MAX_BACKOFF_MS = 60_000
 MAX_TIMEOUT_MS = 3_600_000
 WAITING = 0.5  # a fan-out's items "mostly wait" when under half their time is CPU time
 DEFAULT_MAX_TOKENS = 4096  # proposed when a reply was cut and the node set no max_tokens
@@ -43,6 +53,32 @@ def nice_ms(value: float) -> int:
     if value / step > 50:
         step *= 5
     return int(math.ceil(value / step) * step)
+
+
+def attempt_values(current: int) -> list[int]:
+    """More attempts than `current`, growing by half (at least two more each), up to 20."""
+    values: list[int] = []
+    value = current
+    while len(values) < ATTEMPTS_SEARCH and value < MAX_ATTEMPTS:
+        value = min(MAX_ATTEMPTS, max(value + 2, math.ceil(value * 1.5)))
+        values.append(value)
+    return values
+
+
+def backoff_values(base_ms: int) -> list[int]:
+    """Backoff bases to try, short to long: four times the current base, then four times more."""
+    values = [nice_ms(max(base_ms, 25) * 4)]
+    while len(values) < BACKOFF_SEARCH and values[-1] * 4 <= MAX_BACKOFF_MS:
+        values.append(nice_ms(values[-1] * 4))
+    return values
+
+
+def concurrency_values(target: int, current: int) -> list[int]:
+    """The proposed concurrency, then halved while it stays above today's."""
+    values = [target]
+    while values[-1] // 2 > current:
+        values.append(values[-1] // 2)
+    return values
 
 
 def _cite(refs: list[Ref], limit: int = 6) -> str:
@@ -161,23 +197,26 @@ class Detectors:
         )
         proposal = self._timeout(node, current, target, rationale, refs)
         if finished is None and self.verifying:  # a guess: later values to try, in order
-            proposal.search_value = target
-            value = target
-            for _ in range(TIMEOUT_SEARCH - 1):
-                value = nice_ms(value * 2)
-                if value > MAX_TIMEOUT_MS:
-                    break
-                step = self._timeout(
-                    node,
-                    current,
+            values = [target]
+            while len(values) < TIMEOUT_SEARCH and nice_ms(values[-1] * 2) <= MAX_TIMEOUT_MS:
+                values.append(nice_ms(values[-1] * 2))
+            steps = [
+                (
+                    self._timeout(
+                        node,
+                        current,
+                        value,
+                        f"{len(refs)} attempt{plural} of '{node.id}' hit timeout_ms {hit} "
+                        f"({_cite(refs)}) and no attempt finished; re-running with larger "
+                        f"limits, {value} ms was the first that let the work finish.",
+                        refs,
+                    ),
                     value,
-                    f"{len(refs)} attempt{plural} of '{node.id}' hit timeout_ms {hit} "
-                    f"({_cite(refs)}) and no attempt finished; re-running with larger limits, "
-                    f"{value} ms was the first that let the work finish.",
-                    refs,
+                    str(value),
                 )
-                step.search_value = value
-                proposal.search.append(step)
+                for value in values[1:]
+            ]
+            self._search(proposal, target, str(target), steps, ("timeouts",))
         return proposal
 
     def _timeout(
@@ -226,14 +265,54 @@ class Detectors:
         refs = [r for r, t in found.exhausted if t in TRANSIENT and t != "rate_limit"]
         if not refs:
             return None
-        attempts = min(20, node.on_error.attempts + 2)
+        current = node.on_error.attempts
+        values = attempt_values(current) or [current]
         base = nice_ms(node.on_error.base_ms * 2)
-        rationale = (
-            f"'{node.id}' ran out of its {node.on_error.attempts} attempts on transient "
+        lead = (
+            f"'{node.id}' ran out of its {current} attempts on transient "
             f"errors {len(refs)} time{'s' * (len(refs) > 1)} ({_cite(refs)}). "
-            f"{attempts} attempts from a {base} ms base give the failing dependency "
-            "longer to recover."
         )
+        guess = (
+            f"Every attempt failed, so it needs more than {current} (a lower bound, not a "
+            f"measurement): {values[0]} is a guess. `evolve propose --verify` tries "
+            + ", ".join(map(str, values))
+            + " until one works."
+        )
+        proposal = self._attempts(
+            node,
+            values[0],
+            base,
+            lead + f"{values[0]} attempts from a {base} ms base give the failing dependency "
+            "longer to recover. " + guess,
+            refs,
+        )
+        if self.verifying:
+            self._search(
+                proposal,
+                values[0],
+                f"{values[0]} attempts",
+                [
+                    (
+                        self._attempts(
+                            node,
+                            value,
+                            base,
+                            lead + f"Re-running with more attempts, {value} (from a {base} ms "
+                            "base) was the first that let the work succeed.",
+                            refs,
+                        ),
+                        value,
+                        f"{value} attempts",
+                    )
+                    for value in values[1:]
+                ],
+                ("failed_nodes", "failed_items"),
+            )
+        return proposal
+
+    def _attempts(
+        self, node: Node, attempts: int, base: int, rationale: str, refs: list[Ref]
+    ) -> Proposal:
         return self._propose(
             node,
             [(("on_error",), {"attempts": attempts, "base_ms": base})],
@@ -242,6 +321,20 @@ class Detectors:
             rationale=rationale,
             refs=refs,
         )
+
+    @staticmethod
+    def _search(
+        proposal: Proposal,
+        value: Any,
+        label: str,
+        steps: list[tuple[Proposal, Any, str]],
+        shows: tuple[str, ...],
+    ) -> None:
+        """Make `proposal` the first value of a search whose later values are `steps`."""
+        proposal.search_value, proposal.search_label, proposal.search_shows = value, label, shows
+        for step, step_value, step_label in steps:
+            step.search_value, step.search_label, step.search_shows = step_value, step_label, shows
+            proposal.search.append(step)
 
     def rate_limited(self, node: Node, found: NodeEvidence) -> Proposal | None:
         refs = found.refs("rate_limit")
@@ -264,7 +357,52 @@ class Detectors:
                 rationale=rationale,
                 refs=refs,
             )
-        base = nice_ms(max(node.on_error.base_ms, 500) * 4)
+        lead = (
+            f"'{node.id}' was rate-limited {len(refs)} time{'s' * (len(refs) > 1)} "
+            f"({_cite(refs)}); "
+        )
+        if not self.verifying:
+            base = nice_ms(max(node.on_error.base_ms, 500) * 4)
+            return self._backoff(
+                node,
+                base,
+                lead + f"backing off from {base} ms gives the provider's window time to "
+                "reset. How long that window lasts is unknown, so the value is a guess; "
+                "`evolve propose --verify` tries backoffs from short to long and proposes the "
+                "first that works.",
+                refs,
+            )
+        values = backoff_values(node.on_error.base_ms)
+        proposal = self._backoff(
+            node,
+            values[0],
+            lead + f"re-running with a backoff from {values[0]} ms let the provider's window "
+            "reset (the shortest tried that works).",
+            refs,
+        )
+        self._search(
+            proposal,
+            values[0],
+            f"base_ms {values[0]}",
+            [
+                (
+                    self._backoff(
+                        node,
+                        value,
+                        lead + f"re-running with longer backoffs, {value} ms was the shortest "
+                        "base that let the provider's window reset.",
+                        refs,
+                    ),
+                    value,
+                    f"base_ms {value}",
+                )
+                for value in values[1:]
+            ],
+            ("failed_nodes", "failed_items", "retries"),
+        )
+        return proposal
+
+    def _backoff(self, node: Node, base: int, rationale: str, refs: list[Ref]) -> Proposal:
         change: dict[str, Any] = {"base_ms": base}
         if node.on_error.policy != "retry":
             change = {
@@ -274,11 +412,6 @@ class Detectors:
                 "base_ms": base,
                 "then": node.on_error.policy,
             }
-        rationale = (
-            f"'{node.id}' was rate-limited {len(refs)} time{'s' * (len(refs) > 1)} "
-            f"({_cite(refs)}); backing off from {base} ms gives the provider's window "
-            "time to reset."
-        )
         return self._propose(
             node,
             [(("on_error",), change)],
@@ -308,6 +441,43 @@ class Detectors:
         target = min(items, max(cap * 4, 8), 64)
         if target <= cap:
             return None
+        values = concurrency_values(target, cap)
+        guess = (
+            f" How many in flight the work (and whatever it calls) bears is unknown, so "
+            f"{target} is a guess; `evolve propose --verify` tries "
+            + ", ".join(map(str, values))
+            + " and proposes the first that works."
+        )
+        proposal = self._concurrency(node, bound, cap, target, guess)
+        if self.verifying:
+            steps = [
+                (
+                    self._concurrency(
+                        node,
+                        bound,
+                        cap,
+                        value,
+                        f" Re-running at {', '.join(map(str, values))} in flight, {value} was "
+                        "the first that made the run better.",
+                    ),
+                    value,
+                    f"concurrency {value}",
+                )
+                for value in values[1:]
+            ]
+            self._search(
+                proposal,
+                target,
+                f"concurrency {target}",
+                steps,
+                ("failed_items", "retries", "duration_ms"),
+            )
+        return proposal
+
+    def _concurrency(
+        self, node: Node, bound: list[dict[str, Any]], cap: int, target: int, guess: str
+    ) -> Proposal:
+        global_cap = self.experience.runtime.concurrency
         worst = max(bound, key=lambda f: f["wall_ms"])
         ideal = worst["busy_ms"] / target
         changes: list[Change] = [(("for_each", "concurrency"), target)]
@@ -328,7 +498,7 @@ class Detectors:
             changes,
             key="for_each.concurrency.raise",
             title=f"Raise the concurrency of '{node.id}' from {cap} to {target}",
-            rationale=rationale,
+            rationale=rationale + guess,
             refs=refs,
         )
         proposal.evidence = [

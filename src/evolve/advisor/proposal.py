@@ -28,6 +28,8 @@ class Proposal:
     target: str = ""  # what it changes: "file:node:parameter" (dedupe key), "" when unknown
     search: list[Proposal] = field(default_factory=list)  # further values to try (--verify)
     search_value: Any = None  # the value this one sets, when it is one step of a search
+    search_label: str = ""  # that value as the "tried" list names it: "6 attempts"
+    search_shows: tuple[str, ...] = ("timeouts",)  # the figures a step's outcome is told by
     verification: Any = None  # advisor.verify.Verification, once re-run
 
     def adopt(self, other: Proposal) -> None:
@@ -38,6 +40,7 @@ class Proposal:
             other.diff,
             other.search_value,
         )
+        self.search_label = other.search_label
 
     def redact(self, redactor: Redactor) -> None:
         """Secrets out of the words (a model may quote one); the diff is checked, not changed."""

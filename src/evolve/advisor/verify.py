@@ -356,7 +356,8 @@ class Verifier:
             found = await self._rerun(scratch / str(n), scratch_files(option))
             first = first or found
             if proposal.search:
-                tried.append(f"{option.search_value}: {_short(found)}")
+                label = option.search_label or str(option.search_value)
+                tried.append(f"{label}: {_short(found, option.search_shows)}")
                 found.tried = first.tried = list(tried)
             if found.verdict == "better":
                 if option is not proposal:
@@ -454,11 +455,27 @@ class Verifier:
         return healths
 
 
-def _short(found: Verification) -> str:
+FIGURES = {
+    "timeouts": "timeouts",
+    "failed_nodes": "failed nodes",
+    "failed_items": "failed items",
+    "retries": "retries",
+}
+
+
+def _short(found: Verification, shows: tuple[str, ...] = ("timeouts",)) -> str:
+    """One step of a search: the status and the figures that tell how it went."""
     if found.verdict == "unverified" or found.patched is None:
         return "not verified"
-    p = found.patched
-    return f"{p.status}, timeouts {p.timeouts}" + (" (works)" if found.verdict == "better" else "")
+    b, p = found.baseline, found.patched
+    parts = [p.status]
+    for name in shows:
+        if name == "duration_ms":
+            if b.duration_ms:
+                parts.append(f"duration {(p.duration_ms - b.duration_ms) / b.duration_ms:+.0%}")
+        else:
+            parts.append(f"{FIGURES[name]} {getattr(p, name)}")
+    return ", ".join(parts) + (" (works)" if found.verdict == "better" else "")
 
 
 def _paired(baseline: Health, patched: Health) -> tuple[float, float] | None:
