@@ -661,3 +661,25 @@ def test_a_judge_needs_a_model_only_where_it_scores(tmp_path, monkeypatch):
     assert cli(tmp_path, "run", str(path)).exit_code == 0
     refused = cli(tmp_path, "eval", str(path))
     assert refused.exit_code == 2 and "no model for agent node eval:judged" in refused.stderr
+
+
+def test_failing_evals_with_their_case_and_reason_are_in_the_model_advisors_request(tmp_path):
+    from evolve.advisor.propose import propose
+
+    evals = """\
+  - {name: close, impl: 'evals/checks.py:close'}
+  - {name: strict, impl: 'evals/checks.py:close', threshold: 0.95}
+"""
+    result = suite(tmp_path, counter(tmp_path, evals))
+    assert [c.case_id for c in result.cases if not c.passed] == ["c"]
+    advisor = ScriptedModel([{"proposals": []}])
+    propose(Workspace(tmp_path / "ws"), [result.suite_id], model_client=advisor)
+    [request] = advisor.calls
+    payload = json.loads(request.messages[-1]["content"])
+    runs = {r.get("case"): r for r in payload["evidence"]["runs"]}
+    assert set(runs) == {"a", "b", "c"}
+    assert runs["c"]["failing_evals"] == [
+        {"eval": "strict", "score": pytest.approx(0.9), "reason": "off by -1", "required": False}
+    ]
+    assert "failing_evals" not in runs["a"] and "failing_evals" not in runs["b"]
+    assert "failing_evals" in request.messages[0]["content"]  # the instructions name them

@@ -10,8 +10,12 @@ urllib3's `reason`), and returns the first that names a kind:
 - timeouts of requests, httpx, urllib3, aiohttp and the builtin `TimeoutError`: `timeout`;
 - connection failures of requests, httpx, urllib3, aiohttp, urllib, http.client and the builtin
   `ConnectionError`: `connection`;
+  the most specific class decides (the class itself, then its bases in MRO order): urllib3's
+  `NewConnectionError`, a subclass of its `ConnectTimeoutError`, is a `connection`;
 - an `OSError` by errno: ECONNRESET, ECONNREFUSED, ETIMEDOUT, EHOSTUNREACH and the like are
-  `connection` (or `timeout`); any other errno (ENOENT, EACCES...) is a `tool_error`.
+  `connection` (or `timeout`); a DNS lookup that may pass later (`socket.gaierror` EAI_AGAIN) is
+  `connection`; any other errno (ENOENT, EACCES, a name that does not resolve...) is a
+  `tool_error`.
 
 `connection`, `timeout`, `rate_limit` and `server_error` are transient (a retry may pass);
 `auth`, `http_error` and `tool_error` are not.
@@ -20,6 +24,7 @@ urllib3's `reason`), and returns the first that names a kind:
 from __future__ import annotations
 
 import errno
+import socket
 
 TRANSIENT_ERRNOS = {
     errno.ECONNRESET: "connection",
@@ -40,7 +45,9 @@ TIMEOUT_CLASSES = {
     ("urllib3", "TimeoutError"),
     ("aiohttp", "ServerTimeoutError"),
     ("aiohttp", "ConnectionTimeoutError"),
+    ("requests", "ConnectTimeout"),
     ("socket", "timeout"),
+    ("builtins", "TimeoutError"),
 }
 CONNECTION_CLASSES = {
     ("requests", "ConnectionError"),
@@ -55,6 +62,7 @@ CONNECTION_CLASSES = {
     ("urllib", "URLError"),
     ("http", "RemoteDisconnected"),
     ("http", "IncompleteRead"),
+    ("builtins", "ConnectionError"),
 }
 NOT_TRANSIENT_5XX = (501, 505)
 
@@ -82,11 +90,14 @@ def _own_kind(exc: BaseException) -> str | None:
     kind = _status_kind(status) if status is not None else None
     if kind is not None:
         return kind
-    names = {(k.__module__.split(".")[0], k.__name__) for k in type(exc).__mro__}
-    if names & TIMEOUT_CLASSES or isinstance(exc, TimeoutError):
-        return "timeout"
-    if names & CONNECTION_CLASSES or isinstance(exc, ConnectionError):
-        return "connection"
+    for klass in type(exc).__mro__:  # the most specific class that names a kind decides
+        name = (klass.__module__.split(".")[0], klass.__name__)
+        if name in TIMEOUT_CLASSES:
+            return "timeout"
+        if name in CONNECTION_CLASSES:
+            return "connection"
+    if isinstance(exc, socket.gaierror):
+        return "connection" if exc.errno == socket.EAI_AGAIN else "tool_error"
     if isinstance(exc, OSError) and exc.errno is not None:
         return TRANSIENT_ERRNOS.get(exc.errno, "tool_error")
     return None
