@@ -95,9 +95,8 @@ frozen, never touch files outside the experience, never rewrite the body of an e
 Express every change as edits: {"file": path relative to the experience, "search": exact text
 that occurs once in the current file, "replace": its replacement}, or {"file": new path,
 "content": the whole new file}. Cite evidence: event refs such as "r-abc12345#42" and state
-fields. `schema_repeated` means a retry will not help. A run's `failing_evals` (with its `case`)
-are the checks it failed and why: a change that makes them pass is worth most. Answer with one
-JSON object {"proposals": [...]} and nothing else."""
+fields. `schema_repeated`: a retry will not help. `failing_evals`: checks a run failed, and why.
+Answer with one JSON object {"proposals": [...]} and nothing else."""
 
 
 def sources(experience: Experience) -> dict[str, str]:
