@@ -66,9 +66,9 @@ def reply(body: dict) -> dict:
     return {"json": {"verdict": "ok"}}
 
 
-def invoke(tmp_path: Path, *args: str):
+def invoke(tmp_path: Path, *args: str, code: int = 0):
     result = runner.invoke(app, [*args, "--workspace", str(tmp_path / "ws")])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == code, result.output
     return result
 
 
@@ -119,3 +119,37 @@ def test_propose_serves_the_advisor_from_the_cassette_and_records_a_miss(tmp_pat
         invoke(tmp_path, *args)
         assert len(server.requests) == 2  # now served from the cassette
     assert [e["node"] for e in recorded(exp)] == ["advisor"]  # nothing appended twice
+
+
+def cut_short(body: dict) -> dict:
+    """A reply that fits only in a larger max_tokens: cut JSON below 24 tokens."""
+    if (body.get("max_tokens") or 4096) < 24:
+        return {"text": '{"verdict": "o'}
+    return {"json": {"verdict": "ok"}}
+
+
+def test_propose_verify_records_only_the_re_runs_new_calls(tmp_path):
+    exp = experience(tmp_path, ["a"])
+    spec = exp / "experience.yaml"
+    spec.write_text(
+        spec.read_text().replace(
+            "on_error: {policy: skip}", "max_tokens: 16\n      on_error: {policy: skip}"
+        )
+    )
+    with LoopbackServer(respond=cut_short) as server:
+        model = ["--model", MODEL, "--api-base", server.base]
+        invoke(tmp_path, "run", str(exp), *model, code=1)  # partial: the judge's reply was cut
+        made = len(server.requests)  # the first reply and its repair, both cut
+        args = ["propose", "--verify", "--no-llm", "--record-missing", "--json", *model]
+        first = json.loads(invoke(tmp_path, *args).stdout)
+        top = first["proposals"][0]
+        assert top["title"] == "Raise max_tokens of 'judge' to 32"
+        assert top["verification"]["verdict"] == "better"
+        assert top["verification"]["new_model_calls"] == 1
+        assert len(server.requests) == made + 1  # the re-run's one new call, made
+        [line] = recorded(exp)
+        assert line["node"] == "judge"
+        again = json.loads(invoke(tmp_path, *args).stdout)
+        assert again["proposals"][0]["verification"]["verdict"] == "better"
+        assert len(server.requests) == made + 1  # served from the cassette this time
+    assert len(recorded(exp)) == 1

@@ -225,7 +225,7 @@ def judge(baseline: Health, patched: Health) -> tuple[str, float]:
         return "better", 0.2 + 0.3 * (1 - patched.problems / max(baseline.problems, 1))
     saved = baseline.duration_ms - patched.duration_ms
     if saved >= MIN_SAVED_MS and patched.duration_ms < 0.75 * baseline.duration_ms:
-        return "better", 0.1 + 0.1 * (1 - patched.duration_ms / baseline.duration_ms)
+        return "better", 0.1 + 0.2 * (1 - patched.duration_ms / baseline.duration_ms)
     return "same", 0.0
 
 
