@@ -128,6 +128,7 @@ def cut_short(body: dict) -> dict:
     return {"json": {"verdict": "ok"}}
 
 
+@pytest.mark.slow  # a run, then two proposals each re-running a candidate
 def test_propose_verify_records_only_the_re_runs_new_calls(tmp_path):
     exp = experience(tmp_path, ["a"])
     spec = exp / "experience.yaml"
