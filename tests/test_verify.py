@@ -22,7 +22,7 @@ from evolve.spec import load_experience
 from evolve.store.queries import RunQueries, open_store
 from evolve.store.workspace import Workspace
 from fakes import ScriptedModel
-from helpers import build, spec, tool
+from helpers import build, max_in_flight, spec, tool
 
 runner = CliRunner()
 pytestmark = pytest.mark.slow  # each test starts `evolve run` processes, as a user does
@@ -407,7 +407,7 @@ def test_a_fan_out_that_waits_gets_a_verified_concurrency_proposal(tmp_path):
     node = tool("fetch", "tools/s.py", args={"s": 0.05}, for_each={"source": "$.items"})
     node["for_each"]["concurrency"] = 1
     document = spec([node], name="x", state={"items": {"type": "array", "default": [0] * 12}})
-    _repo, exp = repo_with(tmp_path, document, {"tools/s.py": SLEEP})
+    repo, exp = repo_with(tmp_path, document, {"tools/s.py": SLEEP})
     evolve_run(exp, tmp_path)
     report = verified(tmp_path)
     top = report.proposals[0]
@@ -415,6 +415,13 @@ def test_a_fan_out_that_waits_gets_a_verified_concurrency_proposal(tmp_path):
     assert top.verification.verdict == "better"
     assert "success as before" in top.verification.line()
     assert top.confidence == "medium"  # measured: at least twice as fast
+    assert "8 is a guess" in top.rationale
+    apply_top(repo, exp, report)
+    after = evolve_run(exp, tmp_path)
+    from evolve.store.log import read_events
+
+    log = list(read_events(Workspace(tmp_path / "ws").log_path(after["id"])))
+    assert after["status"] == "success" and max_in_flight(log, "fetch") > 1
 
 
 def test_the_verify_budget_leaves_the_rest_unverified(tmp_path):
