@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,17 @@ from evolve.events import EVENT_VERSION, Event
 Listener = Callable[[dict[str, Any]], None]
 
 
+_SECOND: tuple[int, str] = (-1, "")  # the last whole second formatted, and its text
+
+
 def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """Now, as every event and row has it: `2026-11-30T12:00:00.123Z` (milliseconds, cut)."""
+    global _SECOND
+    now = time.time()
+    whole = int(now)
+    if whole != _SECOND[0]:  # a run writes many events a second: format the date part once
+        _SECOND = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    return f"{_SECOND[1]}.{int((now - whole) * 1000):03d}Z"
 
 
 class EventLog:

@@ -455,8 +455,13 @@ class StateStore:
 
     def record_prints(self, rows: list[dict[str, Any]]) -> None:
         """The per-node parts of this run's fingerprints (what `resume` compares to explain)."""
+        encoded: dict[int, tuple[Any, str]] = {}  # nodes of one tool share one files dict
         for row in rows:
-            self._queue("node_prints", {**row, "files": self._json(row["files"])})
+            files = row["files"]
+            seen = encoded.get(id(files))
+            if seen is None:
+                seen = encoded[id(files)] = (files, self._json(files))
+            self._queue("node_prints", {**row, "files": seen[1]})
 
     # -- llm calls -------------------------------------------------------------------------------
 
