@@ -11,6 +11,10 @@ attempts in memory.
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import operator
+from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,6 +23,8 @@ from typing import Any
 from evolve.events import EventType
 
 ENDED = ("failed", "timeout")  # how an attempt can end without success
+DENSE_GAP = 1 << 16  # an item index this far past the last one is kept apart (indexes are dense)
+INT64 = 1 << 62  # what a plain row's columns hold, with room to spare
 
 
 def _ms(ts: str, origin: datetime | None) -> int:
@@ -82,9 +88,233 @@ class ItemView:
     def start_ms(self) -> int | None:
         return self.attempts[0].start_ms if self.attempts else None
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "status": self.status,
+            "skipped": self.skipped,
+            "reused_from": self.reused_from,
+            "attempts": [a.to_json() for a in self.attempts],
+        }
+
     @property
     def end_ms(self) -> int | None:
         return self.attempts[-1].end_ms if self.attempts else None
+
+
+class Items:
+    """A node's items by index, read as `ItemView`s in index order.
+
+    Nearly every item of a large fan-out ran once and succeeded with nothing more to say (no
+    error, tokens, cost, skip or reuse). Such a *plain* item is kept as one row of integer
+    columns (about 56 bytes), not as objects (about 550); `ItemView`s of plain items are made
+    when read, so a reader that walks a million items holds one at a time. Every other item
+    (running, failed, retried, skipped, reused, with tokens or cost) stays an `ItemView` that
+    the fold updates in place.
+    """
+
+    __slots__ = ("_cols", "_far", "_gone", "_pos", "_views", "last_end_ms")
+
+    def __init__(self) -> None:
+        self._views: dict[int, ItemView] = {}  # the items that are not plain, first seen first
+        # plain rows: index, start_ms, end_ms, duration_ms, seq, cpu_ms (-1: not measured)
+        self._cols = tuple(array("q") for _ in range(6))
+        self._pos = array("q")  # item index -> its plain row, -1 for none (indexes are dense)
+        self._far: dict[int, int] = {}  # ... for an index outside `_pos`'s reach
+        self._gone = 0  # plain rows made views again (their seq is set to -1)
+        self.last_end_ms: int | None = None  # the latest end of a plain item
+
+    def __len__(self) -> int:
+        return len(self._views) + len(self._cols[0]) - self._gone
+
+    def __bool__(self) -> bool:
+        return len(self) > 0
+
+    def __contains__(self, index: object) -> bool:
+        return index in self._views or self._row(index) is not None  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> ItemView:
+        found = self._views.get(index)
+        if found is not None:
+            return found
+        row = self._row(index)
+        if row is None:
+            raise KeyError(index)
+        return self._plain_view(row)
+
+    def __iter__(self) -> Iterator[int]:
+        """The item indexes, in order."""
+        return (item.index for item in self.values())
+
+    def values(self) -> Iterator[ItemView]:
+        """Every item, in index order (plain ones made on the way)."""
+        views = sorted(self._views.values(), key=_index_of)
+        return heapq.merge(map(self._plain_view, self._plain_rows()), views, key=_index_of)
+
+    def json(self) -> Iterator[dict[str, Any]]:
+        """Every item's `ItemView.to_json()`, in index order (plain ones made without views)."""
+        plain = map(self._plain_json, self._plain_rows())
+        if not self._views:
+            return plain
+        views = (i.to_json() for i in sorted(self._views.values(), key=_index_of))
+        return heapq.merge(plain, views, key=_json_index)
+
+    def first(self, n: int) -> list[ItemView]:
+        """The `n` items of lowest index."""
+        return list(itertools.islice(self.values(), n))
+
+    def views(self) -> Iterable[ItemView]:
+        """The items that are not plain (every one that failed, was retried, skipped, reused,
+        is still running or spent tokens), first seen first."""
+        return self._views.values()
+
+    @property
+    def plain(self) -> int:
+        """How many items are plain: one attempt, succeeded."""
+        return len(self._cols[0]) - self._gone
+
+    def plain_attempts(self) -> Iterator[tuple[int, int | None]]:
+        """(duration_ms, cpu_ms or None) of each plain item's one attempt."""
+        _, _, _, durations, seqs, cpus = self._cols
+        for duration, seq, cpu in zip(durations, seqs, cpus, strict=True):
+            if seq >= 0:
+                yield duration, (cpu if cpu >= 0 else None)
+
+    def view(self, index: int) -> ItemView:
+        """The item's view, for the fold to update (made now, or taken back from its row)."""
+        found = self._views.get(index)
+        if found is None:
+            row = self._row(index)
+            found = ItemView(index) if row is None else self._unplain(row)
+            self._views[index] = found
+        return found
+
+    def settle(self, index: int) -> None:
+        """An attempt of item `index` ended: keep the item as a row if it is plain now."""
+        item = self._views.get(index)
+        attempt = item.attempts[0] if item is not None and len(item.attempts) == 1 else None
+        if (
+            item is None
+            or attempt is None
+            or item.skipped is not None
+            or item.reused_from is not None
+            or item.cached
+            or not _plain_attempt(attempt)
+        ):
+            return
+        del self._views[item.index]
+        cols = self._cols
+        row = len(cols[0])
+        cols[0].append(item.index)
+        cols[1].append(attempt.start_ms)
+        cols[2].append(attempt.end_ms)  # type: ignore[arg-type]  # _plain_attempt: an int
+        cols[3].append(attempt.duration_ms)  # type: ignore[arg-type]
+        cols[4].append(attempt.seq)
+        cols[5].append(-1 if attempt.cpu_ms is None else attempt.cpu_ms)
+        self._place(item.index, row)
+        if self.last_end_ms is None or attempt.end_ms > self.last_end_ms:  # type: ignore[operator]
+            self.last_end_ms = attempt.end_ms
+
+    def _place(self, index: int, row: int) -> None:
+        pos = self._pos
+        if index == len(pos):
+            pos.append(row)
+        elif 0 <= index < len(pos) + DENSE_GAP:
+            if index >= len(pos):
+                pos.extend(itertools.repeat(-1, index + 1 - len(pos)))
+            pos[index] = row
+        else:
+            self._far[index] = row
+
+    def _row(self, index: int) -> int | None:
+        if not isinstance(index, int):
+            return None
+        row = self._pos[index] if 0 <= index < len(self._pos) else -1
+        if row < 0:
+            row = self._far.get(index, -1)
+        return row if row >= 0 else None
+
+    def _plain_rows(self) -> Iterator[int]:
+        """The plain rows in index order."""
+        dense = (row for row in self._pos if row >= 0)
+        if not self._far:
+            return dense
+        far = (self._far[index] for index in sorted(self._far))
+        return heapq.merge(dense, far, key=self._cols[0].__getitem__)
+
+    def _plain_view(self, row: int) -> ItemView:
+        index, start, end, duration, seq, cpu = (col[row] for col in self._cols)
+        attempt = AttemptView(
+            1, index, start, "succeeded", end, duration, seq=seq, cpu_ms=None if cpu < 0 else cpu
+        )
+        return ItemView(index, [attempt])
+
+    def _plain_json(self, row: int) -> dict[str, Any]:
+        """`self._plain_view(row).to_json()`, without making the view."""
+        index, start, end, duration, seq, _ = (col[row] for col in self._cols)
+        attempt = {
+            "number": 1,
+            "item": index,
+            "start_ms": start,
+            "status": "succeeded",
+            "end_ms": end,
+            "duration_ms": duration,
+            "error_type": None,
+            "error": None,
+            "seq": seq,
+            "tokens_in": 0,
+            "tokens_out": 0,
+            "cost_usd": None,
+        }
+        return {
+            "index": index,
+            "status": "succeeded",
+            "skipped": None,
+            "reused_from": None,
+            "attempts": [attempt],
+        }
+
+    def _unplain(self, row: int) -> ItemView:
+        found = self._plain_view(row)
+        self._cols[4][row] = -1
+        self._gone += 1
+        if found.index in self._far:
+            del self._far[found.index]
+        else:
+            self._pos[found.index] = -1
+        return found
+
+
+def _index_of(item: ItemView) -> int:
+    return item.index
+
+
+_json_index = operator.itemgetter("index")
+
+
+def _plain_attempt(a: AttemptView) -> bool:
+    """One attempt that succeeded the first time, with nothing to say but its timing."""
+    cpu = 0 if a.cpu_ms is None else a.cpu_ms
+    return (
+        a.number == 1
+        and a.status == "succeeded"
+        and a.error_type is None
+        and a.error is None
+        and not a.tokens_in
+        and not a.tokens_out
+        and a.cost_usd is None
+        and a.timeout_ms is None
+        and a.timeout_seq is None
+        and _column(a.start_ms)
+        and _column(a.end_ms)
+        and _column(a.duration_ms)
+        and _column(a.seq)
+        and _column(cpu)
+    )
+
+
+def _column(value: object) -> bool:
+    return type(value) is int and 0 <= value < INT64
 
 
 @dataclass(slots=True)
@@ -98,7 +328,8 @@ class NodeView:
     start_ms: int | None = None
     end_ms: int | None = None
     attempts: list[AttemptView] = field(default_factory=list)  # those without an item
-    items: dict[int, ItemView] = field(default_factory=dict)
+    items: Items = field(default_factory=Items)
+    last_attempt: AttemptView | None = None  # the one started last, an item's or not
     retries: int = 0
     timeouts: int = 0
     schema_invalid: int = 0
@@ -119,7 +350,7 @@ class NodeView:
 
     @property
     def items_reused(self) -> int:
-        return sum(1 for i in self.items.values() if i.reused_from is not None)
+        return sum(1 for i in self.items.views() if i.reused_from is not None)
 
     @property
     def reused(self) -> bool:
@@ -129,8 +360,10 @@ class NodeView:
         return self.status == "succeeded" and (whole or every)
 
     @property
-    def all_attempts(self) -> list[AttemptView]:
-        return [*self.attempts, *(a for i in self.items.values() for a in i.attempts)]
+    def attempt_count(self) -> int:
+        """Every attempt, its items' included."""
+        views = sum(len(i.attempts) for i in self.items.views())
+        return len(self.attempts) + self.items.plain + views
 
     @property
     def duration_ms(self) -> int | None:
@@ -140,11 +373,17 @@ class NodeView:
 
     @property
     def items_failed(self) -> int:
-        return sum(1 for i in self.items.values() if i.status in ENDED)
+        return sum(1 for i in self.items.views() if i.status in ENDED)
+
+    @property
+    def items_succeeded(self) -> int:
+        views = sum(1 for i in self.items.views() if i.status == "succeeded")
+        return self.items.plain + views
 
     @property
     def items_done(self) -> int:
-        return sum(1 for i in self.items.values() if i.status not in ("running", "waiting"))
+        views = sum(1 for i in self.items.views() if i.status not in ("running", "waiting"))
+        return self.items.plain + views
 
     def to_json(self) -> dict[str, Any]:
         return {**self.head_json(), "items": list(self.items_json())}
@@ -176,15 +415,7 @@ class NodeView:
 
     def items_json(self) -> Iterator[dict[str, Any]]:
         """The node's items as JSON values, one at a time, in item order."""
-        for index in sorted(self.items):
-            item = self.items[index]
-            yield {
-                "index": item.index,
-                "status": item.status,
-                "skipped": item.skipped,
-                "reused_from": item.reused_from,
-                "attempts": [a.to_json() for a in item.attempts],
-            }
+        return self.items.json()
 
 
 @dataclass
@@ -365,9 +596,8 @@ class Folder:
         node.status = "running"
         attempt = AttemptView(e.get("attempt", 1), item, at, seq=e["seq"])
         self.open[(node.id, item)] = attempt
-        target = (
-            node.attempts if item is None else node.items.setdefault(item, ItemView(item)).attempts
-        )
+        node.last_attempt = attempt
+        target = node.attempts if item is None else node.items.view(item).attempts
         target.append(attempt)
 
     def _attempt_ended(self, node: NodeView, e: dict[str, Any], item: int | None, at: int):
@@ -380,6 +610,8 @@ class Folder:
             attempt.duration_ms = e.get("duration_ms", at - attempt.start_ms)
             attempt.error_type, attempt.error = e.get("error_type"), e.get("error")
             attempt.cpu_ms = e.get("cpu_ms")
+        if item is not None:
+            node.items.settle(item)
         if not succeeded:
             self.view.failures.append(
                 Failure(
@@ -396,7 +628,7 @@ class Folder:
 
     def _reused(self, node: NodeView, e: dict[str, Any], item: int | None, at: int) -> None:
         if item is not None:
-            found = node.items.setdefault(item, ItemView(item))
+            found = node.items.view(item)
             found.reused_from, found.cached = e.get("from_run"), bool(e.get("cached"))
             return
         if node.start_ms is None:
@@ -407,7 +639,7 @@ class Folder:
 
     def _skipped(self, node: NodeView, e: dict[str, Any], item: int | None, at: int) -> None:
         if item is not None:
-            node.items.setdefault(item, ItemView(item)).skipped = e.get("reason", "")
+            node.items.view(item).skipped = e.get("reason", "")
             return
         failed = str(e.get("reason", "")).startswith("failed")
         node.status, node.reason = ("failed" if failed else "skipped"), e.get("reason")
@@ -476,22 +708,27 @@ def _settle(view: RunView, folder: Folder) -> None:
         if node.status != "running":
             continue
         last = node.attempts[-1] if node.attempts else None
-        items = [i.status for i in node.items.values()]
+        views = list(node.items.views())  # plain items all succeeded
+        items = [i.status for i in views] + ["succeeded"] * bool(node.items.plain)
         if view.status == "failed" and any(
-            i.skipped is None and i.attempts and i.attempts[-1].status in ENDED
-            for i in node.items.values()
+            i.skipped is None and i.attempts and i.attempts[-1].status in ENDED for i in views
         ):
             # an item failed and was neither retried nor skipped: under fail_run it stopped
             # the run, so its node failed
             node.status = "failed"
-            node.end_ms = max((i.end_ms or 0) for i in node.items.values())
+            node.end_ms = _items_end(node.items)
             continue
         if items and "running" not in items and "interrupted" not in items:
             # a pipeline stage: its items ended, and the pipeline reports for it
             node.status = "succeeded" if "succeeded" in items else "failed"
-            node.end_ms = max((i.end_ms or 0) for i in node.items.values())
+            node.end_ms = _items_end(node.items)
             continue
         node.status = (
             "failed" if last is not None and last.status in ("failed", "timeout") else "interrupted"
         )
         node.end_ms = node.end_ms or (last.end_ms if last else None) or view.duration_ms
+
+
+def _items_end(items: Items) -> int:
+    """When the last of the items ended (0 when none has)."""
+    return max([*((i.end_ms or 0) for i in items.views()), items.last_end_ms or 0])

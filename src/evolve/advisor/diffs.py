@@ -5,6 +5,11 @@ new file, `\\ No newline at end of file` where it applies) with paths relative t
 from which `git apply` is meant to run. `check_proposal` is the one gate every proposal passes:
 paths confined to the experience, the rules of SPEC §6, unidiff parses it, `git apply --check`
 passes on a scratch copy, and the patched experience passes `evolve validate`.
+
+A `ProposalChecker` loads nothing twice: the experience it checks against is loaded once by its
+caller, each distinct diff is checked once, and a patched copy is loaded (and validated) only when
+the diff touches experience.yaml, a file it references, or adds a file; a diff that only edits
+other files leaves the loaded experience as it was, so validating it again would prove nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from evolve.advisor.frozen import owned_paths, spec_changes
 from evolve.errors import SpecError
@@ -95,6 +101,11 @@ class ProposalChecker:
         self.prefix = "" if inside == "." else inside  # at the root: paths need no prefix
         self.redactor = Redactor()
         self.frozen = owned_paths(experience)
+        self.loaded = {experience.spec_path, *experience.files}  # what loading reads
+        self._checks: dict[str, Check] = {}  # by diff
+        self._data: dict[str, Any] = {}  # experience.yaml text -> its data, parsed once
+        if experience.data is not None:
+            self._data[experience.spec_path.read_text("utf-8")] = experience.data
 
     def read(self, rel: str) -> str | None:
         path = self.directory / rel
@@ -115,7 +126,23 @@ class ProposalChecker:
         new = {rel: (text if text is not None else old[rel]) for rel, text in files.items()}
         return build_diff(self.prefix, old, new)
 
+    def spec_data(self, text: str) -> Any:
+        """An experience.yaml's text as plain data (None when it does not parse), parsed once
+        per distinct text: the checked experience's and every patched copy's are kept."""
+        if text not in self._data:
+            data, _, problems = parse_yaml(text, "experience.yaml")
+            self._data[text] = None if problems else data
+        return self._data[text]
+
     def check(self, files: dict[str, str | None], diff: str) -> Check:
+        """Whether the change `files` (with its `diff`) is safe and applies; each distinct diff
+        is checked once."""
+        found = self._checks.get(diff)
+        if found is None:
+            found = self._checks[diff] = self._check(files, diff)
+        return found
+
+    def _check(self, files: dict[str, str | None], diff: str) -> Check:
         try:
             for rel in files:
                 if self.confine(rel) != rel:
@@ -138,7 +165,14 @@ class ProposalChecker:
             return Check(False, f"the diff does not parse: {exc}")
         if not len(patch):
             return Check(False, "the diff has no file in it")
-        return self._apply_and_validate(diff)
+        return self._apply_and_validate(diff, reloads=self._reloads(files))
+
+    def _reloads(self, files: dict[str, str | None]) -> bool:
+        """Whether loading the patched copy could differ from the loaded experience: loading
+        reads experience.yaml and the files it references, and otherwise only asks whether a
+        path exists (a patch deletes nothing, so only a new file can change that answer)."""
+        paths = [(self.directory / rel).resolve() for rel in files]
+        return any(path in self.loaded or not path.exists() for path in paths)
 
     def _rules(self, files: dict[str, str | None]) -> str:
         """SPEC §6: no deletions, no kind change, no frozen node, no prompt-body rewrite (a
@@ -163,7 +197,7 @@ class ProposalChecker:
 
     def _compare(self, patched: Experience) -> str:
         before, after = self.experience, patched
-        frozen = spec_changes(before, _spec_data(before), _spec_data(patched))
+        frozen = spec_changes(before, self._spec_data(before), self._spec_data(patched))
         if frozen:
             return frozen
         gone = [n for n in before.nodes if n not in after.nodes]
@@ -182,7 +216,12 @@ class ProposalChecker:
             return f"it deletes state fields {', '.join(lost_fields)}"
         return ""
 
-    def _apply_and_validate(self, diff: str) -> Check:
+    def _spec_data(self, experience: Experience) -> Any:
+        if experience.data is not None:
+            return experience.data
+        return self.spec_data(experience.spec_path.read_text("utf-8"))
+
+    def _apply_and_validate(self, diff: str, *, reloads: bool = True) -> Check:
         with tempfile.TemporaryDirectory(prefix="evolve-check-") as tmp:
             scratch_root = Path(tmp)
             scratch = scratch_root / self.prefix if self.prefix else scratch_root
@@ -208,6 +247,8 @@ class ProposalChecker:
                         False,
                         "git apply --check fails: " + (reason[0] if reason else "unknown error"),
                     )
+            if not reloads:
+                return Check(True)
             try:
                 patched = load_experience(scratch)
             except SpecError as exc:
@@ -217,11 +258,7 @@ class ProposalChecker:
                     f"the patched experience does not validate: {first.message} "
                     f"(line {first.line})",
                 )
+            if patched.data is not None:
+                self._data.setdefault(patched.spec_path.read_text("utf-8"), patched.data)
             broken = self._compare(patched)
             return Check(not broken, broken)
-
-
-def _spec_data(experience: Experience) -> object:
-    """experience.yaml as plain data (it loaded, so it parses)."""
-    data, _, _ = parse_yaml(experience.spec_path.read_text("utf-8"), str(experience.spec_path))
-    return data

@@ -8,8 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from evolve.advisor.detectors import Detectors
 from evolve.advisor.diffs import ProposalChecker, apply_root
 from evolve.advisor.evidence import gather
@@ -132,7 +130,7 @@ def propose(
     for p in proposals:
         if p.fingerprint in seen:
             rejected.append(Rejected(p.title, "proposed before and already applied or rejected"))
-    ranked, dropped = _dedupe(sorted(fresh, key=Proposal.rank), experience)
+    ranked, dropped = _dedupe(sorted(fresh, key=Proposal.rank), checker)
     rejected += dropped
     verifier = None
     if verify is not None:
@@ -246,7 +244,7 @@ def _advisor_model(experience, model_name, client, source: _Source):
 
 
 def _dedupe(
-    proposals: list[Proposal], experience: Experience
+    proposals: list[Proposal], checker: ProposalChecker
 ) -> tuple[list[Proposal], list[Rejected]]:
     """One proposal per thing changed (file, node, parameter), the stronger one, across
     detectors and model; each one dropped is returned with why."""
@@ -254,7 +252,7 @@ def _dedupe(
     dropped: list[Rejected] = []
     owner: dict[str, Proposal] = {}
     for p in proposals:
-        targets = change_targets(experience, p)
+        targets = change_targets(checker, p)
         clash = next((t for t in sorted(targets) if t in owner), None)
         if clash is not None:
             dropped.append(
@@ -271,18 +269,19 @@ def _dedupe(
     return kept, dropped
 
 
-def change_targets(experience: Experience, proposal: Proposal) -> set[str]:
+def change_targets(checker: ProposalChecker, proposal: Proposal) -> set[str]:
     """What a proposal changes: `file` for most files; for experience.yaml, each node parameter
-    (`experience.yaml:node:param`), new node, or top-level section it changes."""
+    (`experience.yaml:node:param`), new node, or top-level section it changes. Both versions of
+    experience.yaml come parsed from `checker` (which parsed them when it checked the diff)."""
     found: set[str] = set()
+    experience = checker.experience
     for rel, content in proposal.files.items():
         if rel != "experience.yaml" or content is None:
             found.add(rel)
             continue
-        try:
-            before = yaml.safe_load(experience.spec_path.read_text("utf-8"))
-            after = yaml.safe_load(content)
-        except yaml.YAMLError:
+        before = checker.spec_data(experience.spec_path.read_text("utf-8"))
+        after = checker.spec_data(content)
+        if before is None or after is None:
             found.add(rel)
             continue
         found |= _spec_targets(before, after)

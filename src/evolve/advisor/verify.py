@@ -94,7 +94,7 @@ def health_of(view: RunView, case_id: str | None = None) -> Health:
         found.failed_nodes += node.status == "failed"
         found.skipped_nodes += node.status == "skipped"
         found.failed_items += sum(
-            1 for i in node.items.values() if i.attempts and i.attempts[-1].status != "succeeded"
+            1 for i in node.items.views() if i.attempts and i.attempts[-1].status != "succeeded"
         )
         found.timeouts += node.timeouts
         found.retries += node.retries

@@ -386,7 +386,7 @@ def _last_error(node: NodeView) -> str | None:
 
 def _failure_marks(node: NodeView, scale: _Scale) -> list[Mark]:
     marks = []
-    for item in node.items.values():
+    for item in node.items.views():  # a plain item has no failed attempt
         for a in item.attempts:
             if a.status in ("failed", "timeout") and a.end_ms is not None:
                 tip = f"item {item.index}, attempt {a.number}: {a.status}"
@@ -399,15 +399,14 @@ def _failure_marks(node: NodeView, scale: _Scale) -> list[Mark]:
 def _items_drawn(node: NodeView) -> tuple[list[ItemView], int]:
     items = node.items
     if len(items) <= ITEMS_DRAWN:
-        return sorted(items.values(), key=lambda i: i.index), 0
-    notable = [i for i in items.values() if i.status != "succeeded" or len(i.attempts) > 1]
-    notable = sorted(notable, key=lambda i: i.index)[:ITEMS_DRAWN]
-    picked = {i.index for i in notable}
-    for index in sorted(items):
+        return list(items.values()), 0
+    notable = [i for i in items.views() if i.status != "succeeded" or len(i.attempts) > 1]
+    picked = {i.index: i for i in sorted(notable, key=lambda i: i.index)[:ITEMS_DRAWN]}
+    for item in items.values():
         if len(picked) >= ITEMS_DRAWN:
             break
-        picked.add(index)
-    return [items[k] for k in sorted(picked)], len(items) - len(picked)
+        picked.setdefault(item.index, item)
+    return [picked[k] for k in sorted(picked)], len(items) - len(picked)
 
 
 def _timeline_item(node_id: str, item: ItemView, scale: _Scale) -> ItemRow:
@@ -439,10 +438,7 @@ def _node_table(view: RunView) -> NodeTable:
         nodes=list(view.nodes.values()),
         phased=any(n.phase for n in view.nodes.values()),
         slowest={n.id for n in view.slowest(1)} if len(view.nodes) > 2 else set(),
-        attempts={
-            n.id: len(n.attempts) + sum(len(i.attempts) for i in n.items.values())
-            for n in view.nodes.values()
-        },
+        attempts={n.id: n.attempt_count for n in view.nodes.values()},
     )
 
 

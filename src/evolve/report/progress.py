@@ -125,7 +125,7 @@ class Progress:
         for node in view.nodes.values():
             if node.status == "failed" and (run_id, node.id) not in self._announced:
                 self._announced.add((run_id, node.id))
-                last = node.all_attempts[-1] if node.all_attempts else None
+                last = node.last_attempt
                 error = (last.error if last else None) or node.reason or "failed"
                 self._print(f"✗ {self._label(folder, node.id)}: {error}")
         if next(iter(self.runs)) == run_id:
@@ -237,7 +237,7 @@ def partial_reason(view: RunView) -> str:
     failed += [
         f"{n.id} item {i.index}"
         for n in view.nodes.values()
-        for i in n.items.values()
+        for i in n.items.views()  # plain items succeeded
         if i.status == "failed" and n.status != "failed"
     ]
     if not failed:

@@ -210,11 +210,12 @@ def _add_node(parent: Tree, node: NodeView) -> None:
     if len(node.attempts) > 1 or any(a.status != "succeeded" for a in node.attempts):
         for attempt in node.attempts:
             branch.add(_attempt(attempt))
-    items = sorted(node.items.values(), key=lambda i: i.index)
-    shown = [i for i in items if i.status != "succeeded" or len(i.attempts) > 1]
-    picked = {
-        i.index: i for i in [*shown[:ITEMS_SHOWN], *items[: max(0, ITEMS_SHOWN - len(shown))]]
-    }
+    shown = sorted(
+        (i for i in node.items.views() if i.status != "succeeded" or len(i.attempts) > 1),
+        key=lambda i: i.index,
+    )
+    lowest = node.items.first(max(0, ITEMS_SHOWN - len(shown)))
+    picked = {i.index: i for i in [*shown[:ITEMS_SHOWN], *lowest]}
     shown = [picked[k] for k in sorted(picked)]
     for item in shown:
         last = item.attempts[-1] if item.attempts else None
@@ -228,8 +229,8 @@ def _add_node(parent: Tree, node: NodeView) -> None:
         if len(item.attempts) > 1 or item.status != "succeeded":
             for attempt in item.attempts:
                 leaf.add(_attempt(attempt))
-    if len(items) > len(shown):
-        branch.add(Text(f"… {len(items) - len(shown)} more items", style="dim"))
+    if len(node.items) > len(shown):
+        branch.add(Text(f"… {len(node.items) - len(shown)} more items", style="dim"))
 
 
 def inspection(report: Inspection) -> Group:

@@ -739,6 +739,7 @@ class Checker:
             evals=tuple(self._build_eval(ev) for ev in _items(data, "evals")),
             cases=self._build_cases(),
             files=tuple(sorted(set(self.referenced_files))),
+            data=data,
         )
 
     def _build_eval(self, ev: _Item) -> model.Eval:

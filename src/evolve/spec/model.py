@@ -210,6 +210,8 @@ class Experience:
     evals: tuple[Eval, ...] = ()
     cases: Cases | None = None
     files: tuple[Path, ...] = ()  # every file the spec references (prompts, tools, data...)
+    # experience.yaml as plain data, as it was loaded (readers compare versions with it)
+    data: Any = field(default=None, compare=False, repr=False)
 
     def file_digests(self) -> dict[str, str]:
         """A short sha256 per file of this version (experience.yaml and what it references),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from evolve.errors import EvolveError, StoreError, UsageError
@@ -256,7 +257,7 @@ def node_outcomes(row: dict[str, Any]) -> list[NodeOutcome]:
             n.status,
             len(n.items),
             n.items_failed,
-            sum(1 for i in n.items.values() if i.status == "succeeded"),
+            n.items_succeeded,
         )
         for n in view.nodes.values()
     ]
@@ -334,8 +335,8 @@ class Inspection:
             for number, node in enumerate(self.view.nodes.values()):
                 head = _dumps(node.head_json())[:-1]  # its items follow, one at a time
                 yield (", " if number else "") + head + ', "items": ['
-                for index, item in enumerate(node.items_json()):
-                    yield (", " if index else "") + _dumps(item)
+                for index, batch in enumerate(_batches(node.items_json(), 1000)):
+                    yield (", " if index else "") + _dumps(batch)[1:-1]  # a thousand at once
                 yield "]}"
             yield "]"
         yield "}"
@@ -380,6 +381,11 @@ class Inspection:
             "evals": self.view.evals,
             **({"suite": self.suite_summary()} if self.cases is not None else {}),
         }
+
+
+def _batches(values: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    while batch := list(islice(values, size)):
+        yield batch
 
 
 def _dumps(value: Any) -> str:
