@@ -598,3 +598,63 @@ def test_old_timeouts_under_a_lower_limit_do_not_propose_again(tmp_path):
     run_once(exp, tmp_path)  # no timeout any more
     pooled = propose(Workspace(tmp_path / "ws"), [], last=2, no_llm=True)
     assert pooled.proposals == []
+
+
+def _counted(monkeypatch, module, name: str) -> list[str]:
+    """Calls of `module.name`, by their first argument."""
+    calls: list[str] = []
+    real = getattr(module, name)
+
+    def counting(first, *args, **kwargs):
+        calls.append(str(first))
+        return real(first, *args, **kwargs)
+
+    monkeypatch.setattr(module, name, counting)
+    return calls
+
+
+def test_propose_loads_and_parses_each_distinct_experience_once(tmp_path, monkeypatch):
+    import evolve.advisor.diffs as diffs
+    import evolve.advisor.propose as propose_module
+    import evolve.spec.loader as loader
+
+    nodes = [
+        tool(f"slow{i}", "tools/slow.py", timeout_ms=100, on_error={"policy": "skip"})
+        for i in range(3)
+    ]
+    repo, exp = repo_with(tmp_path, spec(nodes, name="x"), {"tools/slow.py": SLEEP})
+    before = run_once(exp, tmp_path)
+    loads = _counted(monkeypatch, propose_module, "load_experience")
+    patched_loads = _counted(monkeypatch, diffs, "load_experience")
+    parses = _counted(monkeypatch, loader, "parse_yaml")
+    parses += _counted(monkeypatch, diffs, "parse_yaml")
+    report = propose(Workspace(tmp_path / "ws"), [before.run_id], no_llm=True)
+    assert len(report.proposals) == 3  # each one raises one node's timeout
+    assert len(loads) == 1
+    assert len(patched_loads) == 3  # one per distinct patched experience.yaml
+    assert len(parses) == 4  # the experience's text and each patched text, once each
+    for n in range(3):  # and every diff still applies and validates
+        git(repo, "apply", "--check", stdin=report.proposals[n].diff)
+
+
+def test_a_patch_reloads_only_when_loading_could_change(tmp_path, monkeypatch):
+    import evolve.advisor.diffs as diffs
+    from evolve.advisor.diffs import ProposalChecker
+
+    document = spec([tool("a", "tools/a.py")], name="x")
+    exp = build(tmp_path / "x", document, {"tools/a.py": SLEEP, "notes.md": "notes\n"})
+    checker = ProposalChecker(load_experience(exp), exp)
+    reloads = _counted(monkeypatch, diffs, "load_experience")
+
+    def check(files: dict[str, str]) -> bool:
+        return checker.check(files, checker.diff(files)).ok
+
+    assert check({"notes.md": "more notes\n"})  # referenced by nothing: nothing to reload
+    assert reloads == []
+    assert check({"tools/a.py": SLEEP + "\n# tuned\n"})  # a referenced file
+    assert check({"prompts/new.md": "a new file\n"})  # a new path can change what exists
+    assert len(reloads) == 2
+    assert check({"notes.md": "more notes\n"})  # the same diff again: checked once
+    broken = (exp / "experience.yaml").read_text().replace("tools/a.py", "tools/gone.py")
+    assert not check({"experience.yaml": broken})  # the patched copy must still validate
+    assert len(reloads) == 3
