@@ -526,3 +526,51 @@ def test_the_shape_check_says_what_the_whole_schema_says(bases, data):
     whole = jsonschema.Draft202012Validator(json.loads(loader.schema_text()))
     fast = shape_errors(parsed, loader.schema_text())
     assert _described(fast, parsed, loc) == _described(whole.iter_errors(parsed), parsed, loc)
+
+
+def _nesting(text: str) -> int:
+    """How deep the document nests, from its parser events."""
+    depth = deepest = 0
+    for event in yaml.parse(text, Loader=_LOADER):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+    return deepest
+
+
+_NESTED = st.recursive(
+    st.one_of(st.none(), st.integers(), st.text(max_size=8)),
+    lambda inner: st.one_of(
+        st.lists(inner, min_size=1, max_size=3),
+        st.dictionaries(st.text(min_size=1, max_size=6), inner, min_size=1, max_size=3),
+    ),
+    max_leaves=60,
+)
+
+
+@SETTINGS
+@given(value=_NESTED, flow=st.sampled_from([False, None, True]), indent=st.integers(2, 6))
+def test_the_nesting_bound_is_never_below_the_nesting(value, flow, indent):
+    """Loading skips its event walk only when this bound is within the limit: it must hold."""
+    from evolve.spec.source import _nesting_bound
+
+    text = yaml.dump(value, Dumper=_DUMPER, default_flow_style=flow, indent=indent)
+    assert _nesting_bound(text) >= _nesting(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "- - - - - - a\n",
+        "a:\n- b:\n  - c:\n    - - d\n",
+        "? - - a\n: - - b\n",
+        "x: [[[[1]]]]\n",
+        "a:\n  b:\n    c:\n    - d:\n      - e\n",
+    ],
+)
+def test_the_nesting_bound_holds_for_compact_forms(text):
+    from evolve.spec.source import _nesting_bound
+
+    assert _nesting_bound(text) >= _nesting(text)

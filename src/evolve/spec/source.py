@@ -273,13 +273,31 @@ def _unbuildable(text: str, file: str) -> Problem | None:
     not move with the library's version, so when libyaml stops on nesting the same walk is
     made again with PyYAML's pure-Python parser, which has no cap: the error is the same
     located problem whichever libyaml is installed.
+
+    The walk parses the whole document once more, so it is skipped when the text alone shows
+    there is nothing to find: no anchor (`&`), so no alias can expand or recurse, and a bound on
+    the nesting (`_nesting_bound`) within the limit.
     """
+    if "&" not in text and _nesting_bound(text) <= _MAX_DEPTH:
+        return None
     try:
         return _walk_events(_LOADER(text), file)
     except yaml.MarkedYAMLError as exc:
         if _LOADER is yaml.SafeLoader or "nesting" not in _reason(exc):
             raise
         return _walk_events(yaml.SafeLoader(text), file)
+
+
+def _nesting_bound(text: str) -> int:
+    """At least as many levels as the document nests, from its text alone.
+
+    Along any chain of nested block collections the column where each starts grows, except for
+    a block sequence written at its parent mapping's column, whose entries then start further
+    right: so a block chain is at most twice as deep as the widest line is long (plus one).
+    Flow collections nest only inside block ones, each opened by a `[` or `{` somewhere.
+    """
+    widest = max(map(len, _BREAK.split(text)))
+    return 2 * (widest + 1) + text.count("[") + text.count("{")
 
 
 def _walk_events(loader: Any, file: str) -> Problem | None:
