@@ -7,6 +7,7 @@ import json
 import statistics
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import yaml
@@ -73,6 +74,48 @@ def big_run(root: Path, workspace: Path, items: int) -> RunResult:
     }
     (exp / "experience.yaml").write_text(yaml.safe_dump(document))
     return start_run(exp, Workspace(workspace), RunOptions())
+
+
+def scale_log(log_path: Path, items: int) -> int:
+    """Rewrite the log of a `big_run` for `items` items, with the event shapes that run wrote
+    (each item started and finished; every 97th failed and skipped), its items one after
+    another, a millisecond apart. For sizes whose real run would take too long to build; the
+    state store keeps the real run's rows. Returns the number of events written."""
+    events = [json.loads(line) for line in log_path.read_text("utf-8").splitlines()]
+    fan = [e for e in events if e.get("node_id") == "fan" and "item" in e]
+    head = [e for e in events[: events.index(fan[0])] if "item" not in e]
+    tail = [e for e in events[events.index(fan[-1]) + 1 :] if "item" not in e]
+    plain = [e for e in fan if e.get("item") == 1]  # started, finished
+    failing = [e for e in fan if e.get("item") == 0]  # started, failed, skipped
+    failed = len(range(0, items, 97))
+    began = datetime.fromisoformat(events[0]["ts"])
+    seq = 0
+    with log_path.open("w", encoding="utf-8") as log:
+
+        def write(event: dict, ms: int, **changed: object) -> None:
+            nonlocal seq
+            seq += 1
+            at = (began + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds")
+            at = at.replace("+00:00", "Z")
+            log.write(json.dumps({**event, **changed, "seq": seq, "ts": at}) + "\n")
+
+        for event in head:
+            if event["type"] == "node.items":
+                event = {**event, "total": items}
+            elif event["type"] == "state.write":
+                event = {**event, "value": list(range(items))}
+            write(event, 0)
+        for item in range(items):
+            for event in failing if item % 97 == 0 else plain:
+                write(event, item, item=item)
+        for event in tail:
+            if event["type"] == "state.write":
+                kept = [i for i in range(items) if i % 97]
+                event = {**event, "writes": len(kept), "appended": kept}
+            elif event["type"] == "node.finished":
+                event = {**event, "items": items, "items_failed": failed}
+            write(event, items)
+    return seq
 
 
 def evolve_command() -> list[str]:
