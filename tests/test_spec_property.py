@@ -550,6 +550,7 @@ _NESTED = st.recursive(
 )
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(value=_NESTED, flow=st.sampled_from([False, None, True]), indent=st.integers(2, 6))
 def test_the_nesting_bound_is_never_below_the_nesting(value, flow, indent):

@@ -30,7 +30,7 @@ class ReadableGroup(TyperGroup):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.commands = readable(self.commands)
+        self.commands = readable(self.commands, self)
 
 
 app = typer.Typer(
