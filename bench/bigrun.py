@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from evolve.events import EventType
 from evolve.runtime.run import RunOptions, RunResult, start_run
 from evolve.store.workspace import Workspace
 
@@ -100,19 +101,19 @@ def scale_log(log_path: Path, items: int) -> int:
             log.write(json.dumps({**event, **changed, "seq": seq, "ts": at}) + "\n")
 
         for event in head:
-            if event["type"] == "node.items":
+            if event["type"] == EventType.NODE_ITEMS:
                 event = {**event, "total": items}
-            elif event["type"] == "state.write":
+            elif event["type"] == EventType.STATE_WRITE:
                 event = {**event, "value": list(range(items))}
             write(event, 0)
         for item in range(items):
             for event in failing if item % 97 == 0 else plain:
                 write(event, item, item=item)
         for event in tail:
-            if event["type"] == "state.write":
+            if event["type"] == EventType.STATE_WRITE:
                 kept = [i for i in range(items) if i % 97]
                 event = {**event, "writes": len(kept), "appended": kept}
-            elif event["type"] == "node.finished":
+            elif event["type"] == EventType.NODE_FINISHED:
                 event = {**event, "items": items, "items_failed": failed}
             write(event, items)
     return seq
