@@ -106,9 +106,8 @@ def test_light_coercion_gives_what_typer_gives():
             for source in (sources.DEFAULT, sources.COMMANDLINE):
                 ctx.set_parameter_source(param.name, source)
                 for value in (None, param.default, "x", "12", ("a", "b"), (), True):
-                    assert _outcome(param.process_value, ctx, value) == _outcome(
-                        own, ctx, value
-                    ), (name, param.name, source, value)
+                    got = _outcome(param.process_value, ctx, value)
+                    assert got == _outcome(own, ctx, value), (name, param.name, source, value)
                     compared += 1
     assert compared == 0 or compared > 1000  # Typer 0.29+: every parameter of every command
 
