@@ -25,6 +25,8 @@ from typing import Any
 from evolve.events import EventType
 
 ENDED = ("failed", "timeout")  # how an attempt can end without success
+_STARTED = EventType.NODE_STARTED
+_ENDED = (EventType.NODE_FINISHED, EventType.NODE_FAILED)
 DENSE_GAP = 1 << 16  # an item index this far past the last one is kept apart (indexes are dense)
 INT64 = 1 << 62  # what a plain row's columns hold, with room to spare
 
@@ -491,6 +493,7 @@ class Folder:
         self.view = RunView()
         self.origin: datetime | None = None
         self.open: dict[tuple[str, int | None], AttemptView] = {}
+        self._ts, self._at = "", 0  # the latest timestamp seen, in ms from the start
 
     def node(self, node_id: str) -> NodeView:
         found = self.view.nodes.get(node_id)
@@ -505,8 +508,11 @@ class Folder:
         if kind == EventType.RUN_STARTED:
             self._started(e)
             return
-        at = _ms(e["ts"], self.origin)
-        view.last_ms = max(view.last_ms, at)
+        if e["ts"] != self._ts:  # events come several to a millisecond: parse each time once
+            self._ts, self._at = e["ts"], _ms(e["ts"], self.origin)
+        at = self._at
+        if at > view.last_ms:
+            view.last_ms = at
         if kind == EventType.RUN_FINISHED:
             view.status, view.reason = e.get("status", "success"), e.get("reason")
             view.duration_ms = e.get("duration_ms")
@@ -528,6 +534,12 @@ class Folder:
         if node.first_seq is None:
             node.first_seq = e["seq"]
         item = e.get("item")
+        if kind == _STARTED:  # the most frequent first: an attempt starts, then ends
+            self._attempt_started(node, e, item, at)
+            return
+        if kind in _ENDED and "attempt" in e:
+            self._attempt_ended(node, e, item, at)
+            return
         key = (node_id, item)
         if kind == EventType.NODE_READY:
             node.status, node.start_ms = "running", at
@@ -579,6 +591,7 @@ class Folder:
     def _started(self, e: dict[str, Any]) -> None:
         view = self.view
         self.origin = datetime.fromisoformat(e["ts"])
+        self._ts = ""  # times read before the origin was known are read again
         view.run_id, view.experience, view.started = e["run_id"], e.get("experience", ""), e["ts"]
         view.parent_node = e.get("parent_node")
         view.resumed_from = e.get("resumed_from")
