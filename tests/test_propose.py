@@ -587,11 +587,23 @@ def test_an_experience_at_the_root_of_its_repository(tmp_path):
     git(repo, "apply", "--check", stdin=report.proposals[0].diff)
 
 
+SLOW_ONCE = """
+import asyncio
+from pathlib import Path
+
+async def run(i):
+    mark = Path(__file__).with_name("ran")
+    if not mark.exists():  # slow the first time only: a busy machine cannot fail the rerun
+        mark.write_text("x")
+        await asyncio.sleep(0.15)
+"""
+
+
 def test_old_timeouts_under_a_lower_limit_do_not_propose_again(tmp_path):
     document = spec(
         [tool("slow", "tools/slow.py", timeout_ms=100, on_error={"policy": "skip"})], name="x"
     )
-    repo, exp = repo_with(tmp_path, document, {"tools/slow.py": SLEEP})
+    repo, exp = repo_with(tmp_path, document, {"tools/slow.py": SLOW_ONCE})
     run_once(exp, tmp_path)
     first = propose(Workspace(tmp_path / "ws"), [], no_llm=True)
     git(repo, "apply", stdin=first.proposals[0].diff)  # 100 -> 200
