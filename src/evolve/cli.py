@@ -1130,9 +1130,9 @@ def eval_(
     executor: Annotated[
         str | None,
         typer.Option(
-            help="Where for_each items of Python tool nodes run: local, ray (a local Ray started "
-            "for the run) or ray=ADDRESS (auto, ray://host:10001); overrides runtime.executor. "
-            "See docs/ray.md.",
+            help="Where the cases' Python tools run: local, ray (a local Ray started for the "
+            "suite) or ray=ADDRESS (auto, ray://host:10001), each attempt a Ray task; overrides "
+            "runtime.executor. See docs/ray.md.",
             show_default=False,
         ),
     ] = None,

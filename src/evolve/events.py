@@ -384,6 +384,10 @@ class EvalCase(Event):
     tokens_out: int | None = _doc("Its completion tokens.", None)
     cost_usd: float | None = _doc("Its model cost.", None)
     error: str | None = _doc("Why the case run could not run or be scored.", None)
+    workers: list[str] | None = _doc(
+        "The Ray nodes the case run's attempts ran on (`--executor ray`; absent in a local suite).",
+        None,
+    )
 
 
 EVENTS: dict[EventType, type[Event]] = {

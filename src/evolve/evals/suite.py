@@ -7,6 +7,11 @@ as initial state and its evals scored on the final state. The suite log holds `r
 `eval.case` event per finished case run, and `run.finished` with the mean score and pass rate.
 A case whose arguments are refused, or whose run fails, is one failing row: the other cases
 still run and are scored.
+
+With the Ray executor (`--executor ray[=ADDRESS]`, docs/ray.md) every Python tool attempt of a
+case run is a Ray task, while this process keeps scheduling the cases, their model calls, the
+policies and the recording (one writer); `eval.case` then names the Ray nodes the case ran on
+(`workers`), and the cases run at once default to the cluster's CPUs (at least 4).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from evolve.evals.cases import Case, load_cases, select
 from evolve.evals.summary import spread_of
 from evolve.events import EvalCase, RunFinished, RunStarted
 from evolve.llm.model import Model
-from evolve.runtime.ray_executor import executor_for
+from evolve.runtime.ray_executor import RayExecutor, executor_for
 from evolve.runtime.run import (
     Run,
     RunOptions,
@@ -56,9 +61,13 @@ class CaseResult:
     tokens_out: int = 0
     cost_usd: float | None = None
     error: str | None = None
+    workers: list[str] | None = None  # the Ray nodes its attempts ran on (--executor ray)
 
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        fields = dict(self.__dict__)
+        if fields["workers"] is None:  # a local suite records what it always did
+            del fields["workers"]
+        return fields
 
 
 @dataclass
@@ -168,7 +177,7 @@ def run_suite(
     store = StateStore.open(workspace.create().database)
     try:
         store.reconcile()
-        suite = _Suite(experience, workspace, store, options, model, cases)
+        suite = _Suite(experience, workspace, store, options, model, cases, executor)
         return asyncio.run(until_interrupted(suite.execute(), lambda: suite.result("interrupted")))
     finally:
         store.close()
@@ -183,8 +192,10 @@ class _Suite:
         options: SuiteOptions,
         model: Model,
         cases: list[Case],
+        executor: RayExecutor | None = None,
     ):
         self.experience = experience
+        self.executor = executor  # Ray: where the cases' Python tools run (docs/ray.md)
         self.workspace = workspace
         self.store = store
         self.options = options
@@ -226,7 +237,7 @@ class _Suite:
         try:
             limit = self.options.concurrency or (
                 (experience.cases.concurrency if experience.cases else None)
-                or DEFAULT_CASE_CONCURRENCY
+                or max(DEFAULT_CASE_CONCURRENCY, self.executor.cpus() if self.executor else 0)
             )
             slots = asyncio.Semaphore(limit)
             await asyncio.gather(*(self._job(case, r, slots) for case, r in self.jobs))
@@ -311,10 +322,14 @@ class _Suite:
             )
         except EvolveError as exc:  # the case's args are refused: this case fails, not the suite
             return CaseResult(case.id, repeat, None, "error", 0.0, False, error=str(exc))
-        return _case_result(case.id, repeat, await run.execute())
+        result = await run.execute()
+        workers = result.workers if self.executor is not None else None
+        return _case_result(case.id, repeat, result, workers)
 
 
-def _case_result(case_id: str, repeat: int, result: RunResult) -> CaseResult:
+def _case_result(
+    case_id: str, repeat: int, result: RunResult, workers: list[str] | None = None
+) -> CaseResult:
     scored = result.scored
     failing = [
         {"eval": r.name, "reason": r.reason, "required": r.required}
@@ -333,6 +348,7 @@ def _case_result(case_id: str, repeat: int, result: RunResult) -> CaseResult:
         result.tokens_out,
         result.cost_usd,
         result.reason if result.status == "failed" else None,
+        workers,
     )
 
 

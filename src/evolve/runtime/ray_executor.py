@@ -1,4 +1,5 @@
-"""The Ray executor: `for_each` items of Python tool nodes run as Ray tasks (docs/ray.md).
+"""The Ray executor: `for_each` items of Python tool nodes, and every Python tool attempt of an
+`evolve eval` case run, run as Ray tasks (docs/ray.md).
 
 Only the call of the tool's function moves to a Ray worker. The driver (the `evolve` process)
 keeps everything else: the scheduler, the policies (retries, backoff and timeouts are evolve's:
@@ -61,6 +62,7 @@ class ExecutorChoice:
 
 
 _EXECUTORS: dict[str | None, RayExecutor] = {}
+_JOINED: list[RayExecutor] = []  # the executor this process's Ray connection belongs to (0 or 1)
 
 
 def executor_for(experience: Experience, option: str | None) -> RayExecutor | None:
@@ -89,14 +91,15 @@ class RayExecutor:
         working dir. Joined once per process and directory: another experience directory
         reconnects (between runs, never during one)."""
         directory = directory.resolve()
-        if self._ray is not None and self.directory == directory:
+        if self._ray is not None and self.directory == directory and self in _JOINED:
             return
         try:
             import ray
         except ImportError:
             raise UsageError(MISSING_RAY) from None
         if ray.is_initialized():
-            ray.shutdown()
+            ray.shutdown()  # one connection a process: another executor's (or directory's) ends
+        _JOINED.clear()
         env = {"working_dir": str(directory), "excludes": EXCLUDES}
         try:
             ray.init(
@@ -112,11 +115,19 @@ class RayExecutor:
             raise UsageError(f"cannot connect to {where}: {exc}") from None
         self._ray, self.directory = ray, directory
         self._task = ray.remote(_run_tool).options(max_retries=0, num_cpus=1)
+        _JOINED.append(self)
+
+    def cpus(self) -> int:
+        """The CPUs of the cluster joined (0 before `connect`)."""
+        if self._ray is None:
+            return 0
+        return int(self._ray.cluster_resources().get("CPU", 0))
 
     def shutdown(self) -> None:
         """Leave the cluster (and stop a local Ray started for the run)."""
-        if self._ray is not None:
+        if self._ray is not None and self in _JOINED:
             self._ray.shutdown()
+            _JOINED.clear()
         self._ray = self.directory = self._task = None
 
     async def call(

@@ -107,6 +107,7 @@ class RunResult:
     tokens_out: int = 0
     cost_usd: float | None = None
     scored: RunScore | None = None  # None when the experience has no evals
+    workers: list[str] = field(default_factory=list)  # the Ray nodes its attempts ran on
 
     @property
     def exit_code(self) -> int:
@@ -297,6 +298,7 @@ class Run:
             model_ready=model_ready,
             reuse=reuse,
             executor=executor_for(experience, self.options.executor),
+            remote_every_tool=self.options.case is not None,  # a case of a suite: docs/ray.md
         )
         status, reason, stopped = "success", None, None
         scored: RunScore | None = None
@@ -357,6 +359,7 @@ class Run:
             metered.tokens_out,
             metered.cost_usd,
             scored,
+            sorted(scheduler.workers),
         )
 
     @property

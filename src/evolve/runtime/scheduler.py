@@ -84,6 +84,7 @@ class Scheduler:
         model_ready: asyncio.Future[Any] | None = None,
         reuse: Reuse | None = None,
         executor: RayExecutor | None = None,
+        remote_every_tool: bool = False,
     ):
         self.experience = experience
         self.concurrency = concurrency
@@ -109,6 +110,8 @@ class Scheduler:
         self.forced: set[str] = set()  # steps that may not reuse the source run's results
         self.executed: set[str] = set()  # steps that executed something in this run
         self.executor = executor  # Ray: where for_each items of Python tools run (else here)
+        self.remote_every_tool = remote_every_tool  # a suite's case run: every Python tool attempt
+        self.workers: set[str] = set()  # the Ray nodes this run's attempts ran on
 
     def halt(self, failure: RunFailed) -> RunFailed:
         """Stop the run: the first failure wins, and no attempt starts after it."""
@@ -481,6 +484,8 @@ class Scheduler:
         else:
             outcome, record.error_type, record.error = None, error.error_type, str(error)
         record.duration_ms, record.worker = _ms_since(started), attempt.worker
+        if attempt.worker is not None:
+            self.workers.add(attempt.worker)
         self.recorder.node_run(record, kept)
         return outcome, error
 
@@ -538,7 +543,8 @@ class Scheduler:
 
         node = attempt.node
         if node.kind == "tool":
-            if node.impl.suffix == ".py" and self.executor and attempt.item is not None:
+            remote = attempt.item is not None or self.remote_every_tool
+            if node.impl.suffix == ".py" and self.executor and remote:
                 result, attempt.worker = await self.executor.call(
                     node.impl, node.function or "run", attempt.inputs
                 )
