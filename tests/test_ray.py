@@ -144,6 +144,25 @@ def test_a_malformed_executor_is_a_usage_error(tmp_path, bad):
     assert out.exit_code == 2 and "--executor" in out.output and "Traceback" not in out.output
 
 
+def test_a_refused_connection_is_told_in_one_line_without_ray_s_traceback():
+    # how Ray 2.60 refuses a client without the cluster's token: a ConnectionError caused by a
+    # RuntimeError whose text is the traceback of the AuthenticationError
+    inner = RuntimeError(
+        "Failed to connect to GCS. Last connection error: Traceback (most recent call last):\n"
+        '  File "python/ray/includes/common.pxi", line 119, in ray._raylet.check_status\n'
+        "ray.exceptions.AuthenticationError: RPC error: InvalidAuthToken: Authentication token "
+        "is missing or incorrect. Note: RAY_AUTH_MODE is currently 'disabled' (not 'token'). "
+        "Ensure that the token for the cluster is available in a local file.\n"
+    )
+    refused = ConnectionError("Failed to connect to Ray cluster at 192.0.2.2:6379")
+    refused.__cause__ = inner
+    assert ray_executor._reason(refused) == (
+        "ray.exceptions.AuthenticationError: RPC error: InvalidAuthToken: Authentication token "
+        "is missing or incorrect. Note: RAY_AUTH_MODE is currently 'disabled' (not 'token')"
+    )
+    assert ray_executor._reason(ConnectionError("no cluster at x:1\nmore")) == "no cluster at x:1"
+
+
 # -- on a real Ray ---------------------------------------------------------------------------
 
 ADD = """\

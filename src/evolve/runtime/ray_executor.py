@@ -112,7 +112,7 @@ class RayExecutor:
             )
         except (ConnectionError, RuntimeError, ValueError) as exc:
             where = self.address or "a local Ray"
-            raise UsageError(f"cannot connect to {where}: {exc}") from None
+            raise UsageError(f"cannot connect to {where}: {_reason(exc)}") from None
         self._ray, self.directory = ray, directory
         self._task = ray.remote(_run_tool).options(max_retries=0, num_cpus=1)
         _JOINED.append(self)
@@ -170,6 +170,18 @@ class RayExecutor:
                 retryable=False,
             )
         return AttemptError(f"{path.name}:{function}: Ray failed: {exc}", "ray_error")
+
+
+def _reason(exc: BaseException) -> str:
+    """Why Ray refused, in one line: the innermost cause, and when its text carries a traceback
+    (a refused token arrives so), the exception line that ends it; two sentences at most."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    if "Traceback (most recent call last)" in str(exc):
+        lines = [line for line in lines if not line.startswith(" ")][-1:]
+    line = lines[0].strip() if lines else type(exc).__name__
+    return ". ".join(line.split(". ")[:2])[:400]
 
 
 def _run_tool(relative: str, function: str, inputs: dict[str, Any]) -> dict[str, Any]:
