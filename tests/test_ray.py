@@ -173,9 +173,11 @@ def run(inputs):
     n = inputs["_state"]["n"]
     if n < 0:
         raise ValueError(f"no count for {n}")
-    if n >= 100:
-        time.sleep(60)
     return {"state_delta": {"count": n + 1}}
+
+
+def hang(inputs):
+    time.sleep(60)
 """
 CHECKS = """\
 def close(state, case, run):
@@ -187,7 +189,7 @@ CASES = [
     {"id": "b", "args": {"n": 2}, "expect": {"count": 3}},
     {"id": "c", "args": {"n": 4}, "expect": {"count": 4}},  # off by one: fails `exact`
     {"id": "raises", "args": {"n": -1}, "expect": {"count": 5}},  # its tool raises
-    {"id": "slow", "args": {"n": 100}, "expect": {"count": 101}},  # its tool times out
+    {"id": "slow", "args": {"n": 100}, "expect": {"count": 0}},  # its `hang` times out
 ]
 SUITE = """\
 name: counter
@@ -201,16 +203,24 @@ state:
 graph:
   nodes:
     - {{id: add, kind: tool, impl: tools/add.py, reads: [n], writes: [count], timeout_ms: 10000}}
+    - {{id: hang, kind: tool, impl: 'tools/add.py:hang', timeout_ms: 2000}}
 {agent}
 evals:
   - {{name: exact, expr: '$.count == $case.expect.count', required: true}}
   - {{name: close, impl: 'evals/checks.py:close', weight: 2}}
 cases: {{source: {cases}}}
 """
+# the timeouts: `add` (every case) is given time for a Ray worker to start on a loaded machine;
+# `hang` (after the rest, for the slow case only) times out however soon its worker starts
 AGENT = """\
     - {id: say, kind: agent, prompt: prompts/say.md, reads: [count], writes: [note]}
   edges:
     - {from: add, to: say}
+    - {from: say, to: hang, when: '$.n >= 100'}
+"""
+NO_AGENT = """\
+  edges:
+    - {from: add, to: hang, when: '$.n >= 100'}
 """
 
 
@@ -244,7 +254,7 @@ def home(tmp_path_factory) -> Path:
         (root / name).write_text(text)
     (root / "suite.yaml").write_text(SUITE.format(agent=AGENT, cases="data/cases.jsonl"))
     (root / "tools-suite.yaml").write_text(
-        SUITE.format(agent="  edges: []", cases="data/quick.jsonl").replace(
+        SUITE.format(agent=NO_AGENT, cases="data/quick.jsonl").replace(
             "runtime: {model: fake/echo}\n", ""
         )
     )
@@ -377,15 +387,16 @@ def test_a_suite_on_local_ray_matches_the_local_executor_case_for_case(home, tmp
     assert by_case["raises"].status == "failed"
     assert "ValueError: no count for -1" in (by_case["raises"].error or "")
     assert by_case["slow"].status == "failed"
-    assert "timed out after 10000 ms" in (by_case["slow"].error or "")
+    assert "timed out after 2000 ms" in (by_case["slow"].error or "")
 
-    # the model calls were this process's (the driver's): one per case whose tool succeeded
+    # the model calls were this process's (the driver's): one per case whose `add` succeeded
     assert sorted(c.messages[-1]["content"] for c in there.calls) == [
+        "Say 101.",
         "Say 2.",
         "Say 3.",
         "Say 5.",
     ]
-    assert len(here.calls) == 3
+    assert len(here.calls) == 4
 
     # the same event types, in the suite's log and in the case runs' logs
     def types(log: Path) -> set[str]:
@@ -410,18 +421,17 @@ def test_a_suite_on_local_ray_matches_the_local_executor_case_for_case(home, tmp
             and e["type"] in ("node.finished", "node.failed")
             and "attempt" in e
         ]
-        if case_id == "slow":
-            # cancelled at its timeout: no reply came, so where it ran is not known
-            assert [(e["error_type"], e.get("worker")) for e in ended] == [("timeout", None)]
-            assert by_case[case_id].workers == []
-        else:
-            assert [e["worker"] for e in ended] == [node], case_id
-            assert by_case[case_id].workers == [node]
+        assert [e["worker"] for e in ended] == [node], case_id
+        assert by_case[case_id].workers == [node]
+        hung = [e for e in log if e.get("node_id") == "hang" and e["type"] == "node.failed"]
+        # cancelled at its timeout: no reply came, so where it ran is not known
+        expected = [("timeout", None)] if case_id == "slow" else []
+        assert [(e["error_type"], e.get("worker")) for e in hung] == expected, case_id
         said = [e for e in log if e.get("node_id") == "say" and "attempt" in e]
         assert all("worker" not in e for e in said)  # agent nodes run on the driver
     suite_log = list(read_events(remote.log_path))
     named = {e["case_id"]: e.get("workers") for e in suite_log if e["type"] == "eval.case"}
-    assert named == {"a": [node], "b": [node], "c": [node], "raises": [node], "slow": []}
+    assert named == {case_id: [node] for case_id in ("a", "b", "c", "raises", "slow")}
     assert all("workers" not in e for e in read_events(local.log_path))
     for log in local_cases.values():
         assert all("worker" not in e for e in log)
