@@ -8,9 +8,11 @@ calibrated on this machine first), run twice with the event log and the state st
           items are Ray tasks in worker processes, so they use every CPU
 It prints items/s of each and the ratio ray/local, measured in the same process one after the
 other, and the per-task overhead of Ray: (ray wall x CPUs - items x work) / items, the time a
-task costs beyond its own work (submit, schedule, ship arguments and result, record). A cluster of
-M machines of C cores gives at most about M x C / (work + overhead) items/s for work per item;
-the driver records every attempt, so it bounds the rate too (see `bench/fanout.py`).
+task costs beyond its own work (submit, schedule, ship arguments and result, record). Then what
+one driver can do whatever the cluster: the driver's own CPU time per item on Ray (scheduling,
+submitting, awaiting, recording: work no worker takes off it) and the rate of N trivial items
+(no work) on Ray. A cluster of M machines of C cores gives about
+min(M x C / (work + overhead), 1 / driver CPU per item) items/s.
 
 Usage: python -m bench.ray [--items N] [--work-ms MS] [--cpus N]   (from the project root)
 """
@@ -45,9 +47,9 @@ def calibrate(work_ms: float) -> int:
     return max(1, int(loops * work_ms / 1000 / best))
 
 
-def experience(root: Path, items: int, loops: int, concurrency: int) -> Path:
-    root.mkdir(parents=True)
-    (root / "tools").mkdir()
+def experience(root: Path, items: int, loops: int, concurrency: int, name: str) -> Path:
+    """`root/NAME.yaml` (with the tool beside it): one for_each node over `items` items."""
+    (root / "tools").mkdir(parents=True, exist_ok=True)
     (root / "tools" / "work.py").write_text(TOOL)
     spec = {
         "name": "bench-ray",
@@ -68,20 +70,22 @@ def experience(root: Path, items: int, loops: int, concurrency: int) -> Path:
             "edges": [],
         },
     }
-    (root / "experience.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    return root
+    path = root / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
 
 
-def timed(path: Path, workspace: Path, executor: str | None) -> float:
+def timed(path: Path, workspace: Path, executor: str | None) -> tuple[float, float]:
+    """(wall seconds, this process's CPU seconds) of one run of `path`."""
     from evolve.runtime.run import RunOptions, start_run
     from evolve.store.workspace import Workspace
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     result = start_run(path, Workspace(workspace), RunOptions(executor=executor))
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     if result.status != "success":
         raise SystemExit(f"{executor or 'local'} run {result.status}: {result.reason}")
-    return elapsed
+    return elapsed, cpu
 
 
 def main() -> None:
@@ -97,16 +101,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         # runtime.concurrency: enough items in flight to keep every Ray CPU busy
-        path = experience(root / "x", options.items, loops, 4 * options.cpus)
+        concurrency = 4 * options.cpus  # enough items in flight to keep every Ray CPU busy
+        path = experience(root, options.items, loops, concurrency, "work")
+        trivial = experience(root, options.items, 0, concurrency, "trivial")  # same directory
         executor = ray_executor.RayExecutor(None, num_cpus=options.cpus)
         ray_executor._EXECUTORS[None] = executor
         try:
-            executor.connect(path)  # Ray's start-up is not the items' cost
+            executor.connect(root)  # Ray's start-up is not the items' cost
             timed(path, root / "warm", "ray")  # workers started and the tool imported once
-            ray = timed(path, root / "ray", "ray")
+            ray, driver_cpu = timed(path, root / "ray", "ray")
+            bare, _ = timed(trivial, root / "trivial", "ray")
         finally:
             executor.shutdown()
-        local = timed(path, root / "local", None)
+        local, _ = timed(path, root / "local", None)
     n = options.items
     overhead_ms = (ray * options.cpus - work) / n * 1000
     print(f"{n} items of ~{options.work_ms:g} ms pure-Python work ({loops} loop turns)")
@@ -114,6 +121,12 @@ def main() -> None:
     print(f"ray, {options.cpus} CPUs local  {n / ray:8.1f} items/s  ({ray:.1f} s)")
     print(f"ratio ray/local     {local / ray:8.2f}x")
     print(f"ray per-task overhead  {overhead_ms:.1f} ms (wall x CPUs - work, per item)")
+    print(
+        f"driver CPU per item    {driver_cpu / n * 1000:.1f} ms on Ray (the driver's ceiling: ",
+        end="",
+    )
+    print(f"{n / driver_cpu:.0f} items/s)")
+    print(f"ray, trivial items  {n / bare:8.1f} items/s  ({bare:.1f} s, no work per item)")
 
 
 if __name__ == "__main__":
