@@ -7,7 +7,8 @@ calibrated on this machine first), run twice with the event log and the state st
   ray     `--executor ray` on a local Ray started for the run with --cpus CPUs (default 2):
           items are Ray tasks in worker processes, so they use every CPU
 It prints items/s of each and the ratio ray/local, measured in the same process one after the
-other, and the per-task overhead of Ray: (ray wall x CPUs - items x work) / items, the time a
+other, and the per-task overhead of Ray: (ray wall x CPUs - the items' CPU time) / items (each
+item measures its own CPU time, on its worker thread), the time a
 task costs beyond its own work (submit, schedule, ship arguments and result, record). Then what
 one driver can do whatever the cluster: the driver's own CPU time per item on Ray (scheduling,
 submitting, awaiting, recording: work no worker takes off it) and the rate of N trivial items
@@ -27,11 +28,15 @@ from pathlib import Path
 import yaml
 
 TOOL = """\
+import time
+
+
 def run(inputs):
+    started = time.thread_time()
     total = 0
     for i in range(inputs["loops"]):
         total += i * i % 7
-    return {"state_delta": {}, "metrics": {"total": total}}
+    return {"state_delta": {}, "metrics": {"total": total, "cpu_s": time.thread_time() - started}}
 """
 
 
@@ -75,9 +80,12 @@ def experience(root: Path, items: int, loops: int, concurrency: int, name: str) 
     return path
 
 
-def timed(path: Path, workspace: Path, executor: str | None) -> tuple[float, float]:
-    """(wall seconds, this process's CPU seconds) of one run of `path`."""
+def timed(path: Path, workspace: Path, executor: str | None) -> tuple[float, float, float]:
+    """(wall seconds, this process's CPU seconds, the items' own CPU seconds) of a run of `path`:
+    the items' work is measured by the tool itself, since a calibration on a machine shared with
+    other work is only as good as the moment it was made."""
     from evolve.runtime.run import RunOptions, start_run
+    from evolve.store.log import read_events
     from evolve.store.workspace import Workspace
 
     started, cpu = time.perf_counter(), time.process_time()
@@ -85,7 +93,12 @@ def timed(path: Path, workspace: Path, executor: str | None) -> tuple[float, flo
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     if result.status != "success":
         raise SystemExit(f"{executor or 'local'} run {result.status}: {result.reason}")
-    return elapsed, cpu
+    work = sum(
+        (event.get("metrics") or {}).get("cpu_s", 0.0)
+        for event in read_events(result.log_path)
+        if event["type"] == "node.finished" and "attempt" in event
+    )
+    return elapsed, cpu, work
 
 
 def main() -> None:
@@ -97,7 +110,6 @@ def main() -> None:
     from evolve.runtime import ray_executor
 
     loops = calibrate(options.work_ms)
-    work = options.items * options.work_ms / 1000
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         # runtime.concurrency: enough items in flight to keep every Ray CPU busy
@@ -109,14 +121,15 @@ def main() -> None:
         try:
             executor.connect(root)  # Ray's start-up is not the items' cost
             timed(path, root / "warm", "ray")  # workers started and the tool imported once
-            ray, driver_cpu = timed(path, root / "ray", "ray")
-            bare, _ = timed(trivial, root / "trivial", "ray")
+            ray, driver_cpu, work = timed(path, root / "ray", "ray")
+            bare, _, _ = timed(trivial, root / "trivial", "ray")
         finally:
             executor.shutdown()
-        local, _ = timed(path, root / "local", None)
+        local, _, _ = timed(path, root / "local", None)
     n = options.items
     overhead_ms = (ray * options.cpus - work) / n * 1000
     print(f"{n} items of ~{options.work_ms:g} ms pure-Python work ({loops} loop turns)")
+    print(f"work per item on Ray  {work / n * 1000:.1f} ms CPU (as the tool measured it)")
     print(f"local executor      {n / local:8.1f} items/s  ({local:.1f} s)")
     print(f"ray, {options.cpus} CPUs local  {n / ray:8.1f} items/s  ({ray:.1f} s)")
     print(f"ratio ray/local     {local / ray:8.2f}x")
