@@ -17,7 +17,8 @@ from evolve.scaffold import TEMPLATES, create_experience
 from evolve.spec import schema_text
 
 ROOT = Path(__file__).resolve().parent.parent
-MODELINE = re.compile(r"^\s*#\s*yaml-language-server:\s*\$schema=(\S+)", re.M)
+# anywhere in a line: a page also quotes the line inside prose; `<...>` is a placeholder
+MODELINE = re.compile(r"#\s*yaml-language-server:\s*\$schema=([^\s`<]+)")
 BESIDE = "./experience.schema.json"
 TEMPLATES_DIR = ROOT / "src" / "evolve" / "templates"
 
