@@ -761,3 +761,37 @@ def test_inspect_names_a_cache_hit(tmp_path, counts):
     shown = cli(ws, "inspect", second.run_id)
     assert f"↺ item 0  cache hit from {first.run_id}" in shown.output
     assert "↺ work" in shown.output
+
+
+def test_a_fan_out_hashes_its_shared_inputs_once_not_once_per_item(tmp_path, monkeypatch):
+    """Every item's fingerprint covers the edge output it was given, but that value is the same
+    object for every item: encoding it per item made fan-outs quadratic in their items."""
+    import evolve.jsonvalue as jsonvalue
+
+    items = 300
+    encoded: list[int] = []
+    canonical = jsonvalue.canonical
+    monkeypatch.setattr(
+        jsonvalue, "canonical", lambda v: encoded.append(len(t := canonical(v))) or t
+    )
+    path = build(
+        tmp_path / "x",
+        spec(
+            [
+                tool("load", "tools/load.py", writes=["numbers"]),
+                tool("each", "tools/each.py", reads=["numbers"], for_each={"source": "$.numbers"}),
+            ],
+            [{"from": "load", "to": "each"}],
+            state={"numbers": {"type": "array", "default": []}},
+        ),
+        {
+            "tools/load.py": "def run(inputs):\n"
+            f"    return {{'state_delta': {{'numbers': list(range({items}))}}}}\n",
+            "tools/each.py": "def run(inputs):\n    return {'state_delta': {}}\n",
+        },
+    )
+    assert start_run(path, Workspace(tmp_path / "ws"), RunOptions()).status == "success"
+    shared = len(canonical({"load": {"numbers": list(range(items))}}))
+    # once per distinct value (state and edge), plus a small per-item remainder; per-item
+    # encoding of the shared list would be `items` times the list
+    assert sum(encoded) < 4 * shared + items * 400, (sum(encoded), shared)

@@ -93,12 +93,15 @@ class Reuse:
         return self.source is not None or (node.cache is not None and self.cache)
 
     def fingerprint(self, node: Node, inputs: dict[str, Any]) -> str:
-        """The node's print with these inputs; each state value read is hashed once per value
-        it takes (readers share one read-only view of it), not once per item reading it."""
-        state = inputs.get("_state")
-        if isinstance(state, dict) and state:
-            inputs = {**inputs, "_state": {f: self._digest_of(v) for f, v in state.items()}}
-        return self.print_of(node).with_inputs(inputs)
+        """The node's print with these inputs; each state value read and each predecessor's edge
+        output is hashed once per value it takes (the items of a fan-out share them), not once
+        per item: hashing them per item made a fan-out quadratic in its items."""
+        shared = {
+            key: {name: self._digest_of(v) for name, v in value.items()}
+            for key in ("_state", "_edge_inputs")
+            if isinstance(value := inputs.get(key), dict) and value
+        }
+        return self.print_of(node).with_inputs({**inputs, **shared} if shared else inputs)
 
     def _digest_of(self, value: Any) -> str:
         seen = self._digests.get(id(value))
