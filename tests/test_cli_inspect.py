@@ -141,7 +141,7 @@ def test_inspect_a_run_with_retries_and_a_timeout(workspace):
             "run r-ID · mixed · partial · N ms · started TIME",
             "",
             "mixed",
-            "├── ✓ greet tool · N ms · 1 retries",
+            "├── ✓ greet tool · N ms · 1 retry",
             "│ ├── ✗ attempt 1 N ms connection: flaky.py:run raised ConnectionError: reset by peer",
             "│ └── ✓ attempt 2 N ms",
             "├── ✓ fan tool · 3 items · N ms",

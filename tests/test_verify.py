@@ -139,6 +139,23 @@ def test_successful_attempts_across_runs_set_the_timeout_not_the_censored_ones(t
     assert "lower bound" not in proposal.rationale
 
 
+def test_fast_items_beside_timed_out_ones_do_not_pretend_to_measure_the_slow_work(tmp_path):
+    """Items that finished in 1 ms say nothing about the ones cut at the limit: the proposal
+    doubles the limit they hit and says so, not 'twice the room' of the fast ones."""
+    node = tool("work", "tools/w.py", timeout_ms=200, for_each={"source": "$.items"})
+    node["on_error"] = {"policy": "skip"}
+    document = spec([node], name="x", state={"items": {"type": "array", "default": [0, 0, 0.35]}})
+    sleepy = "import asyncio\n\nasync def run(i):\n    await asyncio.sleep(i['$item'])\n"
+    _repo, exp = repo_with(tmp_path, document, {"tools/w.py": sleepy})
+    evolve_run(exp, tmp_path)
+    report = propose(Workspace(tmp_path / "ws"), ["last"], no_llm=True)
+    [proposal] = report.proposals
+    assert proposal.title == "Raise timeout_ms of 'work' from 200 to 400"
+    assert "twice the room" not in proposal.rationale
+    assert "needed more than 200 ms" in proposal.rationale
+    assert "twice the limit they hit" in proposal.rationale
+
+
 FLAKY_HTTP = """
 import httpx
 
@@ -660,3 +677,19 @@ def test_a_fan_out_that_computes_gets_no_concurrency_proposal_when_verified(tmp_
     report = verified(tmp_path)
     assert report.proposals == []
     assert report.verified is not None and report.verified["reruns"] == 0
+
+
+def test_evidence_is_cited_in_log_order_when_items_attempts_interleave(tmp_path):
+    node = tool("work", "tools/w.py", timeout_ms=100, for_each={"source": "$.items"})
+    node["for_each"]["concurrency"] = 2
+    # two items side by side, each timing out twice: the fold meets item 0's attempts, then
+    # item 1's, while the log interleaves them
+    node["on_error"] = {"policy": "retry", "attempts": 2, "base_ms": 10, "then": "skip"}
+    document = spec([node], name="x", state={"items": {"type": "array", "default": [0, 1]}})
+    sleepy = "import asyncio\n\nasync def run(i):\n    await asyncio.sleep(0.4)\n"
+    _repo, exp = repo_with(tmp_path, document, {"tools/w.py": sleepy})
+    evolve_run(exp, tmp_path)
+    report = propose(Workspace(tmp_path / "ws"), ["last"], no_llm=True)
+    [proposal] = report.proposals
+    seqs = [int(ref.split("#")[1]) for ref in proposal.evidence]
+    assert len(seqs) == 4 and seqs == sorted(seqs)

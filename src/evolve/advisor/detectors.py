@@ -81,8 +81,13 @@ def concurrency_values(target: int, current: int) -> list[int]:
     return values
 
 
+def _in_order(refs: list[Ref]) -> list[Ref]:
+    """Refs by run, then by event seq (items finish out of order; readers look them up in order)."""
+    return sorted(refs, key=lambda r: (r.run, r.seq))
+
+
 def _cite(refs: list[Ref], limit: int = 6) -> str:
-    shown = ", ".join(str(r) for r in refs[:limit])
+    shown = ", ".join(str(r) for r in _in_order(refs)[:limit])
     return shown + (f" and {len(refs) - limit} more" if len(refs) > limit else "")
 
 
@@ -149,7 +154,7 @@ class Detectors:
             confidence=confidence_for(len(refs), len(runs)),
             title=title,
             rationale=rationale,
-            evidence=[str(r) for r in refs],
+            evidence=[str(r) for r in _in_order(refs)],
             files={"experience.yaml": text},
             fingerprint=f"tune-param:{node.id}:{key}:{value}",
             strength=len(refs),
@@ -179,10 +184,16 @@ class Detectors:
         if target <= current:
             return None
         plural = "s" * (len(refs) > 1)
-        if finished is not None:
+        if finished is not None and finished >= hit:
             why = (
                 f"successful attempts took up to {finished} ms (p95 of "
                 f"{len(found.succeeded_ms)}), so {target} ms leaves about twice the room."
+            )
+        elif finished is not None:
+            why = (
+                f"successful attempts took up to {finished} ms (p95 of "
+                f"{len(found.succeeded_ms)}), but the timed-out ones needed more than {hit} ms "
+                f"(censored: only a lower bound), so {target} ms is twice the limit they hit."
             )
         else:
             why = (

@@ -194,7 +194,7 @@ def _node_detail(node: NodeView) -> str:
     if node.llm_calls:
         parts.append(f"{node.tokens_in}+{node.tokens_out} tokens, {money(node.cost_usd)}")
     if node.retries:
-        parts.append(f"{node.retries} retries")
+        parts.append(f"{node.retries} retr{'y' if node.retries == 1 else 'ies'}")
     if node.reason:
         parts.append(shorten(node.reason, 90))
     return " · ".join(parts)
