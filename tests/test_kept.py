@@ -188,3 +188,43 @@ def test_reused_results_a_killed_run_lost_are_restored_from_the_run_that_execute
     store.reconcile()
     store.close()
     assert kept_rows(database, second.run_id) == kept
+
+
+EACH = "def run(inputs):\n    return {'edge_output': len(inputs['rows'])}\n"
+
+
+def test_a_large_argument_is_hashed_once_for_all_the_items_that_get_it(tmp_path, monkeypatch):
+    """`args: {rows: $.items}` gives every item of a fan-out the same list: hashed per item,
+    the fan-out would cost the square of its size (edge inputs and state reads: test_resume)."""
+    import evolve.runtime.reuse as reuse
+
+    hashed: list[int] = []
+    real = reuse.value_digest
+
+    def counted(value):
+        if isinstance(value, list) and len(value) == 200:  # the items, as the argument
+            hashed.append(1)
+        return real(value)
+
+    monkeypatch.setattr(reuse, "value_digest", counted)
+    exp = build(
+        tmp_path / "x",
+        spec(
+            [
+                tool(
+                    "each",
+                    "tools/each.py",
+                    args={"rows": "$.items"},
+                    for_each={"source": "$.items"},
+                )
+            ],
+            state={"items": {"type": "array", "default": list(range(200))}},
+        ),
+        {"tools/each.py": EACH},
+    )
+    result = start_run(exp, Workspace(tmp_path / "ws"), RunOptions())
+    assert result.status == "success", result.reason
+    lines = successes(result.log_path)
+    assert len(lines) == 200 and {e["result"]["edge_output"] for e in lines} == {200}
+    assert len({e["fingerprint"] for e in lines}) == 200  # $item and $index still tell them apart
+    assert hashed == [1]  # once for the 200 items that get it

@@ -95,15 +95,21 @@ class Reuse:
     def fingerprint(self, node: Node, inputs: dict[str, Any]) -> str:
         """The node's print with these inputs; each state value read and each predecessor's edge
         output is hashed once per value it takes (the items of a fan-out share them), not once
-        per item: hashing them per item made a fan-out quadratic in its items."""
-        shared = {
+        per item: hashing them per item made a fan-out quadratic in its items. So is a list or
+        object among its arguments (`args: {rows: $.items}` on every item of a fan-out)."""
+        shared: dict[str, Any] = {
             key: {name: self._digest_of(v) for name, v in value.items()}
             for key in ("_state", "_edge_inputs")
             if isinstance(value := inputs.get(key), dict) and value
         }
+        for key, value in inputs.items():
+            if key[:1] not in ("_", "$") and _structure(value):  # an argument
+                shared[key] = self._digest_of(value)
         return self.print_of(node).with_inputs({**inputs, **shared} if shared else inputs)
 
     def _digest_of(self, value: Any) -> str:
+        if not value and type(value) in _EMPTY:  # a chain's `{}` outputs: each a new object
+            return _EMPTY[type(value)]
         seen = self._digests.get(id(value))
         if seen is None or seen[0] is not value:  # pinned, so the id is not reused meanwhile
             seen = self._digests[id(value)] = (value, value_digest(value))
@@ -122,6 +128,14 @@ class Reuse:
             if row is not None:
                 return Kept.from_row(row, cached=True)
         return None
+
+
+_EMPTY = {dict: value_digest({}), list: value_digest([])}
+
+
+def _structure(value: Any) -> bool:
+    """A non-empty list or object: what enters a fingerprint as its digest."""
+    return isinstance(value, list | dict) and bool(value)
 
 
 def _not_before(ttl_s: int | None) -> str | None:
