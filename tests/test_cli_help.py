@@ -118,3 +118,27 @@ def _outcome(process, ctx, value):
     except Exception as exc:  # Typer's own errors for values it refuses
         return "error", type(exc).__name__
     return "ok", type(result), result
+
+
+LIGHT_PROBE = """
+import sys
+from evolve.cli import app
+try:
+    app(sys.argv[1:], prog_name="evolve")
+except SystemExit:
+    pass
+print("pydantic loaded:", "pydantic" in sys.modules, file=sys.stderr)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args", [["--help"], ["runs"], ["validate", "examples/starter"]])
+def test_light_commands_never_import_pydantic(tmp_path, args):
+    """Typer 0.29 coerces through pydantic (about 60 ms to import): evolve keeps it off."""
+    root = Path(__file__).resolve().parents[1]
+    args = [str(root / a) if a.startswith("examples/") else a for a in args]
+    env = {**os.environ, "EVOLVE_WORKSPACE": str(tmp_path / "ws")}
+    done = subprocess.run(
+        [sys.executable, "-c", LIGHT_PROBE, *args], env=env, capture_output=True, text=True
+    )
+    assert done.stderr.splitlines()[-1] == "pydantic loaded: False", done.stderr
