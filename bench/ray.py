@@ -122,7 +122,7 @@ def main() -> None:
             executor.connect(root)  # Ray's start-up is not the items' cost
             timed(path, root / "warm", "ray")  # workers started and the tool imported once
             ray, driver_cpu, work = timed(path, root / "ray", "ray")
-            bare, _, _ = timed(trivial, root / "trivial", "ray")
+            bare, bare_cpu, _ = timed(trivial, root / "trivial", "ray")
         finally:
             executor.shutdown()
         local, _, _ = timed(path, root / "local", None)
@@ -139,7 +139,8 @@ def main() -> None:
         end="",
     )
     print(f"{n / driver_cpu:.0f} items/s)")
-    print(f"ray, trivial items  {n / bare:8.1f} items/s  ({bare:.1f} s, no work per item)")
+    print(f"ray, trivial items  {n / bare:8.1f} items/s  ({bare:.1f} s, no work per item; ", end="")
+    print(f"driver CPU {bare_cpu / n * 1000:.2f} ms per item)")
 
 
 if __name__ == "__main__":
