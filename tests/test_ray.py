@@ -265,45 +265,49 @@ def _ray_cli() -> list[str]:
     return [sys.executable, "-c", "from ray.scripts.scripts import main; main()"]
 
 
-def _ray_processes() -> set[str]:
-    """pid and command of every Ray process on the machine (read only: nothing is killed)."""
-    listing = subprocess.run(
-        ["ps", "-ww", "-eo", "pid,stat,args"], capture_output=True, text=True
-    ).stdout
-    marks = ("raylet", "gcs_server", "ray::", "ray/_private", "ray.util.client", "dashboard")
-    rows = [line.strip().split(None, 2) for line in listing.splitlines()[1:]]
-    running = [row for row in rows if len(row) == 3 and not row[1].startswith("Z")]  # zombies
-    return {f"{pid} {args}" for pid, _, args in running if any(m in args for m in marks)}
+def _ours() -> set[int]:
+    """The live processes descending from this one: a local Ray's, while it runs (so another
+    Ray on the machine, say another test session's, is never taken for ours)."""
+    listing = subprocess.run(["ps", "-eo", "pid,ppid,stat"], capture_output=True, text=True)
+    rows = [line.split() for line in listing.stdout.splitlines()[1:]]
+    live = [(int(pid), int(ppid)) for pid, ppid, stat in rows if not stat.startswith("Z")]
+    found, grew = {os.getpid()}, True
+    while grew:
+        children = {pid for pid, ppid in live if ppid in found} - found
+        found |= children
+        grew = bool(children)
+    return found - {os.getpid()}
 
 
 @pytest.fixture(scope="module")
-def local_ray(ray_env) -> Iterator[None]:
+def local_ray(ray_env) -> Iterator[set[int]]:
     """The local Ray a run starts for itself (`--executor ray`), held at num_cpus=2 and shut
-    down at the end of the module, leaving no process behind."""
+    down at the end of the module, leaving no process behind. Yields the set of its processes
+    noted before something else stops it (joining another cluster ends it)."""
     if not HAS_RAY:
         pytest.skip("Ray is not installed")
-    before = _ray_processes()
     executor = RayExecutor(None, num_cpus=2)
     saved = dict(ray_executor._EXECUTORS)
     ray_executor._EXECUTORS.clear()
     ray_executor._EXECUTORS[None] = executor
+    noted: set[int] = set()
     try:
-        yield
+        yield noted
     finally:
+        noted |= _ours()
         executor.shutdown()
         ray_executor._EXECUTORS.clear()
         ray_executor._EXECUTORS.update(saved)
-        _settled(before)
+        _settled(noted)
 
 
-def _settled(before: set[str]) -> None:
+def _settled(pids: set[int]) -> None:
     """Ray's processes exit a moment after it stops: wait for them, then none may be left."""
-    left = _ray_processes() - before
     for _ in range(60):
-        if not left:
+        if not _alive(pids):
             break
         time.sleep(0.5)
-        left = _ray_processes() - before
+    left = _alive(pids)
     assert not left, f"Ray processes left running: {sorted(left)}"
 
 
@@ -464,10 +468,10 @@ def _alive(pids: set[int]) -> set[int]:
     return {int(pid) for pid, stat in rows if int(pid) in pids and not stat.startswith("Z")}
 
 
-def _stop(temp_dir: str) -> None:
+def _stop(temp_dir: str) -> set[int]:
     """Stop the head node started under `temp_dir`: its own processes, by pid, each remembered
     from the first look (a child whose parent died is no longer found under it). `ray stop`
-    would stop every Ray of this user on the machine, other people's included."""
+    would stop every Ray of this user on the machine, other people's included. Returns them."""
     ours: set[int] = set()
     for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 40)):  # some agents ignore TERM
         ours |= set(_started_under(temp_dir))
@@ -476,15 +480,16 @@ def _stop(temp_dir: str) -> None:
                 os.kill(pid, sig)
         for _ in range(grace):
             if not _alive(ours):
-                return
+                return ours
             time.sleep(0.5)
+    return ours
 
 
 @pytest.fixture(scope="module")
 def head_node(local_ray) -> Iterator[str]:
     """A one-node cluster from `ray start --head`, stopped at the end with nothing left, also
     when `ray start` or a test fails."""
-    before = _ray_processes()
+    local_ray |= _ours()  # the local Ray ends when a run joins this cluster: note its processes
     temp_dir = tempfile.mkdtemp(prefix="evhead")
     port = "6391"
     address = f"127.0.0.1:{port}"
@@ -496,9 +501,9 @@ def head_node(local_ray) -> Iterator[str]:
         yield address
     finally:
         ray_executor._EXECUTORS.pop(address, RayExecutor(None)).shutdown()
-        _stop(temp_dir)
+        head = _stop(temp_dir)
         assert _started_under(temp_dir) == []
-        _settled(before)
+        _settled(head)
 
 
 @needs_ray
