@@ -286,12 +286,7 @@ def _parse_args(args_json: str | None, sets: list[str]) -> dict[str, Any]:
 @app.command()
 @friendly_errors
 def run(
-    path: Annotated[
-        Path,
-        typer.Argument(
-            help="The experience directory (or its experience.yaml).", show_default=False
-        ),
-    ],
+    path: ExperienceArgument,
     args: Annotated[
         str | None,
         typer.Option(
@@ -368,21 +363,8 @@ def run(
             "--offline", help="Replay from the experience's cassettes/*.jsonl: no key, no network."
         ),
     ] = False,
-    record_missing: Annotated[
-        bool,
-        typer.Option(
-            "--record-missing",
-            help="Serve model calls from the experience's cassettes (or --replay FILE) and make "
-            "only the calls they miss, appending those to cassettes/recorded.jsonl (or FILE).",
-        ),
-    ] = False,
-    workspace: Annotated[
-        Path | None,
-        typer.Option(
-            help="The workspace folder (default: ./.evolve, or EVOLVE_WORKSPACE).",
-            show_default=False,
-        ),
-    ] = None,
+    record_missing: RecordMissingOption = False,
+    workspace: WorkspaceOption = None,
     fail_on_evals: Annotated[
         bool,
         typer.Option(
@@ -408,9 +390,7 @@ def run(
             show_default=False,
         ),
     ] = None,
-    no_cache: Annotated[
-        bool, typer.Option("--no-cache", help="Reuse nothing through nodes' `cache:`.")
-    ] = False,
+    no_cache: NoCacheOption = False,
     executor: Annotated[
         str | None,
         typer.Option(
@@ -429,7 +409,7 @@ def run(
             "variable is set). Needs evolve[otel].",
         ),
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Run an experience and record everything: the event log and the state store.
 
@@ -589,29 +569,12 @@ def resume(
         float | None,
         typer.Option(min=0, help="Stop once model calls cost this many USD.", show_default=False),
     ] = None,
-    record: Annotated[
-        Path | None,
-        typer.Option(help="Record every model call to this cassette (JSONL).", show_default=False),
-    ] = None,
-    replay: Annotated[
-        Path | None,
-        typer.Option(help="Serve every model call from this cassette.", show_default=False),
-    ] = None,
-    offline: Annotated[
-        bool,
-        typer.Option("--offline", help="Replay from the experience's cassettes/*.jsonl."),
-    ] = False,
-    no_cache: Annotated[
-        bool, typer.Option("--no-cache", help="Reuse nothing through nodes' `cache:`.")
-    ] = False,
-    workspace: Annotated[
-        Path | None,
-        typer.Option(
-            help="The workspace folder (default: ./.evolve, or EVOLVE_WORKSPACE).",
-            show_default=False,
-        ),
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    record: RecordOption = None,
+    replay: ReplayOption = None,
+    offline: OfflineOption = False,
+    no_cache: NoCacheOption = False,
+    workspace: WorkspaceOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Continue an interrupted, failed or partial run as a new run linked to it.
 
@@ -642,6 +605,38 @@ def resume(
     _execute(lambda: resume_run(row["id"], ws, options), options, as_json)
 
 
+ExperienceArgument = Annotated[
+    Path,
+    typer.Argument(help="The experience directory (or its experience.yaml).", show_default=False),
+]
+RecordMissingOption = Annotated[
+    bool,
+    typer.Option(
+        "--record-missing",
+        help="Serve model calls from the experience's cassettes (or --replay FILE) and make "
+        "only the calls they miss, appending those to cassettes/recorded.jsonl (or FILE).",
+    ),
+]
+NoCacheOption = Annotated[
+    bool, typer.Option("--no-cache", help="Reuse nothing through nodes' `cache:`.")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+RecordOption = Annotated[
+    Path | None,
+    typer.Option(help="Record every model call to this cassette (JSONL).", show_default=False),
+]
+ReplayOption = Annotated[
+    Path | None,
+    typer.Option(help="Serve every model call from this cassette.", show_default=False),
+]
+OfflineOption = Annotated[
+    bool,
+    typer.Option("--offline", help="Replay from the experience's cassettes/*.jsonl."),
+]
+ApiBaseOption = Annotated[
+    str | None,
+    typer.Option(help="Base URL of an OpenAI-compatible server.", show_default=False),
+]
 WorkspaceOption = Annotated[
     Path | None,
     typer.Option(
@@ -1056,12 +1051,7 @@ def diff(
 @app.command(name="eval")
 @friendly_errors
 def eval_(
-    path: Annotated[
-        Path,
-        typer.Argument(
-            help="The experience directory (or its experience.yaml).", show_default=False
-        ),
-    ],
+    path: ExperienceArgument,
     case: Annotated[
         list[str] | None,
         typer.Option("--case", help="Only this case (by id). Repeatable.", show_default=False),
@@ -1096,36 +1086,17 @@ def eval_(
             show_default=False,
         ),
     ] = None,
-    api_base: Annotated[
-        str | None,
-        typer.Option(help="Base URL of an OpenAI-compatible server.", show_default=False),
-    ] = None,
+    api_base: ApiBaseOption = None,
     max_cost: Annotated[
         float | None,
         typer.Option(
             min=0, help="Stop each case run once it has cost this many USD.", show_default=False
         ),
     ] = None,
-    record: Annotated[
-        Path | None,
-        typer.Option(help="Record every model call to this cassette (JSONL).", show_default=False),
-    ] = None,
-    replay: Annotated[
-        Path | None,
-        typer.Option(help="Serve every model call from this cassette.", show_default=False),
-    ] = None,
-    offline: Annotated[
-        bool,
-        typer.Option("--offline", help="Replay from the experience's cassettes/*.jsonl."),
-    ] = False,
-    record_missing: Annotated[
-        bool,
-        typer.Option(
-            "--record-missing",
-            help="Serve model calls from the experience's cassettes (or --replay FILE) and make "
-            "only the calls they miss, appending those to cassettes/recorded.jsonl (or FILE).",
-        ),
-    ] = False,
+    record: RecordOption = None,
+    replay: ReplayOption = None,
+    offline: OfflineOption = False,
+    record_missing: RecordMissingOption = False,
     workspace: WorkspaceOption = None,
     executor: Annotated[
         str | None,
@@ -1344,10 +1315,7 @@ def new(
             min=0, help="Repair rounds when the draft does not validate (its problems sent back)."
         ),
     ] = 3,
-    api_base: Annotated[
-        str | None,
-        typer.Option(help="Base URL of an OpenAI-compatible server.", show_default=False),
-    ] = None,
+    api_base: ApiBaseOption = None,
     record: Annotated[
         Path | None,
         typer.Option(help="Record the model calls to this cassette (JSONL).", show_default=False),
@@ -1362,7 +1330,7 @@ def new(
             "--offline", help="Replay evolve's recorded demo draft (whatever the task): no key."
         ),
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Draft a new experience from a one-line task: a model analyses it and writes the files.
 
