@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -69,3 +70,20 @@ def max_in_flight(all_events: list[dict[str, Any]], node_id: str | None = None) 
         elif e["type"] in ("node.finished", "node.failed"):
             running -= 1
     return peak
+
+
+def git(repo: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """Run git in `repo`; a failure raises (with its output)."""
+    return subprocess.run(
+        ["git", *args], cwd=repo, input=stdin, capture_output=True, text=True, check=True
+    )
+
+
+def repo_with(tmp_path: Path, document: dict, files: dict[str, str]) -> tuple[Path, Path]:
+    """A git repository with one experience at flows/x, committed: (repo, experience dir)."""
+    repo = tmp_path / "repo"
+    exp = build(repo / "flows" / "x", document, files)
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "base")
+    return repo, exp

@@ -5,7 +5,6 @@ once, or set aside, exactly as specified."""
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,24 +17,9 @@ from evolve.runtime.run import RunOptions, start_run
 from evolve.spec import load_experience
 from evolve.store.workspace import Workspace
 from fakes import ScriptedModel
-from helpers import build, events, spec, tool
+from helpers import build, events, git, repo_with, spec, tool
 
 runner = CliRunner()
-
-
-def git(repo: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["git", *args], cwd=repo, input=stdin, capture_output=True, text=True, check=True
-    )
-
-
-def repo_with(tmp_path: Path, document: dict, files: dict[str, str]) -> tuple[Path, Path]:
-    repo = tmp_path / "repo"
-    exp = build(repo / "flows" / "x", document, files)
-    git(repo, "init", "-q")
-    git(repo, "add", "-A")
-    git(repo, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "base")
-    return repo, exp
 
 
 def run_once(exp: Path, tmp_path: Path, model=None):

@@ -22,25 +22,10 @@ from evolve.spec import load_experience
 from evolve.store.queries import RunQueries, open_store
 from evolve.store.workspace import Workspace
 from fakes import ScriptedModel
-from helpers import build, max_in_flight, spec, tool
+from helpers import git, max_in_flight, repo_with, spec, tool
 
 runner = CliRunner()
 pytestmark = pytest.mark.slow  # each test starts `evolve run` processes, as a user does
-
-
-def git(repo: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["git", *args], cwd=repo, input=stdin, capture_output=True, text=True, check=True
-    )
-
-
-def repo_with(tmp_path: Path, document: dict, files: dict[str, str]) -> tuple[Path, Path]:
-    repo = tmp_path / "repo"
-    exp = build(repo / "flows" / "x", document, files)
-    git(repo, "init", "-q")
-    git(repo, "add", "-A")
-    git(repo, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "base")
-    return repo, exp
 
 
 def evolve_run(exp: Path, tmp_path: Path, *extra: str) -> dict:
