@@ -11,6 +11,8 @@ at the deadline even though Python cannot stop the thread.
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import importlib.util
 import inspect
 import json
@@ -22,10 +24,11 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from evolve import jsonvalue
 from evolve.runtime.attempt import AttemptError
@@ -69,29 +72,28 @@ class _DaemonThreads:
                 self._idle -= 1
         if start:
             threading.Thread(target=self._work, daemon=True, name="evolve-tool").start()
-        self._jobs.put((func, arg, future, loop, on_cpu))
+        self._jobs.put((func, arg, future, _Mailbox.of(loop), on_cpu))
         return future
 
     def _work(self) -> None:
         own_loop: asyncio.AbstractEventLoop | None = None
         clock = _CpuClock()
+        cpu = clock.ms()  # read once per call, after it: the next call starts from there
         while True:
-            func, arg, future, loop, on_cpu = self._jobs.get()
-            cpu, began = clock.ms(), time.perf_counter()  # one tool at a time: its CPU
+            func, arg, future, mailbox, on_cpu = self._jobs.get()
+            began = time.perf_counter()  # one tool at a time: its CPU
             try:
                 result, error = func(arg), None
                 if inspect.isawaitable(result):
                     own_loop = own_loop or asyncio.new_event_loop()
-                    result = _run_awaitable(own_loop, result, future, loop)
+                    result = _run_awaitable(own_loop, result, future, mailbox)
             except BaseException as exc:
                 result, error = None, exc
+            used, cpu = -cpu, clock.ms()
             if on_cpu is not None:  # a call shorter than 0.5 ms used less: it rounds to 0
                 short = time.perf_counter() - began < 0.0005
-                on_cpu(0 if short else round(clock.ms() - cpu))
-            try:
-                loop.call_soon_threadsafe(_settle, future, result, error)
-            except RuntimeError:
-                pass  # the run is over (its loop closed) while this tool overran its deadline
+                on_cpu(0 if short else round(used + cpu))
+            mailbox.post(future, result, error)
             with self._lock:
                 self._idle += 1
 
@@ -121,7 +123,7 @@ def _run_awaitable(
     own_loop: asyncio.AbstractEventLoop,
     awaitable: Any,
     future: asyncio.Future[Any],
-    run_loop: asyncio.AbstractEventLoop,
+    mailbox: _Mailbox,
 ) -> Any:
     """Run an async tool on its worker's loop; when the attempt ends first, cancel it there."""
     task = own_loop.create_task(_awaited(awaitable))
@@ -130,12 +132,60 @@ def _run_awaitable(
         if future.cancelled():
             own_loop.call_soon_threadsafe(task.cancel)
 
-    run_loop.call_soon_threadsafe(future.add_done_callback, cancel)
+    run_loop = mailbox.loop
+    if run_loop is not None:
+        with contextlib.suppress(RuntimeError):  # closed: the run is over
+            run_loop.call_soon_threadsafe(future.add_done_callback, cancel)
     return own_loop.run_until_complete(task)
 
 
 async def _awaited(awaitable: Any) -> Any:
     return await awaitable
+
+
+class _Mailbox:
+    """Results that worker threads hand back to one event loop. Results that finish while the
+    loop is busy wake it once, not once each: a wake-up is a syscall on both sides and a
+    hand-over of the GIL, which on a fan-out of short tools cost more than the tools."""
+
+    _boxes: ClassVar[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Mailbox]] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = weakref.ref(loop)  # the box is the loop's: it must not keep it alive
+        self._done: collections.deque[tuple[Any, Any, BaseException | None]] = collections.deque()
+        self._lock = threading.Lock()
+        self._waking = False
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> _Mailbox:
+        box = cls._boxes.get(loop)
+        if box is None:
+            box = cls._boxes.setdefault(loop, cls(loop))
+        return box
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        return self._loop()
+
+    def post(self, future: Any, result: Any, error: BaseException | None) -> None:
+        """Hand a result back (from a worker thread); wakes the loop unless a wake is pending."""
+        self._done.append((future, result, error))
+        with self._lock:
+            wake, self._waking = not self._waking, True
+        loop = self._loop()
+        if wake and loop is not None:
+            try:
+                loop.call_soon_threadsafe(self._drain)
+            except RuntimeError:
+                pass  # the run is over (its loop closed) while this tool overran its deadline
+
+    def _drain(self) -> None:
+        with self._lock:  # first: a result posted from here on wakes the loop again
+            self._waking = False
+        while self._done:
+            _settle(*self._done.popleft())
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
