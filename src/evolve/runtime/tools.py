@@ -58,19 +58,20 @@ class _DaemonThreads:
 
     def __init__(self) -> None:
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._idle = 0
-        self._lock = threading.Lock()
+        # one token per worker about to wait for a job; deque appends and pops are atomic, so
+        # neither side ever blocks on the other to count them
+        self._idle: collections.deque[None] = collections.deque()
+        # per function: whether its last call took 0.5 ms or more (unknown: assume so)
+        self._long: dict[Any, bool] = {}
 
     def submit(
         self, func: Any, arg: Any, on_cpu: Callable[[int], None] | None = None
     ) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        with self._lock:
-            start = self._idle == 0
-            if not start:
-                self._idle -= 1
-        if start:
+        try:
+            self._idle.pop()
+        except IndexError:  # every worker is busy: one more
             threading.Thread(target=self._work, daemon=True, name="evolve-tool").start()
         self._jobs.put((func, arg, future, _Mailbox.of(loop), on_cpu))
         return future
@@ -78,10 +79,9 @@ class _DaemonThreads:
     def _work(self) -> None:
         own_loop: asyncio.AbstractEventLoop | None = None
         clock = _CpuClock()
-        cpu = clock.ms()  # read once per call, after it: the next call starts from there
         while True:
             func, arg, future, mailbox, on_cpu = self._jobs.get()
-            began = time.perf_counter()  # one tool at a time: its CPU
+            began, cpu = time.perf_counter(), clock.start(self._long.get(func, True))
             try:
                 result, error = func(arg), None
                 if inspect.isawaitable(result):
@@ -89,19 +89,20 @@ class _DaemonThreads:
                     result = _run_awaitable(own_loop, result, future, mailbox)
             except BaseException as exc:
                 result, error = None, exc
-            used, cpu = -cpu, clock.ms()
-            if on_cpu is not None:  # a call shorter than 0.5 ms used less: it rounds to 0
-                short = time.perf_counter() - began < 0.0005
-                on_cpu(0 if short else round(used + cpu))
+            # a call shorter than 0.5 ms used less: it counts 0, and the function's next call
+            # reads only the CPU clock (a fan-out of short calls reads no file per call)
+            self._long[func] = long = time.perf_counter() - began >= 0.0005
+            if on_cpu is not None:
+                on_cpu(round(clock.since(cpu)) if long else 0)
+            self._idle.append(None)  # before the result: its caller's next call finds us idle
             mailbox.post(future, result, error)
-            with self._lock:
-                self._idle += 1
 
 
 class _CpuClock:
     """The calling thread's CPU demand in ms: time on a CPU plus, on Linux, time it waited on a
     run queue for one (from /proc/thread-self/schedstat), so a busy machine does not make work
-    that computes look like work that waits. Elsewhere, the thread's CPU time."""
+    that computes look like work that waits. Elsewhere, or when the caller does not ask for the
+    queue (reading that file costs more than a short tool call), the thread's CPU time."""
 
     def __init__(self) -> None:
         try:
@@ -109,14 +110,20 @@ class _CpuClock:
         except OSError:
             self.fd = None
 
-    def ms(self) -> float:
-        if self.fd is not None:
+    def start(self, queued_too: bool) -> tuple[bool, float]:
+        """A reading to measure from: with the run-queue time when `queued_too` (and known)."""
+        if queued_too and self.fd is not None:
             try:
                 on_cpu, waiting = os.pread(self.fd, 64, 0).split()[:2]
-                return (int(on_cpu) + int(waiting)) / 1e6
+                return True, (int(on_cpu) + int(waiting)) / 1e6
             except (OSError, ValueError):
                 self.fd = None
-        return time.thread_time() * 1000
+        return False, time.thread_time() * 1000
+
+    def since(self, reading: tuple[bool, float]) -> float:
+        """Milliseconds from `reading` to now, on the same clock."""
+        queued_too, now = self.start(reading[0])
+        return now - reading[1] if queued_too == reading[0] else 0.0  # the file went away
 
 
 def _run_awaitable(

@@ -1,0 +1,78 @@
+"""The worker threads that run Python tools: results come back whole and in any number, and a
+fan-out of short calls reads no per-call file for its CPU clock."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from evolve.runtime import tools
+
+
+def _write(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "t.py"
+    path.write_text(body)
+    return path
+
+
+def test_many_results_finishing_together_each_reach_their_caller(tmp_path):
+    path = _write(tmp_path, "def run(inputs):\n    return {'state_delta': {'n': inputs['n']}}\n")
+
+    async def main() -> list[object]:
+        loaded: dict = {}
+        calls = [tools.call_python(path, "run", {"n": n}, loaded) for n in range(300)]
+        return await asyncio.gather(*calls)
+
+    results = asyncio.run(main())
+    assert [r["state_delta"]["n"] for r in results] == list(range(300))
+
+
+def test_a_tool_error_reaches_its_own_caller_only(tmp_path):
+    body = (
+        "def run(inputs):\n    if inputs['n'] == 3:\n        raise ValueError('three')\n"
+        "    return {}\n"
+    )
+    path = _write(tmp_path, body)
+
+    async def main() -> list[object]:
+        calls = [tools.call_python(path, "run", {"n": n}, {}) for n in range(6)]
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert [isinstance(r, Exception) for r in results] == [False, False, False, True, False, False]
+    assert "ValueError: three" in str(results[3])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="schedstat is Linux only")
+def test_short_calls_read_only_the_cpu_clock_and_long_ones_the_run_queue_too(tmp_path, monkeypatch):
+    reads: list[int] = []
+    real = os.pread
+
+    def counted(fd: int, n: int, offset: int) -> bytes:
+        reads.append(fd)
+        return real(fd, n, offset)
+
+    monkeypatch.setattr(os, "pread", counted)
+    short = _write(tmp_path, "def run(inputs):\n    return {}\n")
+    slow = tmp_path / "slow.py"
+    slow.write_text("import time\n\ndef run(inputs):\n    time.sleep(0.003)\n    return {}\n")
+    spent: list[int] = []
+
+    async def one_at_a_time(path: Path, count: int) -> None:
+        for _ in range(count):
+            await tools.call_python(path, "run", {}, {}, spent.append)
+
+    before = len(reads)
+    asyncio.run(one_at_a_time(short, 200))
+    assert len(reads) - before <= 1  # the first call (nothing says it is short yet), no more
+    assert spent[-200:] == [0] * 200  # short calls count 0
+    asyncio.run(one_at_a_time(slow, 4))
+    before = len(reads)
+    asyncio.run(one_at_a_time(slow, 4))
+    # after a long call the function's next one is measured with the queue: two reads each
+    assert len(reads) - before == 8
+    assert all(ms >= 0 for ms in spent[-4:])
