@@ -795,3 +795,41 @@ def test_a_fan_out_hashes_its_shared_inputs_once_not_once_per_item(tmp_path, mon
     # once per distinct value (state and edge), plus a small per-item remainder; per-item
     # encoding of the shared list would be `items` times the list
     assert sum(encoded) < 4 * shared + items * 400, (sum(encoded), shared)
+
+
+STABLE_SPEC = """name: stable
+version: 0.1.0
+state:
+  schema:
+    items: {type: array, default: [1, 2]}
+graph:
+  nodes:
+    - {id: f, kind: tool, impl: tools/t.py, args: {a: 1, rows: [1, "é"]}}
+  edges: []
+"""
+
+
+def test_fingerprints_stay_what_earlier_versions_kept_results_under(tmp_path):
+    """Kept results are found by fingerprint: a change in how one is computed (not only in
+    what it covers) would make every earlier result unreachable. These values were computed
+    by the release before the fingerprint's computation was made faster."""
+    from evolve.runtime.reuse import Reuse
+
+    (tmp_path / "tools").mkdir()
+    (tmp_path / "tools" / "t.py").write_text("def run(inputs):\n    return {}\n")
+    (tmp_path / "experience.yaml").write_text(STABLE_SPEC)
+    experience = load_experience(tmp_path)
+    node = experience.nodes["f"]
+    reuse = Reuse(experience.name, experience.directory, lambda n: None)
+    inputs = {
+        "a": 1,
+        "rows": [1, "é"],
+        "_state": {"items": [1, 2]},
+        "_edge_inputs": {"p": {"q": 1}},
+        "$item": 7,
+        "$index": 0,
+    }
+    assert reuse.print_of(node).digest == (
+        "ad3153b9ead5920eaf3b846b1b6a3a73d2c928c3f633660233d6f35129d515d3"
+    )
+    assert reuse.fingerprint(node, inputs) == "fp:0b570bf16bf5b09e31de8fb643a177c3"

@@ -275,4 +275,6 @@ class NodePrint:
     def with_inputs(self, inputs: dict[str, Any]) -> str:
         """The fingerprint of one execution: this node given these resolved inputs."""
         plain = {k: v for k, v in inputs.items() if not callable(v)}
-        return "fp:" + _digest({"node": self.digest, "inputs": plain})[:32]
+        # the canonical text of {"node": digest, "inputs": plain}, without building that object
+        text = f'{{"inputs":{jsonvalue.canonical(plain)},"node":"{self.digest}"}}'
+        return "fp:" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]

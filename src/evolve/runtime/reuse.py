@@ -97,15 +97,15 @@ class Reuse:
         output is hashed once per value it takes (the items of a fan-out share them), not once
         per item: hashing them per item made a fan-out quadratic in its items. So is a list or
         object among its arguments (`args: {rows: $.items}` on every item of a fan-out)."""
-        shared: dict[str, Any] = {
-            key: {name: self._digest_of(v) for name, v in value.items()}
-            for key in ("_state", "_edge_inputs")
-            if isinstance(value := inputs.get(key), dict) and value
-        }
+        hashed: dict[str, Any] = {}
         for key, value in inputs.items():
-            if key[:1] not in ("_", "$") and _structure(value):  # an argument
-                shared[key] = self._digest_of(value)
-        return self.print_of(node).with_inputs({**inputs, **shared} if shared else inputs)
+            if key in _SHARED:
+                if isinstance(value, dict) and value:
+                    value = {name: self._digest_of(v) for name, v in value.items()}
+            elif key[:1] not in ("_", "$") and _structure(value):  # an argument
+                value = self._digest_of(value)
+            hashed[key] = value
+        return self.print_of(node).with_inputs(hashed)
 
     def _digest_of(self, value: Any) -> str:
         if not value and type(value) in _EMPTY:  # a chain's `{}` outputs: each a new object
@@ -130,6 +130,7 @@ class Reuse:
         return None
 
 
+_SHARED = frozenset({"_state", "_edge_inputs"})  # inputs every item of a node shares
 _EMPTY = {dict: value_digest({}), list: value_digest([])}
 
 
