@@ -70,6 +70,16 @@ class Attempt:
     loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
     worker: str | None = None  # the Ray node it ran on (the Ray executor), once known
     cpu_ms: int | None = None  # CPU time a Python tool's call used (None: not measured)
+    announce: Callable[[], Any] | None = None  # writes its `node.started` line (see `begin`)
+    fingerprint: str | None = None  # of its inputs as given, taken by `announce`
+
+    def begin(self) -> None:
+        """Write the attempt's `node.started` line, once. A Python tool's call writes it right
+        after handing the call to a worker thread, so the write overlaps the worker's wake-up
+        (the line keeps the time taken before); every other kind, before it starts."""
+        if self.announce is not None:
+            announce, self.announce = self.announce, None
+            announce()
 
     def set_cpu(self, ms: int) -> None:
         self.cpu_ms = ms

@@ -41,6 +41,7 @@ from evolve.runtime.state import RunState
 from evolve.spec.expressions import MISSING, resolve_path
 from evolve.spec.model import MODEL_KINDS, Experience, Node
 from evolve.store.kept import KeptResult
+from evolve.store.log import utc_now
 from evolve.store.recorder import NodeRun, Recorder
 
 if TYPE_CHECKING:
@@ -446,17 +447,25 @@ class Scheduler:
             raise self.halted
         node = attempt.node
         limit_ms = policies.timeout_ms(self.experience, node)
-        begun = self.recorder.emit(
-            NodeStarted(node_id=node.id, item=attempt.item, attempt=attempt.number)
-        )
-        record = NodeRun(
-            node.id, attempt.number, "succeeded", item=attempt.item, started_at=begun["ts"]
-        )
+        ts = utc_now()
+        begun = NodeStarted(node_id=node.id, item=attempt.item, attempt=attempt.number)
+
+        def announce() -> None:
+            # the inputs' fingerprint, taken as given, while the worker (if any) wakes up: it
+            # cannot run the tool before this thread lets go of the GIL, at the line's write
+            attempt.fingerprint = self.reuse.fingerprint(node, attempt.inputs)
+            self.recorder.emit(begun, ts)
+
+        attempt.announce = announce
+        record = NodeRun(node.id, attempt.number, "succeeded", item=attempt.item, started_at=ts)
         started = time.monotonic()
         outcome, error = None, None
         try:
             async with asyncio.timeout(limit_ms / 1000):
-                result = await self._execute(attempt)
+                try:
+                    result = await self._execute(attempt)
+                finally:
+                    attempt.begin()  # written by now, whatever happened
             outcome = self._outcome(node, result)
             if apply:
                 self.state.apply([(outcome.delta, None)], node.id)
@@ -476,7 +485,7 @@ class Scheduler:
             kept = KeptResult(
                 node.id,
                 attempt.item,
-                self.reuse.fingerprint(node, attempt.inputs),
+                attempt.fingerprint or self.reuse.fingerprint(node, attempt.inputs),
                 outcome.delta,
                 outcome.edge_output,
                 self.recorder.run_id,
@@ -544,17 +553,24 @@ class Scheduler:
         node = attempt.node
         if node.kind == "tool":
             remote = attempt.item is not None or self.remote_every_tool
-            if node.impl.suffix == ".py" and self.executor and remote:
+            if node.impl.suffix == ".py" and not (self.executor and remote):
+                inputs = {**attempt.inputs, "_activity": attempt.activity}
+                return await tools.call_python(
+                    node.impl,
+                    node.function or "run",
+                    inputs,
+                    self.loaded,
+                    attempt.set_cpu,
+                    submitted=attempt.begin,
+                )
+            attempt.begin()
+            if node.impl.suffix == ".py":
                 result, attempt.worker = await self.executor.call(
                     node.impl, node.function or "run", attempt.inputs
                 )
                 return result
-            if node.impl.suffix == ".py":
-                inputs = {**attempt.inputs, "_activity": attempt.activity}
-                return await tools.call_python(
-                    node.impl, node.function or "run", inputs, self.loaded, attempt.set_cpu
-                )
             return await tools.call_process(node.impl, attempt.inputs)
+        attempt.begin()
         if node.kind in ("agent", "skill"):
             from evolve.runtime.agent import run_agent
 

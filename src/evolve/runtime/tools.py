@@ -241,18 +241,25 @@ async def call_python(
     inputs: dict[str, Any],
     loaded: dict[Any, Any] | None = None,
     on_cpu: Callable[[int], None] | None = None,
+    submitted: Callable[[], Any] | None = None,
 ) -> Any:
     """Call a Python tool; `loaded` caches the function for a run (files don't change mid-run,
     and a stat per call is a real cost on a 5,000-item fan-out). `on_cpu` receives the CPU
-    milliseconds the call used (its worker thread's own CPU time)."""
+    milliseconds the call used (its worker thread's own CPU time). `submitted` runs once the
+    call is handed to a worker (or could not be), while the worker wakes up."""
     key = (path, function)
     func = loaded.get(key) if loaded is not None else None
-    if func is None:
-        func = python_function(path, function)
-        if loaded is not None:
-            loaded[key] = func
     try:
-        return await _THREADS.submit(func, inputs, on_cpu)
+        if func is None:
+            func = python_function(path, function)
+            if loaded is not None:
+                loaded[key] = func
+        done = _THREADS.submit(func, inputs, on_cpu)
+    finally:
+        if submitted is not None:
+            submitted()
+    try:
+        return await done
     except asyncio.CancelledError:
         raise
     except SystemExit as exc:  # a tool may not end evolve: it ends its own attempt

@@ -287,9 +287,10 @@ class Recorder:
         # time); the suite's own end is durable, and a case lost to a power cut reads interrupted
         self.durable = durable
 
-    def emit(self, event: _Event) -> dict[str, Any]:
-        """A fact only the log keeps; returns the event as written (with its `seq` and `ts`)."""
-        return self.log.write(event)
+    def emit(self, event: _Event, ts: str | None = None) -> dict[str, Any]:
+        """A fact only the log keeps (at `ts`, default now); returns the event as written (with
+        its `seq` and `ts`)."""
+        return self.log.write(event, ts)
 
     def run_started(self, start: RunStart) -> None:
         self.store.begin_run(start.row(self.run_id))
