@@ -211,6 +211,7 @@ def test_eval_results_are_events_and_rows_and_the_run_carries_its_score(tmp_path
         ("002_evals",),
         ("003_results",),
         ("004_links",),
+        ("005_result_lookup",),
     ]
     rows = db.execute(
         "select eval, case_id, score, passed, required from evals where run_id = ? order by id",

@@ -407,6 +407,61 @@ def test_a_cache_ttl_expires(tmp_path, counts):
     assert len(executions(counts)) == 4
 
 
+def test_the_cache_finds_results_kept_while_the_node_had_cache(tmp_path, counts):
+    """Only results of nodes with `cache:` are indexed by fingerprint (keeping every other
+    result stays cheap as the workspace grows): a node that gains `cache:` fills it from then."""
+    root = cached_experience(tmp_path / "x", True)
+    document = yaml.safe_load((root / "experience.yaml").read_text())
+    del document["graph"]["nodes"][0]["cache"]
+    (root / "experience.yaml").write_text(yaml.safe_dump(document))
+    ws = tmp_path / "ws"
+    go(root, ws, None)
+    db = sqlite3.connect(ws / "state.sqlite")
+    assert db.execute("select distinct cacheable from node_results").fetchall() == [(0,)]
+    document["graph"]["nodes"][0]["cache"] = True
+    (root / "experience.yaml").write_text(yaml.safe_dump(document))
+    go(root, ws, None)  # kept without cache: not looked up
+    assert len(executions(counts)) == 4
+    third = go(root, ws, None)
+    assert len(executions(counts)) == 4
+    assert len(reused(third.log_path)) == 2
+    plan = db.execute(
+        "explain query plan select * from node_results where node_id = ? and fingerprint = ? "
+        "and cacheable = 1 and created_at >= ? order by created_at desc, id desc limit 1",
+        ["work", "fp:x", ""],
+    ).fetchall()
+    assert "idx_node_results_cache" in str(plan)  # a lookup is a search, not a scan
+    db.close()
+
+
+def test_results_kept_before_the_lookup_migration_stay_cache_hits(tmp_path, counts):
+    root = cached_experience(tmp_path / "x", True)
+    ws = tmp_path / "ws"
+    first = go(root, ws, None)
+    db = sqlite3.connect(ws / "state.sqlite")  # back to the store the release before left
+    db.executescript(
+        """
+        drop index idx_node_results_cache;
+        drop index idx_node_results_run_id_node_id_fingerprint;
+        alter table node_results drop column cacheable;
+        create index idx_node_results_node_id_fingerprint on node_results (node_id, fingerprint);
+        create index idx_node_results_run_id_node_id on node_results (run_id, node_id);
+        delete from _migrations where name = '005_result_lookup';
+        """
+    )
+    db.close()
+    second = go(root, ws, None)  # opening the store migrates it
+    assert len(executions(counts)) == 2
+    assert {e["from_run"] for e in read_events(second.log_path) if e["type"] == "node.reused"} == {
+        first.run_id
+    }
+    db = sqlite3.connect(ws / "state.sqlite")
+    names = {r[0] for r in db.execute("select name from sqlite_master where type = 'index'")}
+    assert "idx_node_results_node_id_fingerprint" not in names
+    assert {"idx_node_results_cache", "idx_node_results_run_id_node_id_fingerprint"} <= names
+    db.close()
+
+
 def test_cache_must_be_true_or_a_ttl(tmp_path):
     root = cached_experience(tmp_path / "x", {"ttl": "soon"})
     result = CliRunner().invoke(app, ["validate", str(root)])

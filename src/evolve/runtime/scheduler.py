@@ -433,6 +433,7 @@ class Scheduler:
                 kept.edge_output,
                 kept.origin,
                 kept.created_at,
+                node.cache is not None,
             ),
         )
         if apply:
@@ -489,6 +490,7 @@ class Scheduler:
                 outcome.delta,
                 outcome.edge_output,
                 self.recorder.run_id,
+                cacheable=node.cache is not None,
             )
         else:
             outcome, record.error_type, record.error = None, error.error_type, str(error)

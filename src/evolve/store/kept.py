@@ -58,6 +58,7 @@ class KeptResult:
     edge_output: Any
     origin_run_id: str  # the run that executed it: this one, or the one a reused result is from
     created_at: str | None = None  # when it was executed (kept as is when reused)
+    cacheable: bool = True  # its node has `cache:`: found by fingerprint from any run
 
     def row(self, run_id: str) -> dict[str, Any]:
         return {
@@ -69,6 +70,7 @@ class KeptResult:
             "edge_output": self.edge_output,
             "origin_run_id": self.origin_run_id,
             "created_at": self.created_at,
+            "cacheable": self.cacheable,
         }
 
 

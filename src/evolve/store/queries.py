@@ -220,7 +220,7 @@ class RunQueries:
         rows = list(
             self.db.query(
                 "select * from node_results where node_id = ? and fingerprint = ? "
-                "and created_at >= ? order by created_at desc, id desc limit 1",
+                "and cacheable = 1 and created_at >= ? order by created_at desc, id desc limit 1",
                 [node_id, fingerprint, not_before or ""],
             )
         )

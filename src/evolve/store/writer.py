@@ -35,7 +35,7 @@ FLUSH_SECONDS = 0.05
 FLUSH_ROWS = 500
 KEEP_RESULT = (
     "insert into node_results (run_id, node_id, item, fingerprint, delta, edge_output, "
-    "origin_run_id, created_at) values (?, ?, ?, ?, ?, ?, ?, ?)"
+    "origin_run_id, created_at, cacheable) values (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -420,6 +420,7 @@ class StateStore:
             delta if same else self._json(row["edge_output"]),
             row["origin_run_id"],
             row.get("created_at") or utc_now(),
+            int(row.get("cacheable", True)),
         )
 
     def queue_result(self, values: tuple[Any, ...]) -> None:
@@ -444,11 +445,18 @@ class StateStore:
     ) -> tuple[Any, Any, str, str] | None:
         """(delta, edge output, origin run, created at) of a result run `origin` executed, as any
         run keeps it: what a `node.reused` line stands for."""
-        found = self.db.conn.execute(
-            "select delta, edge_output, created_at from node_results where node_id = ? and "
-            "fingerprint = ? and (run_id = ? or origin_run_id = ?) limit 1",
-            [node_id, fingerprint, origin, origin],
-        ).fetchone()
+        found = (
+            self.db.conn.execute(  # the origin run's own row, through its index
+                "select delta, edge_output, created_at from node_results where run_id = ? and "
+                "node_id = ? and fingerprint = ? limit 1",
+                [origin, node_id, fingerprint],
+            ).fetchone()
+            or self.db.conn.execute(  # or a row reusing it (the origin's is gone)
+                "select delta, edge_output, created_at from node_results where node_id = ? and "
+                "fingerprint = ? and origin_run_id = ? limit 1",
+                [node_id, fingerprint, origin],
+            ).fetchone()
+        )
         if found is None:
             return None
         return json.loads(found[0]), json.loads(found[1]), origin, found[2]
