@@ -19,8 +19,42 @@ from typing import Any
 MAX_DEPTH = 200  # levels of arrays and objects; no real tool output comes near it
 
 
+_PLAIN = (str, int, bool, type(None))  # JSON as they are (an int subclass: bool too)
+
+
 def problem(value: Any, where: str = "the value") -> str | None:
     """Why `value` is not a JSON value (naming where in it), or None when it is one."""
+    if _plainly_json(value):  # the usual answer, found without naming every place in the value
+        return None
+    return _located_problem(value, where)
+
+
+def _plainly_json(value: Any) -> bool:
+    """Whether `value` is JSON by a walk that builds no path: False also when it only cannot
+    tell (a float, or nesting deeper than `MAX_DEPTH`), which `_located_problem` then settles."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        current, depth = stack.pop()
+        if isinstance(current, _PLAIN):
+            continue
+        if isinstance(current, dict):
+            if depth >= MAX_DEPTH:
+                return False
+            for key, item in current.items():
+                if not isinstance(key, str):
+                    return False
+                if not isinstance(item, _PLAIN):
+                    stack.append((item, depth + 1))
+        elif isinstance(current, list | tuple):
+            if depth >= MAX_DEPTH:
+                return False
+            stack.extend((item, depth + 1) for item in current if not isinstance(item, _PLAIN))
+        elif isinstance(current, float) and not math.isfinite(current):
+            return False
+    return True
+
+
+def _located_problem(value: Any, where: str) -> str | None:
     stack: list[tuple[Any, str, int]] = [(value, where, 0)]
     while stack:
         current, path, depth = stack.pop()

@@ -514,8 +514,8 @@ class Scheduler:
                 "object with state_delta, edge_output, metrics",
                 "bad_output",
             )
-        unknown = set(result) - {"state_delta", "edge_output", "metrics"}
-        if unknown:
+        if not _RESULT_KEYS.issuperset(result):
+            unknown = set(result) - _RESULT_KEYS
             raise AttemptError(
                 f"node '{node.id}' returned unknown keys {sorted(unknown)}; expected "
                 "state_delta, edge_output, metrics",
@@ -661,6 +661,9 @@ class Scheduler:
                 break
             edge_inputs = {body.id: outcome.edge_output}
         return outcome
+
+
+_RESULT_KEYS = frozenset({"state_delta", "edge_output", "metrics"})
 
 
 def _ms_since(started: float) -> int:
