@@ -888,3 +888,23 @@ def test_fingerprints_stay_what_earlier_versions_kept_results_under(tmp_path):
         "ad3153b9ead5920eaf3b846b1b6a3a73d2c928c3f633660233d6f35129d515d3"
     )
     assert reuse.fingerprint(node, inputs) == "fp:0b570bf16bf5b09e31de8fb643a177c3"
+
+
+MUTATES = COUNTED.format(
+    name="mutates",
+    body="""inputs["$item"]["seen"] = True  # changes what it was given
+    return {"state_delta": {}}""",
+)
+
+
+def test_a_tool_that_changes_its_inputs_keeps_its_result_under_the_inputs_it_was_given(
+    tmp_path, counts
+):
+    node = tool("mutates", "tools/m.py", for_each={"source": "$.items"})
+    state = {"items": {"type": "array", "default": [{"n": 1}, {"n": 2}]}}
+    root = build(tmp_path / "x", spec([node], state=state), {"tools/m.py": MUTATES})
+    ws = tmp_path / "ws"
+    first = go(root, ws, None)
+    second = go(root, ws, None, source=first.run_id)
+    assert sorted(executions(counts)) == ["mutates 0", "mutates 1"]  # the second run reused both
+    assert reused(second.log_path) == {("mutates", 0), ("mutates", 1)}
