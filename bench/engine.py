@@ -9,12 +9,22 @@ Each line also gives the CPU seconds the process spent on the run itself (all th
 `run.started` line to the `run.finished` line) and the rate per CPU second: steadier than wall
 time on a machine that other work shares.
 
-Usage: python -m bench.engine [--repeat N]   (best of N, default 3; each figure its own best)
+With `--baseline DIR` (a checkout of an earlier evolve, e.g. a worktree of 7a1eb51), the chain
+and the fan-out are then run by both, in fresh processes taking turns (`--rounds` of each; three
+runs per process after a first that warms up), and each side's median run is printed with the
+ratio: on a shared machine taking turns spreads a busy spell over both.
+
+Usage: python -m bench.engine [--repeat N] [--baseline DIR [--rounds N]]
+       (best of N, default 3; each figure its own best)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -67,10 +77,67 @@ def best(path: Path, workspace: Path, repeat: int) -> tuple[float, float, float]
     return min(r[0] for r in runs), min(r[1] for r in runs), min(r[2] for r in runs)
 
 
+# run by each side in a fresh process: only the API every evolve since 7a1eb51 has
+TURN = """
+import json, sys
+from pathlib import Path
+from evolve.runtime.run import RunOptions, start_run
+from evolve.store.workspace import Workspace
+workspace = Workspace(Path(sys.argv[1]))
+seconds = {}
+for name, path in json.loads(sys.argv[2]).items():
+    runs = [start_run(Path(path), workspace, RunOptions()) for _ in range(4)]
+    if any(r.status != "success" for r in runs):
+        sys.exit(f"{name}: {[r.reason for r in runs if r.status != 'success'][0]}")
+    seconds[name] = [r.duration_ms / 1000 for r in runs[1:]]
+print(json.dumps(seconds))
+"""
+
+
+def against(
+    baseline: Path, paths: dict[str, Path], units: dict[str, int], rounds: int
+) -> list[str]:
+    """The chain and the fan-out run by this checkout and by `baseline`, taking turns: the
+    lines that say how they compare."""
+    sides = {"now": Path(__file__).resolve().parents[1] / "src", baseline.name: baseline / "src"}
+    seconds: dict[str, dict[str, list[float]]] = {side: {n: [] for n in paths} for side in sides}
+    with tempfile.TemporaryDirectory() as tmp:
+        for turn in range(rounds):
+            for side, src in sides.items():
+                done = subprocess.run(
+                    [
+                        sys.executable,
+                        "-c",
+                        TURN,
+                        str(Path(tmp) / f"{side}-{turn}"),
+                        json.dumps({n: str(p) for n, p in paths.items()}),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    env={**os.environ, "PYTHONPATH": str(src)},
+                )
+                if done.returncode != 0:
+                    sys.exit(f"{side} failed:\n{done.stderr[-2000:]}")
+                for name, runs in json.loads(done.stdout.strip().splitlines()[-1]).items():
+                    seconds[side][name] += runs
+    lines = [f"\nagainst {baseline.name}: median run itself, {rounds} turns of 3 runs each side"]
+    for name, unit in units.items():
+        now, before = (statistics.median(seconds[side][name]) for side in sides)
+        verdict = "not worse" if now <= before * 1.02 else "WORSE"
+        lines.append(
+            f"{name:8} {baseline.name} {unit / before:7,.0f}/s, now {unit / now:7,.0f}/s: "
+            f"{before / now:.2f}x  {verdict}"
+        )
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
-    repeat = parser.parse_args().repeat
+    parser.add_argument("--baseline", type=Path, help="a checkout of an earlier evolve")
+    parser.add_argument("--rounds", type=int, default=6, help="turns with --baseline")
+    args = parser.parse_args()
+    repeat = args.repeat
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         chain_nodes = [{"id": f"n{i}", "kind": "tool", "impl": "tools/t.py"} for i in range(1000)]
@@ -101,6 +168,10 @@ def main() -> None:
         chain_s, chain_wall, chain_cpu = best(chain, ws, repeat)
         fan_s, fan_wall, fan_cpu = best(fan, ws, repeat)
         sleepy_s, sleepy_wall, sleepy_cpu = best(sleepy, ws, repeat)
+        compared: list[str] = []
+        if args.baseline is not None:
+            paths, units = {"chain": chain, "fan-out": fan}, {"chain": 1000, "fan-out": 5000}
+            compared = against(args.baseline.resolve(), paths, units, args.rounds)
     print("figures are for the run itself (run.started to run.finished); 'wall' adds loading and")
     print("validating experience.yaml and opening the store; 'cpu' is the run's CPU seconds\n")
     print(
@@ -118,6 +189,8 @@ def main() -> None:
         f"  (target <= 1.15x)     wall {sleepy_wall:.3f} s = {sleepy_wall / 0.5:.2f}x"
         f"   cpu {sleepy_cpu:.3f} s"
     )
+    for line in compared:
+        print(line)
 
 
 if __name__ == "__main__":
