@@ -99,7 +99,7 @@ def against(
 ) -> list[str]:
     """The chain and the fan-out run by this checkout and by `baseline`, taking turns: the
     lines that say how they compare."""
-    sides = {"now": Path(__file__).resolve().parents[1] / "src", baseline.name: baseline / "src"}
+    sides = {"now": Path(__file__).resolve().parents[1] / "src", "before": baseline / "src"}
     seconds: dict[str, dict[str, list[float]]] = {side: {n: [] for n in paths} for side in sides}
     with tempfile.TemporaryDirectory() as tmp:
         for turn in range(rounds):

@@ -908,3 +908,36 @@ def test_a_tool_that_changes_its_inputs_keeps_its_result_under_the_inputs_it_was
     second = go(root, ws, None, source=first.run_id)
     assert sorted(executions(counts)) == ["mutates 0", "mutates 1"]  # the second run reused both
     assert reused(second.log_path) == {("mutates", 0), ("mutates", 1)}
+
+
+BIG = """
+def run(inputs):
+    return {"state_delta": {"big": list(range(300_000))}}
+"""
+CHANGES_EDGE = """
+def run(inputs):
+    inputs["$item"]["seen"] = True
+    inputs["_edge_inputs"]["extra"] = 1
+    return {"state_delta": {}}
+"""
+
+
+def test_a_tool_changing_inputs_that_take_long_to_hash_neither_breaks_nor_misses_reuse(tmp_path):
+    """A large upstream value makes hashing the inputs let other threads run: the tool must not
+    be running yet (its changes would enter the fingerprint, or break the hashing)."""
+    nodes = [
+        tool("make", "tools/make.py", writes=["big"]),
+        tool("mut", "tools/mut.py", for_each={"source": "$.items", "concurrency": 1}),
+    ]
+    state = {"items": {"type": "array", "default": [{"n": 1}, {"n": 2}]}, "big": {"type": "array"}}
+    document = spec(nodes, state=state)
+    document["graph"]["edges"] = [{"from": "make", "to": "mut"}]
+    root = build(tmp_path / "x", document, {"tools/make.py": BIG, "tools/mut.py": CHANGES_EDGE})
+    ws = tmp_path / "ws"
+    first = go(root, ws, None)
+    assert first.status == "success", first.reason
+    second = go(root, ws, None, source=first.run_id)
+    assert second.status == "success", second.reason
+    # item 0 ran on the inputs it was given (item 1's were changed by item 0's call: the edge
+    # inputs are one object, shared by the items)
+    assert ("mut", 0) in reused(second.log_path)

@@ -4,8 +4,11 @@ fan-out of short calls reads no per-call file for its CPU clock."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import sys
+import time
+import weakref
 from pathlib import Path
 
 import pytest
@@ -76,3 +79,43 @@ def test_short_calls_read_only_the_cpu_clock_and_long_ones_the_run_queue_too(tmp
     # after a long call the function's next one is measured with the queue: two reads each
     assert len(reads) - before == 8
     assert all(ms >= 0 for ms in spent[-4:])
+
+
+UNHASHABLE = """
+from dataclasses import dataclass
+
+
+@dataclass
+class Runner:  # a dataclass with __eq__ is not hashable
+    def __call__(self, inputs):
+        return {"state_delta": {"ok": True}}
+
+
+run = Runner()
+"""
+
+
+def test_a_tool_that_is_an_unhashable_callable_still_answers(tmp_path):
+    path = _write(tmp_path, UNHASHABLE)
+
+    async def main() -> object:
+        return await asyncio.wait_for(tools.call_python(path, "run", {}, {}), 10)
+
+    assert asyncio.run(main()) == {"state_delta": {"ok": True}}
+
+
+def test_a_result_arriving_after_its_run_ended_does_not_keep_the_run_alive(tmp_path):
+    path = _write(
+        tmp_path, "import time\n\ndef run(inputs):\n    time.sleep(0.3)\n    return [0] * 10**6\n"
+    )
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def overrun() -> None:
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(tools.call_python(path, "run", {}, {}), 0.05)
+
+    asyncio.run(overrun())  # ends while the tool still runs
+    time.sleep(0.6)  # the tool finishes and hands its result to a closed loop
+    gc.collect()
+    assert loops[0]() is None

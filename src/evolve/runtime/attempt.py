@@ -71,7 +71,6 @@ class Attempt:
     worker: str | None = None  # the Ray node it ran on (the Ray executor), once known
     cpu_ms: int | None = None  # CPU time a Python tool's call used (None: not measured)
     announce: Callable[[], Any] | None = None  # writes its `node.started` line (see `begin`)
-    fingerprint: str | None = None  # of its inputs as given, taken by `announce`
 
     def begin(self) -> None:
         """Write the attempt's `node.started` line, once. A Python tool's call writes it right

@@ -450,14 +450,9 @@ class Scheduler:
         limit_ms = policies.timeout_ms(self.experience, node)
         ts = utc_now()
         begun = NodeStarted(node_id=node.id, item=attempt.item, attempt=attempt.number)
-
-        def announce() -> None:
-            # the inputs' fingerprint, taken as given, while the worker (if any) wakes up: it
-            # cannot run the tool before this thread lets go of the GIL, at the line's write
-            attempt.fingerprint = self.reuse.fingerprint(node, attempt.inputs)
-            self.recorder.emit(begun, ts)
-
-        attempt.announce = announce
+        attempt.announce = lambda: self.recorder.emit(begun, ts)
+        # the inputs' fingerprint, taken as given: before the call, which may change them
+        fingerprint = self.reuse.fingerprint(node, attempt.inputs)
         record = NodeRun(node.id, attempt.number, "succeeded", item=attempt.item, started_at=ts)
         started = time.monotonic()
         outcome, error = None, None
@@ -486,7 +481,7 @@ class Scheduler:
             kept = KeptResult(
                 node.id,
                 attempt.item,
-                attempt.fingerprint or self.reuse.fingerprint(node, attempt.inputs),
+                fingerprint,
                 outcome.delta,
                 outcome.edge_output,
                 self.recorder.run_id,

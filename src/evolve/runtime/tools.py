@@ -61,8 +61,9 @@ class _DaemonThreads:
         # one token per worker about to wait for a job; deque appends and pops are atomic, so
         # neither side ever blocks on the other to count them
         self._idle: collections.deque[None] = collections.deque()
-        # per function: whether its last call took 0.5 ms or more (unknown: assume so)
-        self._long: dict[Any, bool] = {}
+        # per function (by id: a callable need not be hashable): whether its last call took
+        # 0.5 ms or more (unknown: assume so); only a hint for which clock to read
+        self._long: dict[int, bool] = {}
 
     def submit(
         self, func: Any, arg: Any, on_cpu: Callable[[int], None] | None = None
@@ -81,7 +82,7 @@ class _DaemonThreads:
         clock = _CpuClock()
         while True:
             func, arg, future, mailbox, on_cpu = self._jobs.get()
-            began, cpu = time.perf_counter(), clock.start(self._long.get(func, True))
+            began, cpu = time.perf_counter(), clock.start(self._long.get(id(func), True))
             try:
                 result, error = func(arg), None
                 if inspect.isawaitable(result):
@@ -91,11 +92,13 @@ class _DaemonThreads:
                 result, error = None, exc
             # a call shorter than 0.5 ms used less: it counts 0, and the function's next call
             # reads only the CPU clock (a fan-out of short calls reads no file per call)
-            self._long[func] = long = time.perf_counter() - began >= 0.0005
+            self._long[id(func)] = long = time.perf_counter() - began >= 0.0005
             if on_cpu is not None:
                 on_cpu(round(clock.since(cpu)) if long else 0)
             self._idle.append(None)  # before the result: its caller's next call finds us idle
             mailbox.post(future, result, error)
+            # held while waiting for the next job, these would keep the run's loop alive
+            func = arg = future = mailbox = on_cpu = result = error = None
 
 
 class _CpuClock:
@@ -177,22 +180,31 @@ class _Mailbox:
         return self._loop()
 
     def post(self, future: Any, result: Any, error: BaseException | None) -> None:
-        """Hand a result back (from a worker thread); wakes the loop unless a wake is pending."""
-        self._done.append((future, result, error))
+        """Hand a result back (from a worker thread); wakes the loop unless a wake is pending.
+        A result for a loop that is gone (its run ended while the tool overran its deadline)
+        is dropped: nobody waits for it, and keeping it would keep the loop."""
+        loop = self._loop()
+        if loop is None or loop.is_closed():
+            return
+        # the future by weak reference: the box lives as long as its loop (`_boxes`), and a
+        # future holds its loop, so a strong one left here would keep the loop forever
+        self._done.append((weakref.ref(future), result, error))
         with self._lock:
             wake, self._waking = not self._waking, True
-        loop = self._loop()
-        if wake and loop is not None:
+        if wake:
             try:
                 loop.call_soon_threadsafe(self._drain)
-            except RuntimeError:
-                pass  # the run is over (its loop closed) while this tool overran its deadline
+            except RuntimeError:  # it closed meanwhile
+                self._done.clear()
 
     def _drain(self) -> None:
         with self._lock:  # first: a result posted from here on wakes the loop again
             self._waking = False
         while self._done:
-            _settle(*self._done.popleft())
+            future, result, error = self._done.popleft()
+            waiting = future()
+            if waiting is not None:  # else the attempt is over: nobody waits for it
+                _settle(waiting, result, error)
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
