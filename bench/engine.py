@@ -54,6 +54,13 @@ def experience(root: Path, nodes: list[dict], edges: list[dict], state: dict, to
     return root
 
 
+def fan_out(root: Path, items: int) -> Path:
+    """One for_each node over `items` trivial items, the list a state default."""
+    node = {"id": "f", "kind": "tool", "impl": "tools/t.py", "for_each": {"source": "$.items"}}
+    state = {"items": {"type": "array", "default": list(range(items))}}
+    return experience(root, [node], [], state, TRIVIAL)
+
+
 def timed(path: Path, workspace: Path) -> tuple[float, float, float]:
     """(seconds the run itself took, seconds including loading and validating the spec, CPU
     seconds of the run itself)."""
@@ -143,13 +150,7 @@ def main() -> None:
         chain_nodes = [{"id": f"n{i}", "kind": "tool", "impl": "tools/t.py"} for i in range(1000)]
         chain_edges = [{"from": f"n{i}", "to": f"n{i + 1}"} for i in range(999)]
         chain = experience(tmp_path / "chain", chain_nodes, chain_edges, {}, TRIVIAL)
-        fan = experience(
-            tmp_path / "fan",
-            [{"id": "f", "kind": "tool", "impl": "tools/t.py", "for_each": {"source": "$.items"}}],
-            [],
-            {"items": {"type": "array", "default": list(range(5000))}},
-            TRIVIAL,
-        )
+        fan = fan_out(tmp_path / "fan", 5000)
         sleepy = experience(
             tmp_path / "sleepy",
             [

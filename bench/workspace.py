@@ -16,7 +16,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from bench.engine import TRIVIAL, experience
+from bench.engine import fan_out
 from evolve.runtime.run import RunOptions, start_run
 from evolve.store.workspace import Workspace
 
@@ -29,13 +29,7 @@ def main() -> None:
     runs = max(parser.parse_args().runs, 6)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        fan = experience(
-            root / "fan",
-            [{"id": "f", "kind": "tool", "impl": "tools/t.py", "for_each": {"source": "$.items"}}],
-            [],
-            {"items": {"type": "array", "default": list(range(ITEMS))}},
-            TRIVIAL,
-        )
+        fan = fan_out(root / "fan", ITEMS)
         workspace = Workspace(root / "ws")
         seconds = []
         for _ in range(runs):

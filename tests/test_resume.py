@@ -425,11 +425,9 @@ def test_the_cache_finds_results_kept_while_the_node_had_cache(tmp_path, counts)
     third = go(root, ws, None)
     assert len(executions(counts)) == 4
     assert len(reused(third.log_path)) == 2
-    plan = db.execute(
-        "explain query plan select * from node_results where node_id = ? and fingerprint = ? "
-        "and cacheable = 1 and created_at >= ? order by created_at desc, id desc limit 1",
-        ["work", "fp:x", ""],
-    ).fetchall()
+    from evolve.store.queries import CACHED_RESULT
+
+    plan = db.execute(f"explain query plan {CACHED_RESULT}", ["work", "fp:x", ""]).fetchall()
     assert "idx_node_results_cache" in str(plan)  # a lookup is a search, not a scan
     db.close()
 

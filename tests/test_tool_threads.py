@@ -119,3 +119,32 @@ def test_a_result_arriving_after_its_run_ended_does_not_keep_the_run_alive(tmp_p
     time.sleep(0.6)  # the tool finishes and hands its result to a closed loop
     gc.collect()
     assert loops[0]() is None
+
+
+def test_every_attempt_has_one_started_line_before_its_end_even_when_the_tool_cannot_load(
+    tmp_path,
+):
+    from evolve.runtime.run import RunOptions, start_run
+    from evolve.store.log import read_events
+    from evolve.store.workspace import Workspace
+    from helpers import build, spec, tool
+
+    broken = tool("broken", "tools/broken.py", on_error={"policy": "skip"})
+    fine = tool("fine", "tools/fine.py", for_each={"source": "$.items"})
+    state = {"items": {"type": "array", "default": [1, 2, 3]}}
+    files = {
+        "tools/broken.py": "raise ImportError('nope')\n\ndef run(i):\n    return {}\n",
+        "tools/fine.py": "def run(i):\n    return {}\n",
+    }
+    root = build(tmp_path / "x", spec([broken, fine], state=state), files)
+    result = start_run(root, Workspace(tmp_path / "ws"), RunOptions())
+    events = list(read_events(result.log_path))
+    for node, item in [("broken", None), ("fine", 0), ("fine", 1), ("fine", 2)]:
+        mine = [
+            e["type"]
+            for e in events
+            if e.get("node_id") == node and e.get("item") == item and e.get("attempt")
+        ]
+        assert mine[0] == "node.started" and mine.count("node.started") == len(
+            [t for t in mine if t in ("node.finished", "node.failed")]
+        ), (node, item, mine)

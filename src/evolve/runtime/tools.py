@@ -82,7 +82,7 @@ class _DaemonThreads:
         clock = _CpuClock()
         while True:
             func, arg, future, mailbox, on_cpu = self._jobs.get()
-            began, cpu = time.perf_counter(), clock.start(self._long.get(id(func), True))
+            began, cpu = time.perf_counter(), clock.read(self._long.get(id(func), True))
             try:
                 result, error = func(arg), None
                 if inspect.isawaitable(result):
@@ -113,8 +113,9 @@ class _CpuClock:
         except OSError:
             self.fd = None
 
-    def start(self, queued_too: bool) -> tuple[bool, float]:
-        """A reading to measure from: with the run-queue time when `queued_too` (and known)."""
+    def read(self, queued_too: bool) -> tuple[bool, float]:
+        """A reading (whether it has the run-queue time, ms): with the run-queue time when
+        `queued_too` (and known)."""
         if queued_too and self.fd is not None:
             try:
                 on_cpu, waiting = os.pread(self.fd, 64, 0).split()[:2]
@@ -125,7 +126,7 @@ class _CpuClock:
 
     def since(self, reading: tuple[bool, float]) -> float:
         """Milliseconds from `reading` to now, on the same clock."""
-        queued_too, now = self.start(reading[0])
+        queued_too, now = self.read(reading[0])
         return now - reading[1] if queued_too == reading[0] else 0.0  # the file went away
 
 
@@ -258,18 +259,16 @@ async def call_python(
     """Call a Python tool; `loaded` caches the function for a run (files don't change mid-run,
     and a stat per call is a real cost on a 5,000-item fan-out). `on_cpu` receives the CPU
     milliseconds the call used (its worker thread's own CPU time). `submitted` runs once the
-    call is handed to a worker (or could not be), while the worker wakes up."""
+    call is handed to a worker, while the worker wakes up."""
     key = (path, function)
     func = loaded.get(key) if loaded is not None else None
-    try:
-        if func is None:
-            func = python_function(path, function)
-            if loaded is not None:
-                loaded[key] = func
-        done = _THREADS.submit(func, inputs, on_cpu)
-    finally:
-        if submitted is not None:
-            submitted()
+    if func is None:
+        func = python_function(path, function)
+        if loaded is not None:
+            loaded[key] = func
+    done = _THREADS.submit(func, inputs, on_cpu)
+    if submitted is not None:
+        submitted()
     try:
         return await done
     except asyncio.CancelledError:

@@ -23,6 +23,13 @@ if TYPE_CHECKING:
     from evolve.store.writer import StateStore
 
 
+# a `cache:` lookup: through the partial index on cacheable results (migration 005)
+CACHED_RESULT = (
+    "select * from node_results where node_id = ? and fingerprint = ? and cacheable = 1 "
+    "and created_at >= ? order by created_at desc, id desc limit 1"
+)
+
+
 class RunQueries:
     """Reading runs back: resolving ids, listing, state diffs and histories."""
 
@@ -217,13 +224,7 @@ class RunQueries:
     ) -> dict[str, Any] | None:
         """The newest result any run kept for this node and fingerprint, executed no earlier
         than `not_before` (an ISO time; None: any age)."""
-        rows = list(
-            self.db.query(
-                "select * from node_results where node_id = ? and fingerprint = ? "
-                "and cacheable = 1 and created_at >= ? order by created_at desc, id desc limit 1",
-                [node_id, fingerprint, not_before or ""],
-            )
-        )
+        rows = list(self.db.query(CACHED_RESULT, [node_id, fingerprint, not_before or ""]))
         return rows[0] if rows else None
 
     def node_prints(self, run_id: str) -> dict[str, dict[str, Any]]:
