@@ -103,6 +103,23 @@ def test_a_success_line_carries_the_result_its_row_keeps(tmp_path, counts):
     assert work["result"] == {"delta": {"done": ["A"]}}  # the edge output is the delta: once
 
 
+def test_a_result_under_the_limit_travels_in_its_line_even_when_its_edge_output_is_itself(
+    tmp_path,
+):
+    """The default edge output is the delta: the line holds it once, so only the delta's size
+    counts against the limit."""
+    text = "x" * (LOG_RESULT_BYTES * 3 // 4)
+    exp = build(
+        tmp_path / "x",
+        spec([tool("mid", "tools/mid.py", writes=["t"])], state={"t": {"type": "string"}}),
+        {"tools/mid.py": f"def run(inputs):\n    return {{'state_delta': {{'t': '{text}'}}}}\n"},
+    )
+    result = start_run(exp, Workspace(tmp_path / "ws"), RunOptions())
+    assert result.status == "success"
+    (line,) = [e for e in successes(result.log_path) if e["node_id"] == "mid"]
+    assert line["result"] == {"delta": {"t": text}}
+
+
 def test_a_result_too_large_for_its_line_is_committed_before_the_line(tmp_path):
     big = "x" * (LOG_RESULT_BYTES + 10)
     exp = build(

@@ -82,11 +82,12 @@ def keep(store: ResultStore, run_id: str, kept: KeptResult) -> dict[str, Any] | 
     if kept.origin_run_id != run_id:
         store.queue_result(values)
         return None
-    if len(delta) + len(edge_output) > LOG_RESULT_BYTES:
+    once = delta == edge_output  # the default edge output is the delta: the line holds it once
+    if len(delta) + (0 if once else len(edge_output)) > LOG_RESULT_BYTES:
         store.commit_results([values])
         return None
     store.queue_result(values)
-    if delta == edge_output:  # the default edge output is the delta: once is enough
+    if once:
         return {"delta": kept.delta}
     return {"delta": kept.delta, "edge_output": kept.edge_output}
 
