@@ -104,8 +104,6 @@ class ProposalChecker:
         self.loaded = {experience.spec_path, *experience.files}  # what loading reads
         self._checks: dict[str, Check] = {}  # by diff
         self._data: dict[str, Any] = {}  # experience.yaml text -> its data, parsed once
-        if experience.data is not None:
-            self._data[experience.spec_path.read_text("utf-8")] = experience.data
 
     def read(self, rel: str) -> str | None:
         path = self.directory / rel
@@ -197,7 +195,7 @@ class ProposalChecker:
 
     def _compare(self, patched: Experience) -> str:
         before, after = self.experience, patched
-        frozen = spec_changes(before, self._spec_data(before), self._spec_data(patched))
+        frozen = spec_changes(before, self.data_of(before), self.data_of(patched))
         if frozen:
             return frozen
         gone = [n for n in before.nodes if n not in after.nodes]
@@ -216,7 +214,8 @@ class ProposalChecker:
             return f"it deletes state fields {', '.join(lost_fields)}"
         return ""
 
-    def _spec_data(self, experience: Experience) -> Any:
+    def data_of(self, experience: Experience) -> Any:
+        """A loaded experience's experience.yaml as plain data (as loaded, when it kept it)."""
         if experience.data is not None:
             return experience.data
         return self.spec_data(experience.spec_path.read_text("utf-8"))

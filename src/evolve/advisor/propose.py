@@ -279,7 +279,7 @@ def change_targets(checker: ProposalChecker, proposal: Proposal) -> set[str]:
         if rel != "experience.yaml" or content is None:
             found.add(rel)
             continue
-        before = checker.spec_data(experience.spec_path.read_text("utf-8"))
+        before = checker.data_of(experience)
         after = checker.spec_data(content)
         if before is None or after is None:
             found.add(rel)
