@@ -654,3 +654,24 @@ def test_a_patch_reloads_only_when_loading_could_change(tmp_path, monkeypatch):
     broken = (exp / "experience.yaml").read_text().replace("tools/a.py", "tools/gone.py")
     assert not check({"experience.yaml": broken})  # the patched copy must still validate
     assert len(reloads) == 3
+
+
+def test_evidence_lists_what_it_saw_in_log_order_with_each_timeout_beside_its_limit():
+    """Items finish out of order; the model advisor's request keeps the first ten of each list,
+    so they must be the first ten in the log."""
+    from evolve.advisor.evidence import NodeEvidence, Ref
+
+    node = NodeEvidence("work")
+    for seq, limit in [(40, 400), (12, 120), (31, 310)]:
+        node.timeouts.append(Ref("r-b", seq))
+        node.timeout_limits.append(limit)
+    node.timeouts.append(Ref("r-a", 90))
+    node.timeout_limits.append(900)
+    node.failures["timeout"] = [Ref("r-b", 40), Ref("r-a", 90), Ref("r-b", 12)]
+    node.exhausted = [(Ref("r-b", 31), "timeout"), (Ref("r-b", 12), "timeout")]
+    node.put_in_order()
+    summary = node.summary()
+    assert summary["timeouts"] == ["r-a#90", "r-b#12", "r-b#31", "r-b#40"]
+    assert node.timeout_limits == [900, 120, 310, 400]
+    assert summary["failures"]["timeout"]["seqs"] == ["r-a#90", "r-b#12", "r-b#40"]
+    assert [e["at"] for e in summary["exhausted"]] == ["r-b#12", "r-b#31"]

@@ -87,7 +87,7 @@ def _in_order(refs: list[Ref]) -> list[Ref]:
 
 
 def _cite(refs: list[Ref], limit: int = 6) -> str:
-    shown = ", ".join(str(r) for r in _in_order(refs)[:limit])
+    shown = ", ".join(str(r) for r in refs[:limit])  # in log order (`Evidence.put_in_order`)
     return shown + (f" and {len(refs) - limit} more" if len(refs) > limit else "")
 
 

@@ -61,10 +61,24 @@ class NodeEvidence:
     cost_usd: float | None = None
 
     def refs(self, *types: str) -> list[Ref]:
+        """The failures of these types (any, without types), in log order."""
         return sorted(
             (r for k, v in self.failures.items() if not types or k in types for r in v),
-            key=lambda r: (r.run, r.seq),
+            key=_log_order,
         )
+
+    def put_in_order(self) -> None:
+        """Every list of refs in log order, by run, then event seq: items finish out of order,
+        and whoever reads the evidence (a proposal's citations, the model advisor's request,
+        which keeps the first ten) looks them up in order."""
+        pairs = sorted(
+            zip(self.timeouts, self.timeout_limits, strict=True), key=lambda p: _log_order(p[0])
+        )
+        self.timeouts = [r for r, _ in pairs]
+        self.timeout_limits = [limit for _, limit in pairs]
+        for refs in (self.cut, *self.failures.values()):
+            refs.sort(key=_log_order)
+        self.exhausted.sort(key=lambda p: _log_order(p[0]))
 
     def schema_repeated(self) -> bool:
         """Whether a reply repeated the schema violation of the reply before it word for word
@@ -263,4 +277,10 @@ def gather(
             if e.get("passed") is False
         ]
         evidence.runs.append(run)
+    for node in evidence.nodes.values():
+        node.put_in_order()
     return evidence
+
+
+def _log_order(ref: Ref) -> tuple[str, int]:
+    return (ref.run, ref.seq)
