@@ -81,11 +81,6 @@ def concurrency_values(target: int, current: int) -> list[int]:
     return values
 
 
-def _in_order(refs: list[Ref]) -> list[Ref]:
-    """Refs by run, then by event seq (items finish out of order; readers look them up in order)."""
-    return sorted(refs, key=lambda r: (r.run, r.seq))
-
-
 def _cite(refs: list[Ref], limit: int = 6) -> str:
     shown = ", ".join(str(r) for r in refs[:limit])  # in log order (`Evidence.put_in_order`)
     return shown + (f" and {len(refs) - limit} more" if len(refs) > limit else "")
@@ -154,7 +149,7 @@ class Detectors:
             confidence=confidence_for(len(refs), len(runs)),
             title=title,
             rationale=rationale,
-            evidence=[str(r) for r in _in_order(refs)],
+            evidence=[str(r) for r in sorted(refs, key=lambda r: (r.run, r.seq))],
             files={"experience.yaml": text},
             fingerprint=f"tune-param:{node.id}:{key}:{value}",
             strength=len(refs),
@@ -211,23 +206,21 @@ class Detectors:
             values = [target]
             while len(values) < TIMEOUT_SEARCH and nice_ms(values[-1] * 2) <= MAX_TIMEOUT_MS:
                 values.append(nice_ms(values[-1] * 2))
-            steps = [
-                (
-                    self._timeout(
-                        node,
-                        current,
-                        value,
-                        f"{len(refs)} attempt{plural} of '{node.id}' hit timeout_ms {hit} "
-                        f"({_cite(refs)}) and no attempt finished; re-running with larger "
-                        f"limits, {value} ms was the first that let the work finish.",
-                        refs,
-                    ),
+            self._search(
+                proposal,
+                values,
+                lambda value: self._timeout(
+                    node,
+                    current,
                     value,
-                    str(value),
-                )
-                for value in values[1:]
-            ]
-            self._search(proposal, target, str(target), steps, ("timeouts",))
+                    f"{len(refs)} attempt{plural} of '{node.id}' hit timeout_ms {hit} "
+                    f"({_cite(refs)}) and no attempt finished; re-running with larger "
+                    f"limits, {value} ms was the first that let the work finish.",
+                    refs,
+                ),
+                "{}",
+                ("timeouts",),
+            )
         return proposal
 
     def _timeout(
@@ -300,23 +293,16 @@ class Detectors:
         if self.verifying:
             self._search(
                 proposal,
-                values[0],
-                f"{values[0]} attempts",
-                [
-                    (
-                        self._attempts(
-                            node,
-                            value,
-                            base,
-                            lead + f"Re-running with more attempts, {value} (from a {base} ms "
-                            "base) was the first that let the work succeed.",
-                            refs,
-                        ),
-                        value,
-                        f"{value} attempts",
-                    )
-                    for value in values[1:]
-                ],
+                values,
+                lambda value: self._attempts(
+                    node,
+                    value,
+                    base,
+                    lead + f"Re-running with more attempts, {value} (from a {base} ms "
+                    "base) was the first that let the work succeed.",
+                    refs,
+                ),
+                "{} attempts",
                 ("failed_nodes", "failed_items"),
             )
         return proposal
@@ -336,15 +322,18 @@ class Detectors:
     @staticmethod
     def _search(
         proposal: Proposal,
-        value: Any,
+        values: list[Any],
+        make: Callable[[Any], Proposal],
         label: str,
-        steps: list[tuple[Proposal, Any, str]],
         shows: tuple[str, ...],
     ) -> None:
-        """Make `proposal` the first value of a search whose later values are `steps`."""
-        proposal.search_value, proposal.search_label, proposal.search_shows = value, label, shows
-        for step, step_value, step_label in steps:
-            step.search_value, step.search_label, step.search_shows = step_value, step_label, shows
+        """Make `proposal` (the change to `values[0]`) the first step of a search over `values`:
+        `make` builds the change to each later one; `label` names a value in the "tried" list
+        (`"{} attempts"`); `shows` are the figures a step's outcome is told by."""
+        proposal.search_label, proposal.search_shows = label.format(values[0]), shows
+        for value in values[1:]:
+            step = make(value)
+            step.search_label, step.search_shows = label.format(value), shows
             proposal.search.append(step)
 
     def rate_limited(self, node: Node, found: NodeEvidence) -> Proposal | None:
@@ -393,22 +382,15 @@ class Detectors:
         )
         self._search(
             proposal,
-            values[0],
-            f"base_ms {values[0]}",
-            [
-                (
-                    self._backoff(
-                        node,
-                        value,
-                        lead + f"re-running with longer backoffs, {value} ms was the shortest "
-                        "base that let the provider's window reset.",
-                        refs,
-                    ),
-                    value,
-                    f"base_ms {value}",
-                )
-                for value in values[1:]
-            ],
+            values,
+            lambda value: self._backoff(
+                node,
+                value,
+                lead + f"re-running with longer backoffs, {value} ms was the shortest "
+                "base that let the provider's window reset.",
+                refs,
+            ),
+            "base_ms {}",
             ("failed_nodes", "failed_items", "retries"),
         )
         return proposal
@@ -461,26 +443,18 @@ class Detectors:
         )
         proposal = self._concurrency(node, bound, cap, target, guess)
         if self.verifying:
-            steps = [
-                (
-                    self._concurrency(
-                        node,
-                        bound,
-                        cap,
-                        value,
-                        f" Re-running at {', '.join(map(str, values))} in flight, {value} was "
-                        "the first that made the run better.",
-                    ),
-                    value,
-                    f"concurrency {value}",
-                )
-                for value in values[1:]
-            ]
             self._search(
                 proposal,
-                target,
-                f"concurrency {target}",
-                steps,
+                values,
+                lambda value: self._concurrency(
+                    node,
+                    bound,
+                    cap,
+                    value,
+                    f" Re-running at {', '.join(map(str, values))} in flight, {value} was "
+                    "the first that made the run better.",
+                ),
+                "concurrency {}",
                 ("failed_items", "retries", "duration_ms"),
             )
         return proposal

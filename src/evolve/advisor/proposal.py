@@ -27,19 +27,14 @@ class Proposal:
     strength: int = 0  # occurrences behind it, for ranking within a confidence level
     target: str = ""  # what it changes: "file:node:parameter" (dedupe key), "" when unknown
     search: list[Proposal] = field(default_factory=list)  # further values to try (--verify)
-    search_value: Any = None  # the value this one sets, when it is one step of a search
-    search_label: str = ""  # that value as the "tried" list names it: "6 attempts"
+    search_label: str = ""  # the value this step of a search sets, as "tried" names it
     search_shows: tuple[str, ...] = ("timeouts",)  # the figures a step's outcome is told by
     verification: Any = None  # advisor.verify.Verification, once re-run
 
     def adopt(self, other: Proposal) -> None:
         """Take the change (and words) of `other`, a later step of this proposal's search."""
         self.title, self.rationale, self.files = other.title, other.rationale, other.files
-        self.fingerprint, self.diff, self.search_value = (
-            other.fingerprint,
-            other.diff,
-            other.search_value,
-        )
+        self.fingerprint, self.diff = other.fingerprint, other.diff
         self.search_label = other.search_label
 
     def redact(self, redactor: Redactor) -> None:

@@ -356,8 +356,7 @@ class Verifier:
             found = await self._rerun(scratch / str(n), scratch_files(option))
             first = first or found
             if proposal.search:
-                label = option.search_label or str(option.search_value)
-                tried.append(f"{label}: {_short(found, option.search_shows)}")
+                tried.append(f"{option.search_label}: {_short(found, option.search_shows)}")
                 found.tried = first.tried = list(tried)
             if found.verdict == "better":
                 if option is not proposal:
