@@ -1,8 +1,8 @@
-"""The README and the getting-started page, run as written: each `$ command` of their console
-blocks runs in a shell (stderr merged into stdout, as a terminal shows both), and what it prints
-must be what the page shows. Every console block of both pages is compared, and so is the
-proposal report getting-started shows. The README is followed top to bottom in one playground, as
-a newcomer follows it. The hand edit is a diff that `git apply` accepts.
+"""The README, the getting-started page and docs/exploring.md, run as written: each `$ command`
+of their console blocks runs in a shell (stderr merged into stdout, as a terminal shows both),
+and what it prints must be what the page shows. Every console block of these pages is compared,
+and so is the proposal report getting-started shows. The README is followed top to bottom in one
+playground, as a newcomer follows it. The hand edit is a diff that `git apply` accepts.
 
 What is normalised, and only that, because it differs between two honest runs:
 - run ids and content hashes become `<run1>`, `<sha1>`... in order of first appearance, numbered
