@@ -95,7 +95,10 @@ def test_plain_and_other_items_read_the_same_in_index_order():
     assert [i.to_json() for i in node.items.values()] == list(node.items_json())
     assert node.items[2].to_json() == _item(2, _attempt(2, 1, 10, 30, 4))
     assert 10**9 in node.items and 5 not in node.items
-    assert [i.index for i in node.items.first(2)] == [0, 1]
+    # what a report shows of many items: failed or retried ones first, then the lowest indexes
+    assert [i.index for i in node.items.notable_then_lowest(1)] == [1]
+    assert [i.index for i in node.items.notable_then_lowest(2)] == [1, 4]
+    assert [i.index for i in node.items.notable_then_lowest(4)] == [0, 1, 2, 4]
     assert (node.items_failed, node.items_succeeded, node.items_done) == (1, 5, 6)
     assert node.attempt_count == 7
     assert sorted(d for d, _ in node.items.plain_attempts()) == [10, 20, 29]

@@ -163,9 +163,19 @@ class Items:
         views = (i.to_json() for i in sorted(self._views.values(), key=_index_of))
         return heapq.merge(plain, views, key=_json_index)
 
-    def first(self, n: int) -> list[ItemView]:
-        """The `n` items of lowest index."""
-        return list(itertools.islice(self.values(), n))
+    def notable_then_lowest(self, n: int) -> list[ItemView]:
+        """At most `n` items to show, in index order: those that failed or were retried (the
+        lowest indexes first), then the lowest indexes of the rest."""
+        notable = sorted(
+            (i for i in self.views() if i.status != "succeeded" or len(i.attempts) > 1),
+            key=_index_of,
+        )[:n]
+        picked = {i.index: i for i in notable}
+        for item in self.values():
+            if len(picked) >= n:
+                break
+            picked.setdefault(item.index, item)
+        return [picked[k] for k in sorted(picked)]
 
     def views(self) -> Iterable[ItemView]:
         """The items that are not plain (every one that failed, was retried, skipped, reused,

@@ -397,16 +397,8 @@ def _failure_marks(node: NodeView, scale: _Scale) -> list[Mark]:
 
 
 def _items_drawn(node: NodeView) -> tuple[list[ItemView], int]:
-    items = node.items
-    if len(items) <= ITEMS_DRAWN:
-        return list(items.values()), 0
-    notable = [i for i in items.views() if i.status != "succeeded" or len(i.attempts) > 1]
-    picked = {i.index: i for i in sorted(notable, key=lambda i: i.index)[:ITEMS_DRAWN]}
-    for item in items.values():
-        if len(picked) >= ITEMS_DRAWN:
-            break
-        picked.setdefault(item.index, item)
-    return [picked[k] for k in sorted(picked)], len(items) - len(picked)
+    drawn = node.items.notable_then_lowest(ITEMS_DRAWN)
+    return drawn, len(node.items) - len(drawn)
 
 
 def _timeline_item(node_id: str, item: ItemView, scale: _Scale) -> ItemRow:

@@ -210,13 +210,7 @@ def _add_node(parent: Tree, node: NodeView) -> None:
     if len(node.attempts) > 1 or any(a.status != "succeeded" for a in node.attempts):
         for attempt in node.attempts:
             branch.add(_attempt(attempt))
-    shown = sorted(
-        (i for i in node.items.views() if i.status != "succeeded" or len(i.attempts) > 1),
-        key=lambda i: i.index,
-    )
-    lowest = node.items.first(max(0, ITEMS_SHOWN - len(shown)))
-    picked = {i.index: i for i in [*shown[:ITEMS_SHOWN], *lowest]}
-    shown = [picked[k] for k in sorted(picked)]
+    shown = node.items.notable_then_lowest(ITEMS_SHOWN)
     for item in shown:
         last = item.attempts[-1] if item.attempts else None
         detail = seconds(last.duration_ms) if last else ""
