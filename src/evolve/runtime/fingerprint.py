@@ -175,16 +175,18 @@ def _tree(directory: Path) -> list[Path]:
 
 
 def source_files(node: Node, root: Path) -> list[Path]:
-    """Every file whose content decides what the node computes, helpers included, sorted."""
-    files: list[Path] = [p for p in (node.prompt, node.system) if p is not None]
-    if node.kind == "experience" and node.impl is not None:
-        files += _tree(node.impl)
-    elif node.impl is not None:
-        files.append(node.impl)
-    if node.skill is not None:
-        files += _tree(node.skill.directory)
-    if node.source is not None and node.source.path is not None:
-        files.append(node.source.path)
+    """Every file whose content decides what the node computes, helpers included, sorted. Read
+    from `sources_key(node)` alone, so nodes with the same key have the same files."""
+    experience, impl, prompt, system, skill, source = sources_key(node)
+    files: list[Path] = [p for p in (prompt, system) if p is not None]
+    if experience and impl is not None:
+        files += _tree(impl)
+    elif impl is not None:
+        files.append(impl)
+    if skill is not None:
+        files += _tree(skill)
+    if source is not None:
+        files.append(source)
     pending, seen = list(files), set()
     while pending:
         file = pending.pop()
@@ -199,7 +201,7 @@ def source_files(node: Node, root: Path) -> list[Path]:
 
 
 def sources_key(node: Node) -> tuple[Any, ...]:
-    """What `source_files` reads of a node: nodes alike in it have the same source files (a
+    """All `source_files` reads of a node: nodes alike in it have the same source files (a
     1,000-node chain of one tool finds them once)."""
     return (
         node.kind == "experience",
