@@ -28,6 +28,7 @@ from evolve.evals.cases import Case, load_cases, select
 from evolve.evals.summary import spread_of
 from evolve.events import EvalCase, RunFinished, RunStarted
 from evolve.llm.model import Model
+from evolve.runtime.driver import drive
 from evolve.runtime.ray_executor import RayExecutor, executor_for
 from evolve.runtime.run import (
     Run,
@@ -178,7 +179,7 @@ def run_suite(
     try:
         store.reconcile()
         suite = _Suite(experience, workspace, store, options, model, cases, executor)
-        return asyncio.run(until_interrupted(suite.execute(), lambda: suite.result("interrupted")))
+        return drive(until_interrupted(suite.execute(), lambda: suite.result("interrupted")))
     finally:
         store.close()
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import importlib.util
 import inspect
 import json
@@ -32,6 +33,7 @@ from typing import Any, ClassVar
 
 from evolve import jsonvalue
 from evolve.runtime.attempt import AttemptError
+from evolve.runtime.driver import Driver
 from evolve.runtime.failures import error_type_of
 
 _NODE_RUNNER = Path(__file__).with_name("node_runner.mjs")
@@ -65,10 +67,31 @@ class _DaemonThreads:
         # 0.5 ms or more (unknown: assume so); only a hint for which clock to read
         self._long: dict[int, bool] = {}
 
-    def submit(
+    def call(
         self, func: Any, arg: Any, on_cpu: Callable[[int], None] | None = None
     ) -> asyncio.Future[Any]:
+        """Call `func(arg)` off the loop; its result, as a future. A sync function whose last
+        call was quick (under 0.5 ms) is called by the loop's driver between two turns of the
+        loop, when `driver.drive` runs it (see there); any other, by a worker thread."""
         loop = asyncio.get_running_loop()
+        if self._long.get(id(func), True) is False:
+            driver = Driver.of(loop)
+            if driver is not None:
+                future = driver.call(
+                    functools.partial(self._quick, func, arg, on_cpu),
+                    functools.partial(self._long.__setitem__, id(func), True),
+                )
+                if future is not None:
+                    return future
+        return self.submit(loop, func, arg, on_cpu)
+
+    def submit(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        func: Any,
+        arg: Any,
+        on_cpu: Callable[[int], None] | None = None,
+    ) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = loop.create_future()
         try:
             self._idle.pop()
@@ -77,22 +100,44 @@ class _DaemonThreads:
         self._jobs.put((func, arg, future, _Mailbox.of(loop), on_cpu))
         return future
 
+    def _quick(
+        self, func: Any, arg: Any, on_cpu: Callable[[int], None] | None
+    ) -> tuple[Any, BaseException | None]:
+        """A call made by the loop's driver: timed on the CPU clock alone, as a quick call is."""
+        began, cpu = time.perf_counter(), time.thread_time()
+        try:
+            result, error = func(arg), None
+            if inspect.isawaitable(result):  # it used to return a plain value
+                self._long[id(func)] = True
+                result = _run_alone(result)
+        except BaseException as exc:
+            result, error = None, exc
+        long = time.perf_counter() - began >= 0.0005
+        self._long[id(func)] = long or self._long.get(id(func), False)
+        if on_cpu is not None:
+            on_cpu(round((time.thread_time() - cpu) * 1000) if long else 0)
+        return result, error
+
     def _work(self) -> None:
         own_loop: asyncio.AbstractEventLoop | None = None
         clock = _CpuClock()
         while True:
             func, arg, future, mailbox, on_cpu = self._jobs.get()
             began, cpu = time.perf_counter(), clock.read(self._long.get(id(func), True))
+            awaited = False
             try:
                 result, error = func(arg), None
                 if inspect.isawaitable(result):
+                    awaited = True
                     own_loop = own_loop or asyncio.new_event_loop()
                     result = _run_awaitable(own_loop, result, future, mailbox)
             except BaseException as exc:
                 result, error = None, exc
             # a call shorter than 0.5 ms used less: it counts 0, and the function's next call
-            # reads only the CPU clock (a fan-out of short calls reads no file per call)
-            self._long[id(func)] = long = time.perf_counter() - began >= 0.0005
+            # reads only the CPU clock (a fan-out of short calls reads no file per call) and,
+            # unless it is async, is made by the loop's driver
+            long = time.perf_counter() - began >= 0.0005
+            self._long[id(func)] = long or awaited
             if on_cpu is not None:
                 on_cpu(round(clock.since(cpu)) if long else 0)
             self._idle.append(None)  # before the result: its caller's next call finds us idle
@@ -152,6 +197,16 @@ def _run_awaitable(
 
 async def _awaited(awaitable: Any) -> Any:
     return await awaitable
+
+
+def _run_alone(awaitable: Any) -> Any:
+    """Await what a sync-looking call returned, on a loop of its own (no deadline reaches it
+    there: if it runs long, the driver's watchdog moves the call off the run's loop)."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(_awaited(awaitable))
+    finally:
+        loop.close()
 
 
 class _Mailbox:
@@ -266,7 +321,7 @@ async def call_python(
         func = python_function(path, function)
         if loaded is not None:
             loaded[key] = func
-    done = _THREADS.submit(func, inputs, on_cpu)
+    done = _THREADS.call(func, inputs, on_cpu)
     if submitted is not None:
         submitted()
     try:

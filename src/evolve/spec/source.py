@@ -90,11 +90,44 @@ def json_path(path: JsonPath) -> str:
     return out
 
 
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # same safe tags, in C when built
+_SAFE = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # same safe tags, in C when built
+
+
+class _Loader(_SAFE):  # type: ignore[misc,valid-type]
+    """The safe loader, with each plain scalar's tag found once per distinct text.
+
+    PyYAML asks the resolver for every scalar, which tries its regular expressions each time; a
+    spec repeats the same keys and values many times. With no path resolvers registered (none
+    are, for the safe loader), a plain scalar's tag depends on its text alone, a quoted one's is
+    always `str`, and a collection's is its kind's."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._tags: dict[str, str] = {}
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+        if kind is yaml.ScalarNode:
+            if not implicit[0]:
+                return _STR_TAG
+            tag = self._tags.get(value)
+            if tag is None:
+                tag = self._tags[value] = super().resolve(kind, value, implicit)
+            return tag
+        return _SEQ_TAG if kind is yaml.SequenceNode else _MAP_TAG
+
+    def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+        pass  # only path resolvers need the path
+
+    def ascend_resolver(self) -> None:
+        pass
+
+
 _PLAIN_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
 _SCALAR_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("null", "bool", "int", "float", "str")}
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 _STR_TAG = "tag:yaml.org,2002:str"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+_MAP_TAG = "tag:yaml.org,2002:map"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _MAX_DEPTH = 200
 # aliases can make a small file expand exponentially ("billion laughs"): the values that aliases
@@ -127,21 +160,20 @@ class _Builder:
         if depth > _MAX_DEPTH:
             self._drop(path, "YAML nesting is too deep")
             return None
-        self.loc.values.setdefault(path, _mark(node))
-        if not isinstance(node, yaml.ScalarNode) and node.tag not in _PLAIN_TAGS:
+        if path not in self.loc.values:
+            self.loc.values[path] = _mark(node)
+        if isinstance(node, yaml.ScalarNode):
+            start = node.start_mark
+            self.loc.scalars[path] = (start.index, node.end_mark.index, node.style, node.value)
+            if node.tag == _STR_TAG:  # most values: what the constructor would build
+                return node.value
+            return self._scalar(node, path)
+        if node.tag not in _PLAIN_TAGS:
             self._drop(path, f"unsupported YAML tag '{_short(node.tag)}'")
             return None
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path, depth)
-        if isinstance(node, yaml.SequenceNode):
-            return [self.build(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
-        self.loc.scalars[path] = (
-            node.start_mark.index,
-            node.end_mark.index,
-            node.style,
-            node.value,
-        )
-        return self._scalar(node, path)
+        return [self.build(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
 
     def _scalar(self, node: yaml.ScalarNode, path: JsonPath) -> Any:
         if node.tag == _TIMESTAMP_TAG:
@@ -172,7 +204,10 @@ class _Builder:
 
         Unlike PyYAML's flatten_mapping, this leaves the (possibly shared) nodes untouched.
         """
-        if all(key_node.tag != _MERGE_TAG for key_node, _ in node.value):
+        for key_node, _ in node.value:
+            if key_node.tag == _MERGE_TAG:
+                break
+        else:
             return node.value, []  # the usual case: nothing merged in
         own, merged = [], []
         seen = seen | {id(node)}
@@ -208,7 +243,8 @@ class _Builder:
         own, merged = self._merged(node, path)
         own_keys = {id(key_node) for key_node, _ in own} if merged else set()
         result: dict[str, Any] = {}
-        for key_node, value_node in own + merged:
+        keys = self.loc.keys
+        for key_node, value_node in own + merged if merged else own:
             key = self._key(key_node)
             if key is None:
                 line, col = _mark(key_node)
@@ -234,12 +270,14 @@ class _Builder:
                     )
                 )
                 continue
-            self.loc.keys[child] = _mark(key_node)
+            keys[child] = _mark(key_node)
             result[key] = self.build(value_node, child, depth + 1)
         return result
 
     def _key(self, node: yaml.Node) -> str | None:
         """A mapping key as a string (numbers and booleans as written in JSON), else None."""
+        if node.tag == _STR_TAG and isinstance(node, yaml.ScalarNode):  # most keys
+            return node.value
         if not isinstance(node, yaml.ScalarNode) or node.tag not in _SCALAR_TAGS | {_TIMESTAMP_TAG}:
             return None
         if node.tag in (_TIMESTAMP_TAG, _STR_TAG):
@@ -281,9 +319,9 @@ def _unbuildable(text: str, file: str) -> Problem | None:
     if "&" not in text and _nesting_bound(text) <= _MAX_DEPTH:
         return None
     try:
-        return _walk_events(_LOADER(text), file)
+        return _walk_events(_Loader(text), file)
     except yaml.MarkedYAMLError as exc:
-        if _LOADER is yaml.SafeLoader or "nesting" not in _reason(exc):
+        if _SAFE is yaml.SafeLoader or "nesting" not in _reason(exc):
             raise
         return _walk_events(yaml.SafeLoader(text), file)
 
@@ -349,7 +387,7 @@ def parse_yaml(text: str, file: str) -> tuple[Any, Locations, list[Problem]]:
         problem = _unbuildable(text, file)
         if problem:
             return None, loc, [problem]
-        loader = _LOADER(text)
+        loader = _Loader(text)
         try:
             node = loader.get_single_node()
         finally:

@@ -1,0 +1,237 @@
+"""The thread a run's event loop runs on, which also runs the run's quick sync tool calls.
+
+A sync Python tool cannot simply be called on the event loop's thread: while it runs, no deadline
+of the run can fire, nor Ctrl-C. So each call went to a worker thread and its result came back:
+two thread wake-ups, which on a small VM cost about 50 µs, more than a short tool itself (a
+quarter of a 1,000-node chain's run).
+
+`drive(coro)` runs the loop on a daemon thread, the *driver*, while the calling thread waits for
+it (and, on the main thread, passes SIGINT/SIGTERM on to it). Between two turns of the loop, with
+nothing of the loop on its stack, the driver makes the calls it was handed (`Driver.call`): sync
+tool calls known to be quick. A watchdog looks in every few milliseconds. When a call is still
+running after `TAKEOVER_S`, or a signal comes while one runs, a new thread becomes the driver: the
+loop goes on there, the attempt's deadline fires on time, and the slow call finishes on the old
+thread as if it had been handed to a worker from the start; its result is delivered (or dropped,
+when its attempt is over). A call stuck for good leaves a daemon thread behind, as a stuck worker
+does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, ClassVar, TypeVar
+
+T = TypeVar("T")
+
+TAKEOVER_S = 0.02  # a call the driver makes that runs longer than this moves off the loop
+_TICK_S = 0.005  # how often the watchdog looks in while calls are being made
+_PARK_S = 1.0  # with no call for this long, the watchdog sleeps until the next one
+_TURN_S = 0.005  # calls made between two turns of the loop, at most this long in all
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+Outcome = tuple[Any, BaseException | None]  # a call's (result, error)
+
+
+class _Call:
+    __slots__ = ("future", "on_takeover", "work")
+
+    def __init__(
+        self, work: Callable[[], Outcome], future: asyncio.Future[Any], on_takeover: Callable
+    ) -> None:
+        self.work, self.future, self.on_takeover = work, future, on_takeover
+
+
+class Driver:
+    """Runs one loop on its driver thread (see the module docstring)."""
+
+    _drivers: ClassVar[dict[asyncio.AbstractEventLoop, Driver]] = {}  # while `drive` runs them
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
+        self.loop, self.task = loop, task
+        self._calls: collections.deque[_Call] = collections.deque()
+        self._lock = threading.Lock()
+        self._running: _Call | None = None  # the call being made now, and since when
+        self._since = time.monotonic()
+        self._closing = False
+        self._on_signal: list[Callable[[], Any]] = []
+        self._finished = threading.Event()
+        self._wake = threading.Event()  # the watchdog's, while parked
+        self._parked = False
+        self.crash: BaseException | None = None
+        self._drivers[loop] = self
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> Driver | None:
+        """The driver running `loop`, if `drive` runs it."""
+        return cls._drivers.get(loop)
+
+    # -- on the loop -----------------------------------------------------------------------------
+
+    def call(
+        self, work: Callable[[], Outcome], on_takeover: Callable[[], Any]
+    ) -> asyncio.Future[Any] | None:
+        """Have the driver make `work()` after this turn of the loop; its result, as a future.
+        `on_takeover` runs (on another thread) if the call moves off the loop. None: the loop is
+        closing, and the caller must make the call some other way."""
+        if self._closing:
+            return None
+        future = self.loop.create_future()
+        self._calls.append(_Call(work, future, on_takeover))
+        self.loop.stop()  # the turn ends once its callbacks have run
+        return future
+
+    def on_signal(self, callback: Callable[[], Any]) -> Callable[[], None]:
+        """Run `callback` on the loop on SIGINT/SIGTERM (when `drive` was called on the main
+        thread); returns what undoes it."""
+        self._on_signal.append(callback)
+        return lambda: self._on_signal.remove(callback)
+
+    # -- driver threads --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.task.add_done_callback(lambda _: self.loop.stop())
+        self._new_driver()
+        threading.Thread(target=self._watch, daemon=True, name="evolve-watchdog").start()
+
+    def _new_driver(self) -> None:
+        threading.Thread(target=self._drive, daemon=True, name="evolve-run").start()
+
+    def _drive(self) -> None:
+        try:
+            if not self._turns():
+                return  # another thread drives now
+            self._close()
+        except BaseException as exc:
+            self.crash = exc
+            with contextlib.suppress(BaseException):
+                self.loop.close()
+        self._finished.set()
+        self._wake.set()
+
+    def _turns(self) -> bool:
+        """Turns of the loop, and the calls handed over between them, until the work is done;
+        False when this thread stopped driving (a call it made took too long)."""
+        loop = self.loop
+        while not self.task.done():
+            if self._calls:  # left by a driver that was taken over: made after one turn
+                loop.stop()
+            loop.run_forever()
+            ends = time.monotonic() + _TURN_S
+            while self._calls:
+                if not self._make(self._calls.popleft()):
+                    return False
+                if self._calls and time.monotonic() > ends:
+                    loop.stop()  # one turn of the loop (its timers, its I/O) before the rest
+                    break
+        return True
+
+    def _make(self, call: _Call) -> bool:
+        """Make one call; False if it was taken over meanwhile (its result then goes through
+        the loop's thread-safe door, like a worker thread's)."""
+        if call.future.cancelled():  # its attempt ended while the call waited
+            return True
+        with self._lock:
+            self._running, self._since = call, time.monotonic()
+            if self._parked:
+                self._parked = False
+                self._wake.set()
+        outcome = call.work()
+        with self._lock:
+            mine, self._running = self._running is call, None
+        if mine:
+            _settle(call.future, outcome)
+            return True
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits for it
+            self.loop.call_soon_threadsafe(_settle, call.future, outcome)
+        return False
+
+    def _take_over(self) -> None:
+        """Move the call being made off the loop: a new thread drives. Holds the lock."""
+        call, self._running = self._running, None
+        if call is not None:
+            call.on_takeover()
+            self._new_driver()
+
+    def _watch(self) -> None:
+        while not self._finished.is_set():
+            self._finished.wait(_TICK_S)
+            with self._lock:
+                now = time.monotonic()
+                if self._running is not None and now - self._since > TAKEOVER_S:
+                    self._take_over()
+                elif self._running is None and now - self._since > _PARK_S:
+                    self._parked = True
+                    self._wake.clear()
+            if self._parked:
+                self._wake.wait()
+
+    def _close(self) -> None:
+        """What `asyncio.run` does once its work is done: cancel what is left, finish async
+        generators and the default executor, close the loop. Calls go elsewhere from here."""
+        self._closing = True
+        loop = self.loop
+        try:
+            left = asyncio.all_tasks(loop)
+            for task in left:
+                task.cancel()
+            if left:
+                loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            loop.close()
+
+    # -- the waiting thread ----------------------------------------------------------------------
+
+    def signalled(self, *_: Any) -> None:
+        """SIGINT/SIGTERM: run the callbacks on the loop; a call being made moves off it."""
+        for callback in list(self._on_signal):
+            with contextlib.suppress(RuntimeError):
+                self.loop.call_soon_threadsafe(callback)
+        with self._lock:
+            self._take_over()
+
+    def wait(self) -> None:
+        self._finished.wait()  # interrupted by a signal, its handler runs, and it waits on
+
+
+def _settle(future: asyncio.Future[Any], outcome: Outcome) -> None:
+    if future.cancelled():
+        return
+    result, error = outcome
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+def drive(coro: Coroutine[Any, Any, T]) -> T:
+    """Like `asyncio.run(coro)`, with the loop on a driver thread (see the module docstring).
+    On the main thread, SIGINT and SIGTERM run the callbacks given to `Driver.on_signal`."""
+    loop = asyncio.new_event_loop()
+    try:
+        task = loop.create_task(coro)  # in this thread's context, as asyncio.run would
+    except BaseException:
+        loop.close()
+        raise
+    driver = Driver(loop, task)
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in SIGNALS:
+            previous[sig] = signal.signal(sig, driver.signalled)
+    try:
+        driver.start()
+        driver.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        Driver._drivers.pop(loop, None)
+    if driver.crash is not None:
+        raise driver.crash
+    return task.result()
