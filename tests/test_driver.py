@@ -1,0 +1,148 @@
+"""The run's driver thread: it makes quick sync tool calls itself, and a call that runs long moves
+off it, so deadlines, the calls queued behind it and Ctrl-C all still hold."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from evolve.store.log import read_events
+from helpers import build, events, run, spec, tool
+
+# one function for every node: its first call goes to a worker thread (nothing is known of it
+# yet), and each later one to the driver while the calls before it were quick
+TOOL = """
+import asyncio
+import os
+import threading
+import time
+
+
+def run(inputs):
+    with open(inputs["trace"], "a") as f:
+        f.write(threading.current_thread().name + "\\n")
+    if inputs.get("sleep"):
+        time.sleep(inputs["sleep"])
+    if inputs.get("after"):  # wait for another call to open the gate (at most 10 s)
+        for _ in range(2000):
+            if os.path.exists(inputs["after"]):
+                break
+            time.sleep(0.005)
+    if inputs.get("open"):
+        open(inputs["open"], "w").close()
+    if inputs.get("own_loop"):  # a sync tool may run async code of its own
+        return {"state_delta": {"seen": asyncio.run(asyncio.sleep(0, result="async"))}}
+    return {}
+"""
+
+
+def chain(root: Path, trace: Path, last: dict, size: int = 6, **node: object) -> Path:
+    """`size` nodes in a line, all calling TOOL; the last one with `last` as extra args."""
+    nodes = [
+        tool(f"n{i}", "tools/t.py", args={"trace": str(trace), **(last if i == size - 1 else {})})
+        for i in range(size)
+    ]
+    nodes[-1].update(node)
+    edges = [{"from": f"n{i}", "to": f"n{i + 1}"} for i in range(size - 1)]
+    state = {"seen": {"type": "string"}}
+    return build(root, spec(nodes, edges, state=state), {"tools/t.py": TOOL})
+
+
+def threads(trace: Path) -> list[str]:
+    return trace.read_text().split()
+
+
+def test_quick_calls_after_the_first_are_made_by_the_driver_thread(tmp_path):
+    trace = tmp_path / "trace"
+    result = run(chain(tmp_path / "x", trace, {}), tmp_path / "ws")
+    assert result.status == "success"
+    names = threads(trace)
+    assert names[0] == "evolve-tool"  # nothing known of the function yet: a worker
+    assert "evolve-run" in names[1:]  # quick: made between turns of the loop, no hand-over
+
+
+def test_a_quick_tool_that_then_blocks_times_out_on_time_and_the_run_ends(tmp_path):
+    trace = tmp_path / "trace"
+    experience = chain(tmp_path / "x", trace, {"sleep": 6}, timeout_ms=300)
+    began = time.monotonic()
+    result = run(experience, tmp_path / "ws")
+    took = time.monotonic() - began
+    assert result.status == "failed"
+    assert threads(trace)[-1] == "evolve-run"  # the blocking call was made by the driver
+    ended = [e for e in events(result) if e["type"] == "node.failed"]
+    assert ended and ended[-1]["node_id"] == "n5" and ended[-1]["error_type"] == "timeout"
+    assert took < 4  # not the 6 s the call sleeps: the loop went on on another thread
+
+
+def test_calls_queued_behind_a_blocked_call_are_still_made(tmp_path):
+    """Item 0 waits for item 1 to open a gate; both were queued for the driver at once."""
+    trace, gate = tmp_path / "trace", str(tmp_path / "gate")
+    warm = tool("warm", "tools/t.py", args={"trace": str(trace)})
+    gated = tool(
+        "gated",
+        "tools/t.py",
+        args={"trace": str(trace), "after": "$.after", "open": "$.open"},
+        for_each={"source": "$.items"},
+    )
+    state = {
+        "items": {"type": "array", "default": [0, 1]},
+        "after": {"type": "string", "default": gate},
+        "open": {"type": "string", "default": gate},
+    }
+    # both items get both args; only the order they are made in matters: item 0 is made
+    # first and waits for the gate, which item 1 opens (item 0 opens it too, once through)
+    document = spec([warm, gated], [{"from": "warm", "to": "gated"}], state=state)
+    experience = build(
+        tmp_path / "x",
+        document,
+        {
+            "tools/t.py": TOOL.replace(
+                'if inputs.get("after"):', 'if inputs.get("after") and inputs["$index"] == 0:'
+            )
+        },
+    )
+    began = time.monotonic()
+    result = run(experience, tmp_path / "ws")
+    assert result.status == "success"
+    assert time.monotonic() - began < 5  # not the gate's 10 s cap: item 1 did open it
+    assert "evolve-run" in threads(trace)[1:]
+
+
+def test_a_sync_tool_made_by_the_driver_may_run_its_own_event_loop(tmp_path):
+    trace = tmp_path / "trace"
+    experience = chain(tmp_path / "x", trace, {"own_loop": True}, writes=["seen"])
+    result = run(experience, tmp_path / "ws")
+    assert result.status == "success", result.reason
+    assert result.state["seen"] == "async"
+    assert threads(trace)[-1] == "evolve-run"
+
+
+def test_ctrl_c_while_the_driver_is_blocked_in_a_call_interrupts_the_run_at_once(tmp_path):
+    trace = tmp_path / "trace"
+    experience = chain(tmp_path / "x", trace, {"sleep": 30})
+    workspace = tmp_path / "ws"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "evolve", "run", str(experience), "--workspace", str(workspace)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # until the last node's call is under way
+        if trace.exists() and len(threads(trace)) == 6:
+            break
+        time.sleep(0.01)
+    assert threads(trace)[-1] == "evolve-run"
+    time.sleep(0.1)
+    began = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=20)
+    assert time.monotonic() - began < 5
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    log = next((workspace / "runs").glob("*.jsonl"))
+    finished = [e for e in read_events(log) if e["type"] == "run.finished"]
+    assert len(finished) == 1 and finished[0]["status"] == "interrupted"
