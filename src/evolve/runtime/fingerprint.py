@@ -80,14 +80,19 @@ def _relative(path: Path, root: Path) -> str:
 
 def node_definition(node: Node, root: Path) -> dict[str, Any]:
     """The fields of a node that decide what it computes, as plain JSON."""
-    plain = {
-        name: _plain(getattr(node, name), root)
-        for name in _field_names(type(node)) or ()
-        if name not in HOW_NOT_WHAT
-    }
+    plain = {}
+    for name in _what_fields(type(node)):
+        value = getattr(node, name)
+        plain[name] = value if type(value) in _AS_IS else _plain(value, root)
     if node.for_each is not None:
         plain["for_each"] = {"source": node.for_each.source.source}
     return plain
+
+
+@lru_cache(maxsize=16)
+def _what_fields(kind: type) -> tuple[str, ...]:
+    """The fields of a node type that say what it computes (see `HOW_NOT_WHAT`)."""
+    return tuple(name for name in _field_names(kind) or () if name not in HOW_NOT_WHAT)
 
 
 def _stamp(path: Path) -> tuple[int, int]:
@@ -233,6 +238,18 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+_FILES_TEXT: list[tuple[dict[str, str], str]] = []  # the last files encoded, and their text
+
+
+def _files_text(files: dict[str, str]) -> str:
+    last = _FILES_TEXT[-1] if _FILES_TEXT else None
+    if last is not None and last[0] is files:
+        return last[1]
+    text = jsonvalue.canonical(files)
+    _FILES_TEXT[:] = [(files, text)]
+    return text
+
+
 @dataclass(frozen=True)
 class NodePrint:
     """The per-node part of a fingerprint (definition, files, model), computed once per run."""
@@ -255,7 +272,13 @@ class NodePrint:
         """The node's print; `files` are its `file_digests` when the caller has them already."""
         files = file_digests(node, root) if files is None else files
         definition = _digest({"experience": experience, "node": node_definition(node, root)})
-        digest = _digest({"v": VERSION, "definition": definition, "files": files, "model": model})
+        # the canonical text of {"v", "definition", "files", "model"}, keys in sorted order, with
+        # the files' part encoded once for the nodes that share their files (a chain of one tool)
+        text = (
+            f'{{"definition":"{definition}","files":{_files_text(files)},'
+            f'"model":{jsonvalue.canonical(model)},"v":{VERSION}}}'
+        )
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
         return cls(node.id, digest, definition, files, model)
 
     def changes(self, before: NodePrint) -> list[str]:

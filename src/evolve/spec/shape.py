@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -39,7 +40,7 @@ class _Closed:
     schema: dict[str, Any]
     whole: Any  # the object's validator, for anything not plainly closed
     required: frozenset[str]
-    properties: dict[str, Any]  # key -> validator of its value
+    properties: dict[str, Callable[[Any], bool]]  # key -> whether a value is valid there
 
     @classmethod
     def of(cls, whole: Any, schema: dict[str, Any]) -> _Closed:
@@ -53,7 +54,10 @@ class _Closed:
             schema,
             whole.evolve(schema=schema),
             frozenset(schema.get("required", [])) if closed else frozenset(),
-            {key: whole.evolve(schema=value) for key, value in properties.items()},
+            {
+                key: _string_check(value) or whole.evolve(schema=value).is_valid
+                for key, value in properties.items()
+            },
         )
 
     def accepts(self, value: Any, memo: dict[Any, bool]) -> bool:
@@ -69,12 +73,24 @@ class _Closed:
                 seen = (id(self), key, type(item), item)
                 ok = memo.get(seen)
                 if ok is None:
-                    ok = memo[seen] = self.properties[key].is_valid(item)
+                    ok = memo[seen] = self.properties[key](item)
             else:
-                ok = self.properties[key].is_valid(item)
+                ok = self.properties[key](item)
             if not ok:
                 return False
         return True
+
+
+def _string_check(schema: dict[str, Any]) -> Callable[[Any], bool] | None:
+    """For `{type: string}`, maybe with a `pattern` (node ids; an edge's ends), the check
+    jsonschema makes, without its walk: a string, in which the pattern is found (`re.search`,
+    as its `pattern` keyword does). None for any other schema."""
+    if schema.get("type") != "string" or set(schema) - {"type", "pattern", "description"}:
+        return None
+    found = re.compile(schema["pattern"]).search if "pattern" in schema else None
+    if found is None:
+        return lambda value: isinstance(value, str)
+    return lambda value: isinstance(value, str) and found(value) is not None
 
 
 @dataclass(frozen=True)
