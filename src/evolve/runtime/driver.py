@@ -30,7 +30,6 @@ from typing import Any, ClassVar, TypeVar
 T = TypeVar("T")
 
 TAKEOVER_S = 0.02  # a call the driver makes that runs longer than this moves off the loop
-_TICK_S = 0.005  # how often the watchdog looks in while calls are being made
 _PARK_S = 1.0  # with no call for this long, the watchdog sleeps until the next one
 _TURN_S = 0.005  # calls made between two turns of the loop, at most this long in all
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -159,17 +158,25 @@ class Driver:
             self._new_driver()
 
     def _watch(self) -> None:
-        while not self._finished.is_set():
-            self._finished.wait(_TICK_S)
+        """Look in when the call being made would be due to move (`TAKEOVER_S` after it
+        began), not on a fast tick: each look takes the GIL from the driver."""
+        due = time.monotonic() + TAKEOVER_S
+        while not self._finished.wait(max(due - time.monotonic(), 0.001)):
             with self._lock:
                 now = time.monotonic()
-                if self._running is not None and now - self._since > TAKEOVER_S:
-                    self._take_over()
-                elif self._running is None and now - self._since > _PARK_S:
+                if self._running is not None:
+                    due = self._since + TAKEOVER_S
+                    if now >= due:
+                        self._take_over()
+                        due = now + TAKEOVER_S
+                    continue
+                due = now + TAKEOVER_S
+                if now - self._since > _PARK_S:  # no call for a while: sleep till the next
                     self._parked = True
                     self._wake.clear()
             if self._parked:
                 self._wake.wait()
+                due = time.monotonic() + TAKEOVER_S
 
     def _close(self) -> None:
         """What `asyncio.run` does once its work is done: cancel what is left, finish async

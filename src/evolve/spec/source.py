@@ -243,9 +243,13 @@ class _Builder:
         own, merged = self._merged(node, path)
         own_keys = {id(key_node) for key_node, _ in own} if merged else set()
         result: dict[str, Any] = {}
-        keys = self.loc.keys
+        keys, values, scalars = self.loc.keys, self.loc.values, self.loc.scalars
+        plain = depth + 1 <= _MAX_DEPTH  # a string value may be taken as `build` would
         for key_node, value_node in own + merged if merged else own:
-            key = self._key(key_node)
+            if key_node.tag == _STR_TAG and type(key_node) is yaml.ScalarNode:  # most keys
+                key = key_node.value
+            else:
+                key = self._key(key_node)
             if key is None:
                 line, col = _mark(key_node)
                 self.problems.append(
@@ -270,8 +274,18 @@ class _Builder:
                     )
                 )
                 continue
-            keys[child] = _mark(key_node)
-            result[key] = self.build(value_node, child, depth + 1)
+            mark = key_node.start_mark
+            keys[child] = (mark.line + 1, mark.column + 1)
+            if plain and value_node.tag == _STR_TAG and type(value_node) is yaml.ScalarNode:
+                # most values: what `build` does with a string, without the call
+                mark = value_node.start_mark
+                if child not in values:
+                    values[child] = (mark.line + 1, mark.column + 1)
+                text = value_node.value
+                scalars[child] = (mark.index, value_node.end_mark.index, value_node.style, text)
+                result[key] = text
+            else:
+                result[key] = self.build(value_node, child, depth + 1)
         return result
 
     def _key(self, node: yaml.Node) -> str | None:
