@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from evolve.store.log import read_events
 from helpers import build, events, run, spec, tool
 
@@ -26,9 +28,13 @@ def run(inputs):
         f.write(threading.current_thread().name + "\\n")
     if inputs.get("sleep"):
         time.sleep(inputs["sleep"])
+        with open(inputs["trace"], "a") as f:
+            f.write("slept\\n")
     if inputs.get("after"):  # wait for another call to open the gate (at most 10 s)
         for _ in range(2000):
             if os.path.exists(inputs["after"]):
+                with open(inputs["trace"], "a") as f:
+                    f.write("gate-seen\\n")
                 break
             time.sleep(0.005)
     if inputs.get("open"):
@@ -67,14 +73,12 @@ def test_quick_calls_after_the_first_are_made_by_the_driver_thread(tmp_path):
 def test_a_quick_tool_that_then_blocks_times_out_on_time_and_the_run_ends(tmp_path):
     trace = tmp_path / "trace"
     experience = chain(tmp_path / "x", trace, {"sleep": 6}, timeout_ms=300)
-    began = time.monotonic()
     result = run(experience, tmp_path / "ws")
-    took = time.monotonic() - began
     assert result.status == "failed"
-    assert threads(trace)[-1] == "evolve-run"  # the blocking call was made by the driver
+    assert threads(trace)[-1] == "evolve-run"  # the blocking call, made by the driver
     ended = [e for e in events(result) if e["type"] == "node.failed"]
     assert ended and ended[-1]["node_id"] == "n5" and ended[-1]["error_type"] == "timeout"
-    assert took < 4  # not the 6 s the call sleeps: the loop went on on another thread
+    assert "slept" not in threads(trace)  # the run ended while the call still slept
 
 
 def test_calls_queued_behind_a_blocked_call_are_still_made(tmp_path):
@@ -104,10 +108,9 @@ def test_calls_queued_behind_a_blocked_call_are_still_made(tmp_path):
             )
         },
     )
-    began = time.monotonic()
     result = run(experience, tmp_path / "ws")
     assert result.status == "success"
-    assert time.monotonic() - began < 5  # not the gate's 10 s cap: item 1 did open it
+    assert "gate-seen" in threads(trace)  # item 0 did not just give up waiting: item 1 ran
     assert "evolve-run" in threads(trace)[1:]
 
 
@@ -120,6 +123,7 @@ def test_a_sync_tool_made_by_the_driver_may_run_its_own_event_loop(tmp_path):
     assert threads(trace)[-1] == "evolve-run"
 
 
+@pytest.mark.slow
 def test_ctrl_c_while_the_driver_is_blocked_in_a_call_interrupts_the_run_at_once(tmp_path):
     trace = tmp_path / "trace"
     experience = chain(tmp_path / "x", trace, {"sleep": 30})
@@ -137,10 +141,9 @@ def test_ctrl_c_while_the_driver_is_blocked_in_a_call_interrupts_the_run_at_once
         time.sleep(0.01)
     assert threads(trace)[-1] == "evolve-run"
     time.sleep(0.1)
-    began = time.monotonic()
     proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=20)
-    assert time.monotonic() - began < 5
+    _, stderr = proc.communicate(timeout=20)  # well before the 30 s the call sleeps
+    assert "slept" not in threads(trace)  # the run ended while the call still slept
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
     log = next((workspace / "runs").glob("*.jsonl"))
