@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -149,3 +150,44 @@ def test_ctrl_c_while_the_driver_is_blocked_in_a_call_interrupts_the_run_at_once
     log = next((workspace / "runs").glob("*.jsonl"))
     finished = [e for e in read_events(log) if e["type"] == "run.finished"]
     assert len(finished) == 1 and finished[0]["status"] == "interrupted"
+
+
+def fan_out(root: Path, trace: Path, items: int, first: float, rest: float) -> Path:
+    """A warm-up call, then `items` calls queued together: item 0 sleeps `first`, the others
+    `rest` (seconds)."""
+    body = TOOL.replace(
+        '    if inputs.get("sleep"):',
+        '    if inputs.get("$index") is not None:\n'
+        f'        inputs["sleep"] = {first} if inputs["$index"] == 0 else {rest}\n'
+        '    if inputs.get("sleep"):',
+    )
+    warm = tool("warm", "tools/t.py", args={"trace": str(trace)})
+    fan = tool("fan", "tools/t.py", args={"trace": str(trace)}, for_each={"source": "$.items"})
+    state = {"items": {"type": "array", "default": list(range(items))}}
+    document = spec([warm, fan], [{"from": "warm", "to": "fan"}], state=state)
+    document["runtime"] = {"concurrency": items}
+    return build(root, document, {"tools/t.py": body})
+
+
+def test_a_driver_taken_over_while_its_successor_makes_a_call_leaves_the_loop_driven(tmp_path):
+    """Item 0 outlasts the takeover; it returns while the new driver makes item 1's call."""
+    experience = fan_out(tmp_path / "x", tmp_path / "trace", 8, first=0.03, rest=0.015)
+    box: dict[str, object] = {}
+    thread = threading.Thread(target=lambda: box.update(r=run(experience, tmp_path / "ws")))
+    thread.daemon = True
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive(), "the run hung: nothing drove its loop"
+    assert box["r"].status == "success"  # type: ignore[attr-defined]
+
+
+def test_calls_queued_together_go_to_workers_once_one_of_them_took_long(tmp_path):
+    trace = tmp_path / "trace"
+    experience = fan_out(tmp_path / "x", trace, 8, first=0.002, rest=0.002)
+    result = run(experience, tmp_path / "ws")
+    assert result.status == "success"
+    names = [n for n in threads(trace) if n.startswith("evolve-")]
+    # the warm-up's worker, then the driver for item 0 (2 ms: not quick any more), then the
+    # items queued with it go to workers rather than one after another on the driver
+    assert names[1] == "evolve-run"
+    assert names[2:] == ["evolve-tool"] * 7

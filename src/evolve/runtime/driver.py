@@ -38,12 +38,18 @@ Outcome = tuple[Any, BaseException | None]  # a call's (result, error)
 
 
 class _Call:
-    __slots__ = ("future", "on_takeover", "work")
+    __slots__ = ("elsewhere", "future", "on_takeover", "quick", "work")
 
     def __init__(
-        self, work: Callable[[], Outcome], future: asyncio.Future[Any], on_takeover: Callable
+        self,
+        work: Callable[[], Outcome],
+        future: asyncio.Future[Any],
+        on_takeover: Callable[[], Any],
+        quick: Callable[[], bool],
+        elsewhere: Callable[[], asyncio.Future[Any]],
     ) -> None:
         self.work, self.future, self.on_takeover = work, future, on_takeover
+        self.quick, self.elsewhere = quick, elsewhere
 
 
 class Driver:
@@ -73,15 +79,21 @@ class Driver:
     # -- on the loop -----------------------------------------------------------------------------
 
     def call(
-        self, work: Callable[[], Outcome], on_takeover: Callable[[], Any]
+        self,
+        work: Callable[[], Outcome],
+        on_takeover: Callable[[], Any],
+        quick: Callable[[], bool],
+        elsewhere: Callable[[], asyncio.Future[Any]],
     ) -> asyncio.Future[Any] | None:
         """Have the driver make `work()` after this turn of the loop; its result, as a future.
-        `on_takeover` runs (on another thread) if the call moves off the loop. None: the loop is
-        closing, and the caller must make the call some other way."""
+        `on_takeover` runs (on another thread) if the call moves off the loop. When its turn
+        comes, a call that is no longer `quick()` (one like it just took long) is made by
+        `elsewhere()` instead, a worker: calls queued together are not made one after another.
+        None: the loop is closing, and the caller must make the call some other way."""
         if self._closing:
             return None
         future = self.loop.create_future()
-        self._calls.append(_Call(work, future, on_takeover))
+        self._calls.append(_Call(work, future, on_takeover, quick, elsewhere))
         self.loop.stop()  # the turn ends once its callbacks have run
         return future
 
@@ -110,8 +122,9 @@ class Driver:
             self.crash = exc
             with contextlib.suppress(BaseException):
                 self.loop.close()
-        self._finished.set()
-        self._wake.set()
+        with self._lock:  # so the watchdog cannot park after this
+            self._finished.set()
+            self._wake.set()
 
     def _turns(self) -> bool:
         """Turns of the loop, and the calls handed over between them, until the work is done;
@@ -135,6 +148,9 @@ class Driver:
         the loop's thread-safe door, like a worker thread's)."""
         if call.future.cancelled():  # its attempt ended while the call waited
             return True
+        if not call.quick():
+            _relay(call.elsewhere(), call.future)
+            return True
         with self._lock:
             self._running, self._since = call, time.monotonic()
             if self._parked:
@@ -142,7 +158,9 @@ class Driver:
                 self._wake.set()
         outcome = call.work()
         with self._lock:
-            mine, self._running = self._running is call, None
+            mine = self._running is call
+            if mine:  # else it is another driver's call now, or none
+                self._running = None
         if mine:
             _settle(call.future, outcome)
             return True
@@ -150,31 +168,37 @@ class Driver:
             self.loop.call_soon_threadsafe(_settle, call.future, outcome)
         return False
 
-    def _take_over(self) -> None:
-        """Move the call being made off the loop: a new thread drives. Holds the lock."""
+    def _take_over(self) -> bool:
+        """Move the call being made off the loop (holding the lock); True if there was one, and
+        then the caller starts a new driver once it has let go of the lock."""
         call, self._running = self._running, None
-        if call is not None:
-            call.on_takeover()
-            self._new_driver()
+        if call is None:
+            return False
+        call.on_takeover()
+        return True
 
     def _watch(self) -> None:
         """Look in when the call being made would be due to move (`TAKEOVER_S` after it
         began), not on a fast tick: each look takes the GIL from the driver."""
         due = time.monotonic() + TAKEOVER_S
         while not self._finished.wait(max(due - time.monotonic(), 0.001)):
+            moved = False
             with self._lock:
                 now = time.monotonic()
                 if self._running is not None:
                     due = self._since + TAKEOVER_S
                     if now >= due:
-                        self._take_over()
+                        moved = self._take_over()
                         due = now + TAKEOVER_S
-                    continue
-                due = now + TAKEOVER_S
-                if now - self._since > _PARK_S:  # no call for a while: sleep till the next
-                    self._parked = True
+                elif now - self._since > _PARK_S and not self._finished.is_set():
+                    self._parked = True  # no call for a while: sleep till the next one
                     self._wake.clear()
-            if self._parked:
+                    due = now + TAKEOVER_S
+                else:
+                    due = now + TAKEOVER_S
+            if moved:
+                self._new_driver()
+            elif self._parked:
                 self._wake.wait()
                 due = time.monotonic() + TAKEOVER_S
 
@@ -196,16 +220,45 @@ class Driver:
 
     # -- the waiting thread ----------------------------------------------------------------------
 
-    def signalled(self, *_: Any) -> None:
-        """SIGINT/SIGTERM: run the callbacks on the loop; a call being made moves off it."""
+    def signalled(self, signum: int, frame: Any) -> None:
+        """SIGINT/SIGTERM: run the callbacks on the loop, and move a call being made off it.
+        With no callback (before the run listens, or once it has ended), what the signal does
+        by default: SIGINT raises KeyboardInterrupt, SIGTERM ends the process."""
+        if not self._on_signal:
+            default = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+            signal.signal(signum, default)
+            signal.raise_signal(signum)
+            return
         for callback in list(self._on_signal):
             with contextlib.suppress(RuntimeError):
                 self.loop.call_soon_threadsafe(callback)
-        with self._lock:
-            self._take_over()
+        if self._lock.acquire(blocking=False):  # else the watchdog moves it, in 20 ms at most
+            try:
+                moved = self._take_over()
+            finally:
+                self._lock.release()
+            if moved:
+                self._new_driver()
 
     def wait(self) -> None:
         self._finished.wait()  # interrupted by a signal, its handler runs, and it waits on
+
+
+def _relay(source: asyncio.Future[Any], target: asyncio.Future[Any]) -> None:
+    """`target` gets `source`'s outcome; cancelling `target` cancels `source`."""
+
+    def done(_: asyncio.Future[Any]) -> None:
+        if target.cancelled():
+            return
+        if source.cancelled():
+            target.cancel()
+        elif source.exception() is not None:
+            target.set_exception(source.exception())  # type: ignore[arg-type]
+        else:
+            target.set_result(source.result())
+
+    source.add_done_callback(done)
+    target.add_done_callback(lambda _: source.cancel() if target.cancelled() else None)
 
 
 def _settle(future: asyncio.Future[Any], outcome: Outcome) -> None:

@@ -80,6 +80,8 @@ class _DaemonThreads:
                 future = driver.call(
                     functools.partial(self._quick, func, arg, on_cpu),
                     functools.partial(self._long.__setitem__, id(func), True),
+                    lambda: self._long.get(id(func), True) is False,
+                    functools.partial(self.submit, loop, func, arg, on_cpu),
                 )
                 if future is not None:
                     return future
