@@ -170,12 +170,12 @@ def build_server(workspace: Path | None = None) -> Any:
         """Run an experience and record everything (event log and state store). Each finished
         node is reported as a progress notification."""
         import anyio
-        import anyio.from_thread
         import anyio.to_thread
 
         from evolve.events import EventType
         from evolve.runtime.run import RunOptions, start_run
 
+        report = _reporter(ctx)
         done = 0
 
         def progress(event: dict[str, Any]) -> None:
@@ -184,7 +184,7 @@ def build_server(workspace: Path | None = None) -> Any:
                 return
             done += 1
             message = f"{event.get('node_id')} finished ({event.get('duration_ms', 0)} ms)"
-            anyio.from_thread.run(ctx.report_progress, done, None, message)
+            report(done, None, message)
 
         options = RunOptions(
             args=args or {},
@@ -258,15 +258,16 @@ def build_server(workspace: Path | None = None) -> Any:
         """Run every case of an experience and score it with its evals (one suite run). Each
         finished case is reported as a progress notification."""
         import anyio
-        import anyio.from_thread
         import anyio.to_thread
 
         from evolve.evals.suite import SuiteOptions, failed_gates, run_suite
         from evolve.runtime.run import RunOptions
 
+        report = _reporter(ctx)
+
         def progress(result: Any, done: int, total: int) -> None:
             message = f"{result.case_id}: {result.status}, score {result.score}"
-            anyio.from_thread.run(ctx.report_progress, done, total, message)
+            report(done, total, message)
 
         options = SuiteOptions(
             run=RunOptions(model=model, offline=offline),
@@ -368,3 +369,16 @@ def serve(workspace: Path | None = None) -> None:
 
     server = build_server(workspace)
     anyio.run(server.run_stdio_async)
+
+
+def _reporter(ctx: Any) -> Any:
+    """`report(done, total, message)`: a progress notification sent from any thread (a run's
+    listeners run on its driver thread, which is not one of anyio's), waiting until it is sent."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+
+    def report(done: float, total: float | None, message: str) -> None:
+        asyncio.run_coroutine_threadsafe(ctx.report_progress(done, total, message), loop).result()
+
+    return report
