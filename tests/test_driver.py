@@ -191,3 +191,31 @@ def test_calls_queued_together_go_to_workers_once_one_of_them_took_long(tmp_path
     # items queued with it go to workers rather than one after another on the driver
     assert names[1] == "evolve-run"
     assert names[2:] == ["evolve-tool"] * 7
+
+
+LATE = """
+import asyncio
+
+
+def run(inputs):
+    if not inputs.get("late"):
+        return {}
+
+    async def late():  # a quick sync function that now returns a coroutine
+        await asyncio.sleep(0.5)
+        open(inputs["late"], "w").close()  # a side effect after the attempt's deadline
+        return {}
+
+    return late()
+"""
+
+
+def test_a_coroutine_a_quick_function_returns_is_cancelled_at_the_deadline(tmp_path):
+    marker = tmp_path / "late"
+    nodes = [tool(f"n{i}", "tools/t.py") for i in range(5)]
+    nodes[-1].update(args={"late": str(marker)}, timeout_ms=200)
+    edges = [{"from": f"n{i}", "to": f"n{i + 1}"} for i in range(4)]
+    result = run(build(tmp_path / "x", spec(nodes, edges), {"tools/t.py": LATE}), tmp_path / "ws")
+    assert result.status == "failed"
+    time.sleep(1)  # long enough for the coroutine to have written, had it run on
+    assert not marker.exists()

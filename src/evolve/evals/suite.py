@@ -28,7 +28,7 @@ from evolve.evals.cases import Case, load_cases, select
 from evolve.evals.summary import spread_of
 from evolve.events import EvalCase, RunFinished, RunStarted
 from evolve.llm.model import Model
-from evolve.runtime.driver import drive
+from evolve.runtime.driver import drive_until_interrupted
 from evolve.runtime.ray_executor import RayExecutor, executor_for
 from evolve.runtime.run import (
     Run,
@@ -36,7 +36,6 @@ from evolve.runtime.run import (
     RunResult,
     check_models,
     check_offline,
-    until_interrupted,
 )
 from evolve.spec import Experience, load_experience
 from evolve.store.log import EventLog, read_events
@@ -179,7 +178,7 @@ def run_suite(
     try:
         store.reconcile()
         suite = _Suite(experience, workspace, store, options, model, cases, executor)
-        return drive(until_interrupted(suite.execute(), lambda: suite.result("interrupted")))
+        return drive_until_interrupted(suite.execute(), lambda: suite.result("interrupted"))
     finally:
         store.close()
 

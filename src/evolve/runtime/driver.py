@@ -8,12 +8,12 @@ quarter of a 1,000-node chain's run).
 `drive(coro)` runs the loop on a daemon thread, the *driver*, while the calling thread waits for
 it (and, on the main thread, passes SIGINT/SIGTERM on to it). Between two turns of the loop, with
 nothing of the loop on its stack, the driver makes the calls it was handed (`Driver.call`): sync
-tool calls known to be quick. A watchdog looks in every few milliseconds. When a call is still
-running after `TAKEOVER_S`, or a signal comes while one runs, a new thread becomes the driver: the
-loop goes on there, the attempt's deadline fires on time, and the slow call finishes on the old
-thread as if it had been handed to a worker from the start; its result is delivered (or dropped,
-when its attempt is over). A call stuck for good leaves a daemon thread behind, as a stuck worker
-does.
+tool calls known to be quick. A watchdog looks in when the call being made would be due to move:
+when it is still running after `TAKEOVER_S`, or a signal comes while one runs, a new thread
+becomes the driver. The loop goes on there, the attempt's deadline fires on time, and the slow
+call finishes on the old thread as if it had been handed to a worker from the start; its result
+is delivered (or dropped, when its attempt is over). A call stuck for good leaves a daemon thread
+behind, as a stuck worker does.
 """
 
 from __future__ import annotations
@@ -32,9 +32,10 @@ T = TypeVar("T")
 TAKEOVER_S = 0.02  # a call the driver makes that runs longer than this moves off the loop
 _PARK_S = 1.0  # with no call for this long, the watchdog sleeps until the next one
 _TURN_S = 0.005  # calls made between two turns of the loop, at most this long in all
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-Outcome = tuple[Any, BaseException | None]  # a call's (result, error)
+# a call's (result, error), or the future of a worker it handed itself to
+Outcome = tuple[Any, BaseException | None] | asyncio.Future[Any]
 
 
 class _Call:
@@ -117,11 +118,12 @@ class Driver:
         try:
             if not self._turns():
                 return  # another thread drives now
-            self._close()
-        except BaseException as exc:
+        except BaseException as exc:  # out of the loop itself: for the waiting thread to raise
             self.crash = exc
-            with contextlib.suppress(BaseException):
-                self.loop.close()
+        try:
+            self._close()  # also after a crash, as asyncio.run does
+        except BaseException as exc:
+            self.crash = self.crash or exc
         with self._lock:  # so the watchdog cannot park after this
             self._finished.set()
             self._wake.set()
@@ -262,6 +264,9 @@ def _relay(source: asyncio.Future[Any], target: asyncio.Future[Any]) -> None:
 
 
 def _settle(future: asyncio.Future[Any], outcome: Outcome) -> None:
+    if isinstance(outcome, asyncio.Future):
+        _relay(outcome, future)
+        return
     if future.cancelled():
         return
     result, error = outcome
@@ -283,15 +288,35 @@ def drive(coro: Coroutine[Any, Any, T]) -> T:
     driver = Driver(loop, task)
     previous = {}
     if threading.current_thread() is threading.main_thread():
-        for sig in SIGNALS:
+        for sig in _SIGNALS:
             previous[sig] = signal.signal(sig, driver.signalled)
     try:
         driver.start()
         driver.wait()
     finally:
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            if handler is not None:  # None: installed from C, which Python cannot put back
+                signal.signal(sig, handler)
         Driver._drivers.pop(loop, None)
     if driver.crash is not None:
         raise driver.crash
     return task.result()
+
+
+def drive_until_interrupted(work: Coroutine[Any, Any, T], interrupted: Callable[[], T]) -> T:
+    """`drive(work)`; on SIGINT/SIGTERM, `work` is cancelled (so what it runs records itself as
+    interrupted) and `interrupted()` is returned instead. A run and a suite of runs go so."""
+    return drive(_until_interrupted(work, interrupted))
+
+
+async def _until_interrupted(work: Coroutine[Any, Any, T], interrupted: Callable[[], T]) -> T:
+    driver = Driver.of(asyncio.get_running_loop())
+    assert driver is not None  # `drive` runs this
+    task = asyncio.ensure_future(work)
+    undo = driver.on_signal(task.cancel)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        return interrupted()
+    finally:
+        undo()

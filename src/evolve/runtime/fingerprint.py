@@ -238,16 +238,16 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-_FILES_TEXT: list[tuple[dict[str, str], str]] = []  # the last files encoded, and their text
+_last_files: tuple[dict[str, str], str] = ({}, "{}")  # the last files encoded, and their text
 
 
 def _files_text(files: dict[str, str]) -> str:
-    last = _FILES_TEXT[-1] if _FILES_TEXT else None
-    if last is not None and last[0] is files:
-        return last[1]
-    text = jsonvalue.canonical(files)
-    _FILES_TEXT[:] = [(files, text)]
-    return text
+    """`canonical(files)`, encoded once for the nodes in a row that share one files dict."""
+    global _last_files
+    last = _last_files
+    if last[0] is not files:
+        last = _last_files = (files, jsonvalue.canonical(files))
+    return last[1]
 
 
 @dataclass(frozen=True)

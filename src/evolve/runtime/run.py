@@ -16,7 +16,7 @@ import contextlib
 import gc
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,7 +26,7 @@ from evolve.evals.scoring import RunScore, record_scores, score_run
 from evolve.events import RunFinished, RunStarted
 from evolve.llm.model import Model, ModelReply, ModelRequest
 from evolve.runtime.attempt import AttemptError, RunFailed
-from evolve.runtime.driver import SIGNALS, Driver, drive
+from evolve.runtime.driver import drive_until_interrupted
 from evolve.runtime.metering import MeteredModel
 from evolve.runtime.ray_executor import executor_for
 from evolve.runtime.recording import CallRecorder
@@ -519,7 +519,7 @@ def _start(
             prints = {n: reuse.print_of(node) for n, node in experience.nodes.items()}
             source = RunQueries(store).resolve(options.source)
             options.explain(plan(experience, RunQueries(store), source, prints, options.rerun))
-        return drive(until_interrupted(run.execute(), lambda: _interrupted(run)))
+        return drive_until_interrupted(run.execute(), lambda: _interrupted(run))
     finally:
         store.close()
 
@@ -571,38 +571,6 @@ def apply_kept_options(options: RunOptions, row: dict[str, Any]) -> None:
     if options.replay is None and not options.offline and options.record is None:
         options.replay = Path(kept["replay"]) if kept.get("replay") else None
         options.offline = bool(kept.get("offline"))
-
-
-async def until_interrupted(work: Awaitable[T], interrupted: Callable[[], T]) -> T:
-    """Await `work`; on SIGINT/SIGTERM cancel it (so what it runs records itself as
-    interrupted) and return `interrupted()` instead. Used by a run and by a suite of runs."""
-    loop = asyncio.get_running_loop()
-    task = asyncio.ensure_future(work)
-    undo = _on_signals(loop, task.cancel)
-    try:
-        return await task
-    except asyncio.CancelledError:
-        return interrupted()
-    finally:
-        undo()
-
-
-def _on_signals(loop: asyncio.AbstractEventLoop, callback: Callable[[], Any]) -> Callable[[], None]:
-    """Run `callback` on SIGINT/SIGTERM: told by the loop's driver (`driver.drive`), else by
-    the loop itself when it runs on the main thread; returns what undoes it."""
-    driver = Driver.of(loop)
-    if driver is not None:
-        return driver.on_signal(callback)
-    for sig in SIGNALS:
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, callback)
-
-    def undo() -> None:
-        for sig in SIGNALS:
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.remove_signal_handler(sig)
-
-    return undo
 
 
 def _interrupted(run: Run) -> RunResult:

@@ -78,7 +78,7 @@ class _DaemonThreads:
             driver = Driver.of(loop)
             if driver is not None:
                 future = driver.call(
-                    functools.partial(self._quick, func, arg, on_cpu),
+                    functools.partial(self._quick, loop, func, arg, on_cpu),
                     functools.partial(self._long.__setitem__, id(func), True),
                     lambda: self._long.get(id(func), True) is False,
                     functools.partial(self.submit, loop, func, arg, on_cpu),
@@ -103,15 +103,17 @@ class _DaemonThreads:
         return future
 
     def _quick(
-        self, func: Any, arg: Any, on_cpu: Callable[[int], None] | None
-    ) -> tuple[Any, BaseException | None]:
-        """A call made by the loop's driver: timed on the CPU clock alone, as a quick call is."""
+        self, loop: asyncio.AbstractEventLoop, func: Any, arg: Any, on_cpu: Any
+    ) -> tuple[Any, BaseException | None] | asyncio.Future[Any]:
+        """A call made by the loop's driver, timed on the CPU clock alone, as a quick call is.
+        What it returns is awaited by a worker, on its own loop and cancelled with the attempt,
+        if it is awaitable (this function used to return a plain value)."""
         began, cpu = time.perf_counter(), time.thread_time()
         try:
             result, error = func(arg), None
-            if inspect.isawaitable(result):  # it used to return a plain value
+            if inspect.isawaitable(result):
                 self._long[id(func)] = True
-                result = _run_alone(result)
+                return self.submit(loop, lambda _: result, None, on_cpu)
         except BaseException as exc:
             result, error = None, exc
         long = time.perf_counter() - began >= 0.0005
@@ -199,16 +201,6 @@ def _run_awaitable(
 
 async def _awaited(awaitable: Any) -> Any:
     return await awaitable
-
-
-def _run_alone(awaitable: Any) -> Any:
-    """Await what a sync-looking call returned, on a loop of its own (no deadline reaches it
-    there: if it runs long, the driver's watchdog moves the call off the run's loop)."""
-    loop = asyncio.new_event_loop()
-    try:
-        return loop.run_until_complete(_awaited(awaitable))
-    finally:
-        loop.close()
 
 
 class _Mailbox:
