@@ -64,8 +64,12 @@ class _DaemonThreads:
         # neither side ever blocks on the other to count them
         self._idle: collections.deque[None] = collections.deque()
         # per function (by id: a callable need not be hashable): whether its last call took
-        # 0.5 ms or more (unknown: assume so); only a hint for which clock to read
+        # 0.5 ms or more, or was async (unknown: assume so); it decides which CPU clock a call
+        # reads and whether the loop's driver makes the next call (see `call`)
         self._long: dict[int, bool] = {}
+
+    def _quick_now(self, func: Any) -> bool:
+        return self._long.get(id(func), True) is False
 
     def call(
         self, func: Any, arg: Any, on_cpu: Callable[[int], None] | None = None
@@ -74,13 +78,13 @@ class _DaemonThreads:
         call was quick (under 0.5 ms) is called by the loop's driver between two turns of the
         loop, when `driver.drive` runs it (see there); any other, by a worker thread."""
         loop = asyncio.get_running_loop()
-        if self._long.get(id(func), True) is False:
+        if self._quick_now(func):
             driver = Driver.of(loop)
             if driver is not None:
                 future = driver.call(
                     functools.partial(self._quick, loop, func, arg, on_cpu),
                     functools.partial(self._long.__setitem__, id(func), True),
-                    lambda: self._long.get(id(func), True) is False,
+                    functools.partial(self._quick_now, func),
                     functools.partial(self.submit, loop, func, arg, on_cpu),
                 )
                 if future is not None:
