@@ -394,34 +394,118 @@ def _walk_events(loader: Any, file: str) -> Problem | None:
     return None
 
 
+class _Composed(Exception):
+    """The document needs the composed tree: an anchor, alias, tag, merge, complex or repeated
+    key, a top level that is not a mapping, nesting past the limit, or a syntax error."""
+
+
+class _EventBuilder(_Builder):
+    """Builds the usual document straight from the parser's events, skipping the composed tree
+    (half the cost of loading a large spec): the same values, locations and problems as
+    `_Builder`, which `parse_yaml` falls back to (`_Composed`) for anything else."""
+
+    def __init__(self, locations: Locations, loader: Any) -> None:
+        super().__init__(locations)
+        self._next = loader.get_event
+        self._resolve = loader.resolve
+
+    def document(self) -> Any:
+        for kind in (yaml.StreamStartEvent, yaml.DocumentStartEvent):
+            if type(self._next()) is not kind:
+                raise _Composed
+        top = self._next()
+        if type(top) is not yaml.MappingStartEvent:
+            raise _Composed
+        data = self._value(top, (), 0)
+        if type(self._next()) is not yaml.DocumentEndEvent:
+            raise _Composed
+        if type(self._next()) is not yaml.StreamEndEvent:
+            raise _Composed  # another document: the composer says so
+        return data
+
+    def _value(self, event: Any, path: JsonPath, depth: int) -> Any:
+        kind = type(event)
+        if kind is yaml.AliasEvent or event.tag is not None or event.anchor is not None:
+            raise _Composed
+        if depth > _MAX_DEPTH:
+            raise _Composed
+        mark = event.start_mark
+        if path not in self.loc.values:
+            self.loc.values[path] = (mark.line + 1, mark.column + 1)
+        if kind is yaml.ScalarEvent:
+            value = event.value
+            self.loc.scalars[path] = (mark.index, event.end_mark.index, event.style, value)
+            tag = self._resolve(yaml.ScalarNode, value, event.implicit)
+            if tag == _STR_TAG:
+                return value
+            node = yaml.ScalarNode(tag, value, mark, event.end_mark, event.style)
+            return self._scalar(node, path)
+        if kind is yaml.SequenceStartEvent:
+            items: list[Any] = []
+            while type(item := self._next()) is not yaml.SequenceEndEvent:
+                items.append(self._value(item, (*path, len(items)), depth + 1))
+            return items
+        return self._pairs(path, depth)  # a mapping
+
+    def _pairs(self, path: JsonPath, depth: int) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        keys = self.loc.keys
+        while type(event := self._next()) is not yaml.MappingEndEvent:
+            if type(event) is not yaml.ScalarEvent or event.tag is not None or event.anchor:
+                raise _Composed
+            tag = self._resolve(yaml.ScalarNode, event.value, event.implicit)
+            if tag == _STR_TAG:
+                key = event.value
+            elif tag == _MERGE_TAG:
+                raise _Composed
+            else:
+                node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark)
+                key = self._key(node)
+            child = (*path, key)
+            if key is None or key in result:
+                raise _Composed  # a problem the composed build reports
+            mark = event.start_mark
+            keys[child] = (mark.line + 1, mark.column + 1)
+            result[key] = self._value(self._next(), child, depth + 1)
+        return result
+
+
 def parse_yaml(text: str, file: str) -> tuple[Any, Locations, list[Problem]]:
     """Parse one YAML document: (data, locations, problems); data is None on syntax errors."""
-    loc = Locations(file, text=text)
     try:
         problem = _unbuildable(text, file)
-        if problem:
-            return None, loc, [problem]
+    except yaml.YAMLError as exc:
+        return None, Locations(file, text=text), [_syntax_problem(exc, text, file)]
+    if problem:
+        return None, Locations(file, text=text), [problem]
+    return _from_events(text, file) or _from_tree(text, file)
+
+
+def _from_events(text: str, file: str) -> tuple[Any, Locations, list[Problem]] | None:
+    """`parse_yaml` of the usual document from its events, or None when it needs the tree."""
+    loc = Locations(file, text=text)
+    loader = _Loader(text)
+    try:
+        builder = _EventBuilder(loc, loader)
+        data = builder.document()
+    except (_Composed, yaml.YAMLError, RecursionError):
+        return None
+    finally:
+        loader.dispose()
+    return data, loc, builder.problems
+
+
+def _from_tree(text: str, file: str) -> tuple[Any, Locations, list[Problem]]:
+    """`parse_yaml` through the composed tree: any document, and its syntax errors located."""
+    loc = Locations(file, text=text)
+    try:
         loader = _Loader(text)
         try:
             node = loader.get_single_node()
         finally:
             loader.dispose()
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        lines = _BREAK.split(text)
-        if line > len(lines):  # the end of a file that has no final line break
-            line, col = len(lines), len(lines[-1]) + 1
-        start = exc.context_mark if exc.context and exc.problem_mark else None
-        where = ""
-        if start and exc.context.startswith("while") and start.line + 1 != line:
-            # an unclosed [ { or quote: say where it was opened
-            where = f" ({exc.context} started at line {start.line + 1}, column {start.column + 1})"
-        elif start and not exc.context.startswith("while"):  # "found duplicate anchor; ..."
-            where = f" ({exc.context} at line {start.line + 1}, column {start.column + 1})"
-        return None, loc, [Problem(file, line, col, f"YAML syntax error: {_reason(exc)}{where}")]
     except yaml.YAMLError as exc:
-        return None, loc, [Problem(file, 1, 1, f"YAML error: {_reason(exc)}")]
+        return None, loc, [_syntax_problem(exc, text, file)]
     empty = (
         isinstance(node, yaml.ScalarNode)
         and node.tag in _SCALAR_TAGS
@@ -436,3 +520,22 @@ def parse_yaml(text: str, file: str) -> tuple[Any, Locations, list[Problem]]:
     except RecursionError:
         return None, loc, [Problem(file, 1, 1, "YAML nesting is too deep")]
     return data, loc, builder.problems
+
+
+def _syntax_problem(exc: yaml.YAMLError, text: str, file: str) -> Problem:
+    """The problem a YAML error makes, located where the parser stopped."""
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return Problem(file, 1, 1, f"YAML error: {_reason(exc)}")
+    mark = exc.problem_mark or exc.context_mark
+    line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    lines = _BREAK.split(text)
+    if line > len(lines):  # the end of a file that has no final line break
+        line, col = len(lines), len(lines[-1]) + 1
+    start = exc.context_mark if exc.context and exc.problem_mark else None
+    where = ""
+    if start and exc.context.startswith("while") and start.line + 1 != line:
+        # an unclosed [ { or quote: say where it was opened
+        where = f" ({exc.context} started at line {start.line + 1}, column {start.column + 1})"
+    elif start and not exc.context.startswith("while"):  # "found duplicate anchor; ..."
+        where = f" ({exc.context} at line {start.line + 1}, column {start.column + 1})"
+    return Problem(file, line, col, f"YAML syntax error: {_reason(exc)}{where}")
