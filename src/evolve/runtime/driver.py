@@ -25,7 +25,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 T = TypeVar("T")
 
@@ -38,19 +38,37 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 Outcome = tuple[Any, BaseException | None] | asyncio.Future[Any]
 
 
+class Caller(Protocol):
+    """What makes the calls a driver is handed (`tools._DaemonThreads`)."""
+
+    def quick_now(self, func: Any) -> bool:
+        """Whether a call of `func` is still quick (else a worker makes it: `submit`)."""
+
+    def make(self, loop: asyncio.AbstractEventLoop, func: Any, arg: Any, on_cpu: Any) -> Outcome:
+        """Make the call, here and now."""
+
+    def moved(self, func: Any) -> None:
+        """A call of `func` ran too long and was moved off the loop."""
+
+    def submit(
+        self, loop: asyncio.AbstractEventLoop, func: Any, arg: Any, on_cpu: Any
+    ) -> asyncio.Future[Any]:
+        """Have a worker make the call."""
+
+
 class _Call:
-    __slots__ = ("elsewhere", "future", "on_takeover", "quick", "work")
+    __slots__ = ("arg", "caller", "func", "future", "on_cpu")
 
     def __init__(
-        self,
-        work: Callable[[], Outcome],
-        future: asyncio.Future[Any],
-        on_takeover: Callable[[], Any],
-        quick: Callable[[], bool],
-        elsewhere: Callable[[], asyncio.Future[Any]],
+        self, caller: Caller, func: Any, arg: Any, on_cpu: Any, future: asyncio.Future[Any]
     ) -> None:
-        self.work, self.future, self.on_takeover = work, future, on_takeover
-        self.quick, self.elsewhere = quick, elsewhere
+        self.caller, self.func, self.arg, self.on_cpu, self.future = (
+            caller,
+            func,
+            arg,
+            on_cpu,
+            future,
+        )
 
 
 class Driver:
@@ -79,22 +97,15 @@ class Driver:
 
     # -- on the loop -----------------------------------------------------------------------------
 
-    def call(
-        self,
-        work: Callable[[], Outcome],
-        on_takeover: Callable[[], Any],
-        quick: Callable[[], bool],
-        elsewhere: Callable[[], asyncio.Future[Any]],
-    ) -> asyncio.Future[Any] | None:
-        """Have the driver make `work()` after this turn of the loop; its result, as a future.
-        `on_takeover` runs (on another thread) if the call moves off the loop. When its turn
-        comes, a call that is no longer `quick()` (one like it just took long) is made by
-        `elsewhere()` instead, a worker: calls queued together are not made one after another.
-        None: the loop is closing, and the caller must make the call some other way."""
+    def call(self, caller: Caller, func: Any, arg: Any, on_cpu: Any) -> asyncio.Future[Any] | None:
+        """Have the driver make `func(arg)` through `caller` after this turn of the loop; its
+        result, as a future. When its turn comes, a call that is no longer quick (one like it
+        just took long) goes to a worker instead: calls queued together are not made one after
+        another. None: the loop is closing, and the caller must make the call some other way."""
         if self._closing:
             return None
         future = self.loop.create_future()
-        self._calls.append(_Call(work, future, on_takeover, quick, elsewhere))
+        self._calls.append(_Call(caller, func, arg, on_cpu, future))
         self.loop.stop()  # the turn ends once its callbacks have run
         return future
 
@@ -150,15 +161,16 @@ class Driver:
         the loop's thread-safe door, like a worker thread's)."""
         if call.future.cancelled():  # its attempt ended while the call waited
             return True
-        if not call.quick():
-            _relay(call.elsewhere(), call.future)
+        caller = call.caller
+        if not caller.quick_now(call.func):
+            _relay(caller.submit(self.loop, call.func, call.arg, call.on_cpu), call.future)
             return True
         with self._lock:
             self._running, self._since = call, time.monotonic()
             if self._parked:
                 self._parked = False
                 self._wake.set()
-        outcome = call.work()
+        outcome = caller.make(self.loop, call.func, call.arg, call.on_cpu)
         with self._lock:
             mine = self._running is call
             if mine:  # else it is another driver's call now, or none
@@ -176,7 +188,7 @@ class Driver:
         call, self._running = self._running, None
         if call is None:
             return False
-        call.on_takeover()
+        call.caller.moved(call.func)
         return True
 
     def _watch(self) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import functools
 import importlib.util
 import inspect
 import json
@@ -68,8 +67,11 @@ class _DaemonThreads:
         # reads and whether the loop's driver makes the next call (see `call`)
         self._long: dict[int, bool] = {}
 
-    def _quick_now(self, func: Any) -> bool:
+    def quick_now(self, func: Any) -> bool:
         return self._long.get(id(func), True) is False
+
+    def moved(self, func: Any) -> None:
+        self._long[id(func)] = True
 
     def call(
         self, func: Any, arg: Any, on_cpu: Callable[[int], None] | None = None
@@ -78,15 +80,10 @@ class _DaemonThreads:
         call was quick (under 0.5 ms) is called by the loop's driver between two turns of the
         loop, when `driver.drive` runs it (see there); any other, by a worker thread."""
         loop = asyncio.get_running_loop()
-        if self._quick_now(func):
+        if self.quick_now(func):
             driver = Driver.of(loop)
             if driver is not None:
-                future = driver.call(
-                    functools.partial(self._quick, loop, func, arg, on_cpu),
-                    functools.partial(self._long.__setitem__, id(func), True),
-                    functools.partial(self._quick_now, func),
-                    functools.partial(self.submit, loop, func, arg, on_cpu),
-                )
+                future = driver.call(self, func, arg, on_cpu)
                 if future is not None:
                     return future
         return self.submit(loop, func, arg, on_cpu)
@@ -106,7 +103,7 @@ class _DaemonThreads:
         self._jobs.put((func, arg, future, _Mailbox.of(loop), on_cpu))
         return future
 
-    def _quick(
+    def make(
         self, loop: asyncio.AbstractEventLoop, func: Any, arg: Any, on_cpu: Any
     ) -> tuple[Any, BaseException | None] | asyncio.Future[Any]:
         """A call made by the loop's driver, timed on the CPU clock alone, as a quick call is.
