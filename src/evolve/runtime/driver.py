@@ -25,6 +25,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar
 
 T = TypeVar("T")
@@ -56,19 +57,13 @@ class Caller(Protocol):
         """Have a worker make the call."""
 
 
+@dataclass(slots=True)
 class _Call:
-    __slots__ = ("arg", "caller", "func", "future", "on_cpu")
-
-    def __init__(
-        self, caller: Caller, func: Any, arg: Any, on_cpu: Any, future: asyncio.Future[Any]
-    ) -> None:
-        self.caller, self.func, self.arg, self.on_cpu, self.future = (
-            caller,
-            func,
-            arg,
-            on_cpu,
-            future,
-        )
+    caller: Caller
+    func: Any
+    arg: Any
+    on_cpu: Any
+    future: asyncio.Future[Any]
 
 
 class Driver:
